@@ -1,0 +1,104 @@
+/**
+ * The filesystem interface shared by the FAT and ext4 volumes, shaped like
+ * node:fs/promises so it reads familiar. Paths are absolute POSIX paths
+ * inside the volume ("/etc/hostname"); ".." never climbs above "/".
+ * Errors are PiimgError with errno-style codes (ENOENT, EEXIST, ENOTDIR,
+ * EISDIR, ENOTEMPTY, ENOSPC, ENAMETOOLONG, ENOTSUP, EROFS, EINVAL) and the path
+ * in `data.path`.
+ */
+export type FileType = 'file' | 'directory' | 'symlink' | 'char' | 'block' | 'fifo' | 'socket' | 'unknown';
+
+export interface Stats {
+  type: FileType;
+  /** Full st_mode: file type bits and permission bits (0o100644 for a regular file). */
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  ino: number;
+  nlink: number;
+  atime: Date;
+  mtime: Date;
+  ctime: Date;
+  /** Creation time where the filesystem records one. */
+  birthtime?: Date;
+}
+
+export interface DirEntry {
+  name: string;
+  type: FileType;
+}
+
+/** File content: bytes, a UTF-8 string, or chunks for large files. */
+export type FileData = Uint8Array | string | Iterable<Uint8Array> | AsyncIterable<Uint8Array>;
+
+export interface OwnerOptions {
+  uid?: number;
+  gid?: number;
+}
+
+export interface WriteFileOptions extends OwnerOptions {
+  /** Permission bits (0o644 by default for new files; existing files keep theirs unless given). */
+  mode?: number;
+  /** Modification time; the volume's clock when absent. */
+  mtime?: Date;
+  atime?: Date;
+}
+
+export interface MkdirOptions extends OwnerOptions {
+  recursive?: boolean;
+  /** Permission bits, 0o755 by default. */
+  mode?: number;
+}
+
+export interface RmOptions {
+  recursive?: boolean;
+  /** No error when the path does not exist. */
+  force?: boolean;
+}
+
+export interface Volume {
+  /** 'fat' or 'ext4' (ext2/ext3 are served by the ext4 volume). */
+  readonly kind: 'fat' | 'ext4';
+  readonly readOnly: boolean;
+  readFile(path: string): Promise<Uint8Array>;
+  writeFile(path: string, data: FileData, options?: WriteFileOptions): Promise<void>;
+  mkdir(path: string, options?: MkdirOptions): Promise<void>;
+  symlink(target: string, path: string, options?: OwnerOptions): Promise<void>;
+  readlink(path: string): Promise<string>;
+  link(existingPath: string, newPath: string): Promise<void>;
+  chmod(path: string, mode: number): Promise<void>;
+  chown(path: string, uid: number, gid: number): Promise<void>;
+  utimes(path: string, atime: Date, mtime: Date): Promise<void>;
+  rm(path: string, options?: RmOptions): Promise<void>;
+  /** Moves `from` to `to`, replacing an existing file at `to` atomically. */
+  rename(from: string, to: string): Promise<void>;
+  readdir(path: string): Promise<DirEntry[]>;
+  stat(path: string): Promise<Stats>;
+  lstat(path: string): Promise<Stats>;
+  exists(path: string): Promise<boolean>;
+  /** Writes every pending change to the device. */
+  flush(): Promise<void>;
+  /** Flushes and releases the volume; further calls fail. */
+  close(): Promise<void>;
+}
+
+/** Options every volume accepts when mounted. */
+export interface MountOptions {
+  readOnly?: boolean;
+  /**
+   * Clock for timestamps of new and changed files. Defaults to
+   * SOURCE_DATE_EPOCH (seconds) when that variable is set, else the wall clock.
+   */
+  now?: () => Date;
+}
+
+/** The default clock: SOURCE_DATE_EPOCH when set, so equal inputs give equal images. */
+export function defaultClock(env: NodeJS.ProcessEnv = process.env): () => Date {
+  const epoch = env.SOURCE_DATE_EPOCH;
+  if (epoch !== undefined && /^\d+$/.test(epoch)) {
+    const fixed = new Date(Number(epoch) * 1000);
+    return () => new Date(fixed.getTime());
+  }
+  return () => new Date();
+}
