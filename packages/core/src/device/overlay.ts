@@ -1,0 +1,240 @@
+import { randomBytes } from 'node:crypto';
+import { closeSync, openSync, unlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PiimgError } from '../errors.js';
+import { readFully, writeFully } from './file.js';
+import { checkRange } from './range.js';
+import type { BlockDevice, BlockReader, ByteRange } from './types.js';
+
+export interface OverlayOptions {
+  /** Granularity of change tracking in bytes, a power of two (default 64 KiB). */
+  chunkSize?: number;
+  /** Changed chunks kept in memory before further ones spill to a temporary file (default 256 MiB). */
+  maxMemory?: number;
+  /** Directory of the spill file (default: the OS temporary directory). */
+  spillDir?: string;
+}
+
+export const DEFAULT_CHUNK_SIZE = 64 * 1024;
+export const DEFAULT_MAX_MEMORY = 256 * 1024 * 1024;
+
+/** Where the current bytes of a changed chunk live: in memory, or at an offset of the spill file. */
+type ChunkStore = Uint8Array | number;
+
+/**
+ * Copy-on-write overlay over a read-only base: every write lands in changed
+ * chunks of this overlay, reads merge them with the base, and the base is
+ * never written. Customizing a device costs O(changed chunks), not O(image).
+ */
+export class Overlay implements BlockDevice {
+  readonly base: BlockReader;
+  readonly size: number;
+  readonly chunkSize: number;
+  readonly maxMemory: number;
+  private readonly chunks = new Map<number, ChunkStore>();
+  private readonly spillDir: string;
+  private spillFd: number | undefined;
+  private spillPath: string | undefined;
+  private spillUnlinked = false;
+  private spillNext = 0;
+  private memoryBytes = 0;
+  private closed = false;
+
+  constructor(base: BlockReader, options: OverlayOptions = {}) {
+    const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
+    if (!Number.isInteger(chunkSize) || chunkSize < 512 || (chunkSize & (chunkSize - 1)) !== 0) {
+      throw new PiimgError('EINVAL', `overlay chunk size must be a power of two >= 512, got ${chunkSize}`, { chunkSize });
+    }
+    this.base = base;
+    this.size = base.size;
+    this.chunkSize = chunkSize;
+    this.maxMemory = options.maxMemory ?? DEFAULT_MAX_MEMORY;
+    this.spillDir = options.spillDir ?? tmpdir();
+  }
+
+  /** Bytes of changed chunks held in memory and in the spill file. */
+  get stats(): { changedChunks: number; memoryBytes: number; spilledBytes: number } {
+    return { changedChunks: this.chunks.size, memoryBytes: this.memoryBytes, spilledBytes: this.spillNext };
+  }
+
+  private chunkLength(index: number): number {
+    const start = index * this.chunkSize;
+    return Math.min(this.chunkSize, this.size - start);
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new PiimgError('E_CLOSED', 'the overlay is closed');
+  }
+
+  private loadChunk(store: ChunkStore, length: number): Uint8Array {
+    if (typeof store !== 'number') return store;
+    const out = new Uint8Array(length);
+    readFully(this.spillFd!, out, store, 'overlay spill file');
+    return out;
+  }
+
+  read(byteOffset: number, length: number): Uint8Array {
+    this.assertOpen();
+    checkRange(this.size, byteOffset, length, 'image');
+    if (this.chunks.size === 0 || length === 0) return this.base.read(byteOffset, length);
+    const out = new Uint8Array(length);
+    const end = byteOffset + length;
+    let position = byteOffset;
+    // Runs of unchanged chunks are read from the base in one call.
+    let baseRunStart = -1;
+    const flushBaseRun = (upTo: number): void => {
+      if (baseRunStart >= 0) {
+        out.set(this.base.read(baseRunStart, upTo - baseRunStart), baseRunStart - byteOffset);
+        baseRunStart = -1;
+      }
+    };
+    while (position < end) {
+      const index = Math.floor(position / this.chunkSize);
+      const chunkStart = index * this.chunkSize;
+      const chunkEnd = Math.min(chunkStart + this.chunkSize, end);
+      const store = this.chunks.get(index);
+      if (store === undefined) {
+        if (baseRunStart < 0) baseRunStart = position;
+      } else {
+        flushBaseRun(position);
+        const inChunk = position - chunkStart;
+        const count = chunkEnd - position;
+        if (typeof store === 'number') {
+          readFully(this.spillFd!, out.subarray(position - byteOffset, position - byteOffset + count), store + inChunk, 'overlay spill file');
+        } else {
+          out.set(store.subarray(inChunk, inChunk + count), position - byteOffset);
+        }
+      }
+      position = chunkEnd;
+    }
+    flushBaseRun(end);
+    return out;
+  }
+
+  write(byteOffset: number, data: Uint8Array): void {
+    this.assertOpen();
+    checkRange(this.size, byteOffset, data.length, 'image');
+    const end = byteOffset + data.length;
+    let position = byteOffset;
+    while (position < end) {
+      const index = Math.floor(position / this.chunkSize);
+      const chunkStart = index * this.chunkSize;
+      const chunkLength = this.chunkLength(index);
+      const inChunk = position - chunkStart;
+      const count = Math.min(chunkLength - inChunk, end - position);
+      const piece = data.subarray(position - byteOffset, position - byteOffset + count);
+      const store = this.chunks.get(index);
+      if (typeof store === 'number') {
+        writeFully(this.spillFd!, piece, store + inChunk);
+      } else if (store !== undefined) {
+        store.set(piece, inChunk);
+      } else {
+        // First write to this chunk: start from the base unless the write covers it whole.
+        const chunk = count === chunkLength ? new Uint8Array(chunkLength) : this.base.read(chunkStart, chunkLength);
+        chunk.set(piece, inChunk);
+        this.storeNewChunk(index, chunk);
+      }
+      position += count;
+    }
+  }
+
+  private storeNewChunk(index: number, chunk: Uint8Array): void {
+    if (this.memoryBytes + chunk.length <= this.maxMemory) {
+      this.chunks.set(index, chunk);
+      this.memoryBytes += chunk.length;
+      return;
+    }
+    const fd = this.openSpill();
+    const offset = this.spillNext;
+    writeFully(fd, chunk, offset);
+    this.spillNext += this.chunkSize;
+    this.chunks.set(index, offset);
+  }
+
+  private openSpill(): number {
+    if (this.spillFd === undefined) {
+      this.spillPath = join(this.spillDir, `piimg-overlay-${process.pid}-${randomBytes(6).toString('hex')}.tmp`);
+      try {
+        this.spillFd = openSync(this.spillPath, 'wx+', 0o600);
+      } catch (error) {
+        throw new PiimgError('E_IO', `cannot create the overlay spill file in ${this.spillDir}`, { path: this.spillPath }, { cause: error });
+      }
+      // On POSIX the open descriptor keeps the file alive: nothing is left behind even on a crash.
+      try {
+        unlinkSync(this.spillPath);
+        this.spillUnlinked = true;
+      } catch {
+        this.spillUnlinked = false;
+      }
+    }
+    return this.spillFd;
+  }
+
+  flush(): void {}
+
+  /** True when some chunk overlapping the range was written. */
+  isChanged(byteOffset: number, length: number): boolean {
+    if (length <= 0) return false;
+    const first = Math.floor(byteOffset / this.chunkSize);
+    const last = Math.floor((byteOffset + length - 1) / this.chunkSize);
+    if (last - first > this.chunks.size) {
+      for (const index of this.chunks.keys()) if (index >= first && index <= last) return true;
+      return false;
+    }
+    for (let index = first; index <= last; index++) if (this.chunks.has(index)) return true;
+    return false;
+  }
+
+  /** The changed byte ranges, sorted, adjacent chunks merged. */
+  changedRanges(): ByteRange[] {
+    const indexes = [...this.chunks.keys()].sort((a, b) => a - b);
+    const ranges: ByteRange[] = [];
+    for (const index of indexes) {
+      const byteOffset = index * this.chunkSize;
+      const length = this.chunkLength(index);
+      const last = ranges[ranges.length - 1];
+      if (last !== undefined && last.byteOffset + last.length === byteOffset) last.length += length;
+      else ranges.push({ byteOffset, length });
+    }
+    return ranges;
+  }
+
+  /** Yields each changed chunk in order with its current bytes. */
+  *changedChunks(): Generator<{ byteOffset: number; data: Uint8Array }> {
+    const indexes = [...this.chunks.keys()].sort((a, b) => a - b);
+    for (const index of indexes) {
+      const store = this.chunks.get(index)!;
+      yield { byteOffset: index * this.chunkSize, data: this.loadChunk(store, this.chunkLength(index)) };
+    }
+  }
+
+  /** Drops every change. */
+  discard(): void {
+    this.chunks.clear();
+    this.memoryBytes = 0;
+    this.spillNext = 0;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.chunks.clear();
+    this.memoryBytes = 0;
+    if (this.spillFd !== undefined) {
+      closeSync(this.spillFd);
+      this.spillFd = undefined;
+      if (!this.spillUnlinked && this.spillPath) {
+        try {
+          unlinkSync(this.spillPath);
+        } catch {
+          // Already gone.
+        }
+      }
+    }
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
