@@ -1,0 +1,2 @@
+export { probeExt } from './probe.js';
+export type { ExtProbe } from './probe.js';
