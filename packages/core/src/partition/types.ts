@@ -21,6 +21,18 @@ export interface Partition {
   partUuid: string;
   /** MBR boot flag (0x80). */
   bootable?: boolean;
+  /** Logical MBR partitions: LBA of the Extended Boot Record that describes this partition. */
+  ebrLba?: number;
+}
+
+/** The extended partition of an MBR disk, the container of the logical partitions. */
+export interface ExtendedPartition {
+  /** Primary slot number, 1-4. */
+  number: number;
+  firstLba: number;
+  sectorCount: number;
+  /** '0x05', '0x0f' or '0x85'. */
+  type: string;
 }
 
 export interface PartitionTable {
@@ -31,6 +43,13 @@ export interface PartitionTable {
   partitions: Partition[];
   /** Non-fatal findings, e.g. "primary GPT header damaged, using the backup". */
   warnings: string[];
+  /** Size of the image in logical sectors (whole sectors only). */
+  sectorCountTotal?: number;
+  /** MBR only: the extended partition, when there is one. */
+  extended?: ExtendedPartition;
+  /** GPT only: the area partitions may occupy, inclusive LBAs (from the header used). */
+  firstUsableLba?: number;
+  lastUsableLba?: number;
 }
 
 export interface ReadPartitionTableOptions {
