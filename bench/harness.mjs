@@ -1,0 +1,75 @@
+// Benchmark harness: every case runs in a fresh process, ours and the native tool
+// alternately in the same run, and we report medians, peak RSS and ratios.
+// Peak RSS comes from GNU time (`apt-get install time`); wall time from the harness.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const gnuTime = existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined;
+
+function median(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
+
+/** Runs argv once; returns seconds and peak RSS in KiB (undefined without GNU time). */
+export function measure(argv, { env } = {}) {
+  const args = gnuTime ? ['-f', '__PEAK_RSS_KB=%M', ...argv] : argv;
+  const started = process.hrtime.bigint();
+  const result = spawnSync(gnuTime ?? argv[0], gnuTime ? args : argv.slice(1), {
+    cwd: root,
+    env: { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin`, MTOOLS_SKIP_CHECK: '1', ...env },
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const stderr = result.stderr?.toString() ?? '';
+  if (result.status !== 0) {
+    throw new Error(`${argv.join(' ')} exited ${result.status}:\n${stderr}${result.stdout?.toString() ?? ''}`);
+  }
+  const match = /__PEAK_RSS_KB=(\d+)/.exec(stderr);
+  return { seconds, peakRssKiB: match ? Number(match[1]) : undefined, stdout: result.stdout.toString() };
+}
+
+const format = (seconds) => (seconds < 1 ? `${(seconds * 1000).toFixed(1)} ms` : `${seconds.toFixed(3)} s`);
+const formatRss = (kib) => (kib === undefined ? 'n/a' : `${(kib / 1024).toFixed(1)} MiB`);
+
+/**
+ * Compares our command with the native tool doing the same job.
+ * ratio = our median time / native median time (<= 1.0: we are as fast or faster).
+ */
+export function compare({ title, runs = 5, bytes, prepare, ours, native, env }) {
+  const samples = { ours: [], native: [] };
+  const rss = { ours: [], native: [] };
+  for (let run = 0; run < runs; run++) {
+    for (const side of run % 2 ? ['native', 'ours'] : ['ours', 'native']) {
+      prepare?.(side);
+      const result = measure(side === 'ours' ? ours : native, { env });
+      samples[side].push(result.seconds);
+      if (result.peakRssKiB !== undefined) rss[side].push(result.peakRssKiB);
+    }
+  }
+  const result = {
+    title,
+    runs,
+    ours: { medianSeconds: median(samples.ours), peakRssKiB: rss.ours.length ? Math.max(...rss.ours) : undefined },
+    native: { medianSeconds: median(samples.native), peakRssKiB: rss.native.length ? Math.max(...rss.native) : undefined },
+  };
+  result.ratio = result.ours.medianSeconds / result.native.medianSeconds;
+  if (bytes) {
+    result.ours.mibPerSecond = bytes / 2 ** 20 / result.ours.medianSeconds;
+    result.native.mibPerSecond = bytes / 2 ** 20 / result.native.medianSeconds;
+    result.throughputRatio = result.ours.mibPerSecond / result.native.mibPerSecond;
+  }
+  const throughput = (side) => (bytes ? `, ${result[side].mibPerSecond.toFixed(1)} MiB/s` : '');
+  console.log(`\n## ${title} (median of ${runs}, each in a fresh process)`);
+  console.log(`  piimg : ${format(result.ours.medianSeconds)}${throughput('ours')}, peak RSS ${formatRss(result.ours.peakRssKiB)}`);
+  console.log(`  native: ${format(result.native.medianSeconds)}${throughput('native')}, peak RSS ${formatRss(result.native.peakRssKiB)}`);
+  console.log(`  ratio (piimg time / native time): ${result.ratio.toFixed(2)}`);
+  mkdirSync(join(root, 'bench', 'results'), { recursive: true });
+  const file = join(root, 'bench', 'results', `${title.replace(/[^a-z0-9]+/gi, '-').toLowerCase()}.json`);
+  writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
+  return result;
+}
