@@ -1,6 +1,6 @@
 export { PiimgError, isPiimgError, assertWithin, toSafeNumber } from './errors.js';
 export type { ErrorData } from './errors.js';
-export type { BlockReader, BlockDevice, ByteRange } from './device/types.js';
+export * from './device/index.js';
 export type {
   Volume,
   Stats,
@@ -14,4 +14,16 @@ export type {
   MountOptions,
 } from './fs/volume.js';
 export { defaultClock } from './fs/volume.js';
-export type { Partition, PartitionTable, PartitionScheme } from './partition/types.js';
+export { normalizePath } from './fs/path.js';
+export {
+  readPartitionTable,
+  setDiskId,
+  resizePartition,
+  randomDiskId,
+  mbrTypeName,
+  gptTypeName,
+} from './partition/index.js';
+export type { Partition, PartitionTable, PartitionScheme, ReadPartitionTableOptions } from './partition/index.js';
+export * from './image/index.js';
+export { mountFat, probeFat } from './fs/fat/index.js';
+export { mountExt4, probeExt, verifyExt4, formatExt4 } from './fs/ext4/index.js';

@@ -1,0 +1,29 @@
+// image.save() of a 2 GiB Pi-like image with a few changed chunks, against
+// `cp --sparse=always` of the same image (the first step of every shell script
+// that customizes an image). Target: ratio <= 1.0.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { compare } from './harness.mjs';
+
+const dir = mkdtempSync(join(tmpdir(), 'piimg-bench-save-'));
+try {
+  const base = join(dir, 'base.img');
+  // 512 MiB boot + 1.5 GiB root holding ~1 GiB of incompressible data, like a Pi OS Lite image.
+  execFileSync('bash', ['fixtures/recipes/pi-image.sh', base, '--boot-mib', '512', '--root-mib', '1532', '--payload-mib', '1024'], {
+    stdio: 'inherit',
+  });
+  const st = statSync(base);
+  console.log(`base: ${(st.size / 2 ** 30).toFixed(2)} GiB, ${(st.blocks * 512 / 2 ** 30).toFixed(2)} GiB allocated`);
+  const out = join(dir, 'out.img');
+  compare({
+    title: 'image.save of a 2 GiB image vs cp --sparse=always',
+    runs: 5,
+    prepare: () => rmSync(out, { force: true }),
+    ours: ['node', 'bench/cases/save.mjs', base, out, '8'],
+    native: ['cp', '--sparse=always', base, out],
+  });
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}

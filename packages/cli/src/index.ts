@@ -1,0 +1,71 @@
+import { isPiimgError } from '@piimg/core';
+import type { Command } from './command.js';
+import { info } from './commands/info.js';
+import { verify } from './commands/verify.js';
+import { type CliIo, defaultIo, EXIT, exitCodeFor, UsageError } from './io.js';
+
+export type { CliIo } from './io.js';
+export { EXIT } from './io.js';
+
+const commands: Command[] = [info, verify];
+
+const version = '0.1.0';
+
+function help(): string {
+  const width = Math.max(...commands.map((c) => c.name.length));
+  return `piimg ${version}: customize Raspberry Pi OS images offline, without root
+
+Usage: piimg <command> [options]
+
+Commands:
+${commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join('\n')}
+
+Run 'piimg <command> --help' for a command's options.
+
+Exit status:
+  0  success
+  1  usage error (unknown command or option, missing argument)
+  2  bad or unsupported image (corrupt table, unknown filesystem feature, ...)
+  3  bad device configuration
+  4  verification found filesystem problems
+  5  file, image or path not found
+  6  other failure (no space left, I/O error, ...)
+ 70  internal error (a bug: please report it)
+
+Environment:
+  NO_COLOR           no colors
+  PIIMG_CACHE_DIR    where decompressed base images are cached
+  SOURCE_DATE_EPOCH  fixed timestamps for reproducible images
+`;
+}
+
+/** Runs the piimg command line with `argv` (without node and script) and returns the exit status. */
+export async function main(argv: string[], io: CliIo = defaultIo()): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    io.stdout.write(help());
+    return name === undefined ? EXIT.usage : EXIT.ok;
+  }
+  if (name === '--version' || name === '-V') {
+    io.stdout.write(`${version}\n`);
+    return EXIT.ok;
+  }
+  const command = commands.find((c) => c.name === name);
+  if (!command) {
+    io.stderr.write(`piimg: unknown command '${name}'\n\n${help()}`);
+    return EXIT.usage;
+  }
+  try {
+    return await command.run(rest, io);
+  } catch (error) {
+    const code = exitCodeFor(error);
+    if (error instanceof UsageError) {
+      io.stderr.write(`piimg ${name}: ${error.message}\n`);
+    } else if (isPiimgError(error)) {
+      io.stderr.write(`piimg ${name}: ${error.message} [${error.code}]\n`);
+    } else {
+      io.stderr.write(`piimg ${name}: internal error: ${(error as Error)?.stack ?? String(error)}\n`);
+    }
+    return code;
+  }
+}
