@@ -1,13 +1,18 @@
 import { isPiimgError } from '@piimg/core';
 import type { Command } from './command.js';
+import { cat } from './commands/cat.js';
+import { cp } from './commands/cp.js';
+import { diff } from './commands/diff.js';
 import { info } from './commands/info.js';
+import { inject } from './commands/inject.js';
+import { ls } from './commands/ls.js';
 import { verify } from './commands/verify.js';
 import { type CliIo, defaultIo, EXIT, exitCodeFor, UsageError } from './io.js';
 
 export type { CliIo } from './io.js';
 export { EXIT } from './io.js';
 
-const commands: Command[] = [info, verify];
+const commands: Command[] = [inject, info, verify, ls, cat, cp, diff];
 
 const version = '0.1.0';
 
@@ -28,6 +33,7 @@ Exit status:
   2  bad or unsupported image (corrupt table, unknown filesystem feature, ...)
   3  bad device configuration
   4  verification found filesystem problems
+ 10  piimg diff: the images differ
   5  file, image or path not found
   6  other failure (no space left, I/O error, ...)
  70  internal error (a bug: please report it)

@@ -21,6 +21,8 @@ export const EXIT = {
   badImage: 2,
   badConfig: 3,
   verifyFailed: 4,
+  /** piimg diff: the images differ. */
+  differ: 10,
   notFound: 5,
   failed: 6,
   internal: 70,

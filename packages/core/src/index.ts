@@ -27,3 +27,5 @@ export type { Partition, PartitionTable, PartitionScheme, ReadPartitionTableOpti
 export * from './image/index.js';
 export { mountFat, probeFat } from './fs/fat/index.js';
 export { mountExt4, probeExt, verifyExt4, formatExt4 } from './fs/ext4/index.js';
+export { walk } from './fs/walk.js';
+export type { WalkEntry } from './fs/walk.js';

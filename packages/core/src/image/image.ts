@@ -51,6 +51,8 @@ export class Image implements AsyncDisposable {
   /** The raw image actually read: the source, or its decompressed copy in the cache. */
   readonly rawPath: string;
   readonly compression: Compression | undefined;
+  /** True when a decompressed copy of a compressed base was found in the cache. */
+  readonly cached: boolean;
   readonly inPlace: boolean;
   private readonly base: FileReader;
   private readonly overlay: Overlay;
@@ -60,10 +62,11 @@ export class Image implements AsyncDisposable {
   private closed = false;
 
   /** @internal use openImage(). */
-  constructor(init: { sourcePath: string; rawPath: string; compression?: Compression; inPlace: boolean; base: FileReader; overlay: Overlay; sectorSize?: 512 | 4096 }) {
+  constructor(init: { sourcePath: string; rawPath: string; compression?: Compression; cached?: boolean; inPlace: boolean; base: FileReader; overlay: Overlay; sectorSize?: 512 | 4096 }) {
     this.sourcePath = init.sourcePath;
     this.rawPath = init.rawPath;
     this.compression = init.compression;
+    this.cached = init.cached ?? false;
     this.inPlace = init.inPlace;
     this.base = init.base;
     this.overlay = init.overlay;
@@ -274,6 +277,7 @@ export async function openImage(path: string, options: OpenImageOptions = {}): P
       sourcePath: path,
       rawPath: source.rawPath,
       ...(source.compression ? { compression: source.compression } : {}),
+      cached: source.cached,
       inPlace: options.inPlace ?? false,
       base,
       overlay,

@@ -1,0 +1,123 @@
+import { applyConfig, loadConfig, openImage, PiimgError, type ApplyReport } from '@piimg/core';
+import { type Command, parse, requirePositionals, wantsHelp } from '../command.js';
+import { EXIT, paint, progressReporter, UsageError, useColor, writeJson, type CliIo } from '../io.js';
+
+const usage = `Usage: piimg inject BASE -o OUT --config FILE [--set key.path=value ...] [--var name=value ...]
+                    [--no-verify] [--sync] [--json]
+
+Writes a ready-to-flash device image OUT from BASE (.img, .img.xz, .zip, .gz)
+and a device configuration (YAML or JSON; see the configuration reference).
+BASE is never modified. OUT appears only when everything succeeded, filesystems
+verified: a failed inject leaves no output file behind.
+
+Options:
+  -o, --output OUT      the device image to write (replaced atomically if it exists)
+  -c, --config FILE     the device configuration
+  --set key.path=value  override a configuration value (repeatable), e.g. --set hostname=dev-7
+  --var name=value      a {{name}} variable for the configuration (repeatable), e.g. --var device.id=0007
+  --no-verify           skip the filesystem check before writing OUT
+  --sync                fsync OUT before it is renamed into place
+  --json                print the report as JSON (secrets are never printed)
+  -h, --help            this help
+
+Environment: PIIMG_<KEY>=value overrides configuration keys (see the reference).`;
+
+function parseVars(list: string[] | undefined): Record<string, string> {
+  const vars: Record<string, string> = {};
+  for (const item of list ?? []) {
+    const at = item.indexOf('=');
+    if (at <= 0) throw new UsageError(`--var takes name=value, not '${item}'`);
+    vars[item.slice(0, at)] = item.slice(at + 1);
+  }
+  return vars;
+}
+
+export const inject: Command = {
+  name: 'inject',
+  summary: 'write a device image from a base image and a device configuration',
+  usage,
+  async run(argv: string[], io: CliIo): Promise<number> {
+    const started = Date.now();
+    const { values, positionals } = parse(
+      argv,
+      {
+        output: { type: 'string', short: 'o' },
+        config: { type: 'string', short: 'c' },
+        set: { type: 'string', multiple: true },
+        var: { type: 'string', multiple: true },
+        'no-verify': { type: 'boolean' },
+        sync: { type: 'boolean' },
+        json: { type: 'boolean' },
+      },
+      usage,
+    );
+    if (wantsHelp(values, io, usage)) return EXIT.ok;
+    requirePositionals(positionals, 1, usage);
+    if (!values.output) throw new UsageError(`-o OUT is required\n\n${usage}`);
+    if (!values.config) throw new UsageError(`--config FILE is required\n\n${usage}`);
+
+    // The configuration is loaded and checked (files exist) before the image is opened.
+    const loaded = await loadConfig(values.config, { set: values.set ?? [], env: io.env, vars: parseVars(values.var) });
+    const onProgress = progressReporter(io, !values.json);
+    const log = (text: string) => {
+      if (!values.json && io.stderr.isTTY) io.stderr.write(text + '\n');
+    };
+
+    await using image = await openImage(positionals[0]!, onProgress ? { onProgress } : {});
+    log(`base: ${image.sourcePath}${image.cached ? ' (cached)' : ''}`);
+    const boot = await image.mount('boot');
+    const root = await image.mount('root');
+    const report: ApplyReport = await applyConfig(
+      {
+        boot,
+        root,
+        diskId: image.table.diskId,
+        setDiskId: (diskId: string) => {
+          image.setDiskId(diskId);
+        },
+      },
+      loaded,
+    );
+    await boot.close();
+    await root.close();
+
+    let verified = false;
+    if (!values['no-verify']) {
+      log('verifying filesystems...');
+      const findings = await image.verify();
+      const dirty = findings.filter((f) => !f.clean);
+      if (dirty.length) {
+        throw new PiimgError(
+          'E_VERIFY_FAILED',
+          `the edited image does not verify, nothing was written: ${dirty.map((f) => `p${f.partition}: ${f.problems.slice(0, 3).join('; ')}`).join(' / ')}`,
+          { findings: dirty.map(({ output: _output, ...rest }) => rest) },
+        );
+      }
+      verified = true;
+    }
+    const saved = await image.save(values.output, { sync: values.sync ?? false, ...(onProgress ? { onProgress } : {}) });
+
+    const summary = {
+      base: image.sourcePath,
+      output: saved.path,
+      config: loaded.sources,
+      changes: report.changes,
+      warnings: report.warnings,
+      outputs: report.outputs,
+      verified,
+      changedBytes: saved.changedBytes,
+      seconds: (Date.now() - started) / 1000,
+    };
+    if (values.json) {
+      writeJson(io, summary);
+      return EXIT.ok;
+    }
+    const color = useColor(io.stdout, io.env);
+    const lines = report.changes.map((c) => `  ${c.action.padEnd(7)} ${c.volume}:${c.path}${c.summary ? `  ${paint(color, 2, c.summary)}` : ''}`);
+    io.stdout.write(`${paint(color, 1, saved.path)}: ${report.changes.length} change${report.changes.length === 1 ? '' : 's'}${verified ? ', filesystems verified' : ''}\n`);
+    if (lines.length) io.stdout.write(lines.join('\n') + '\n');
+    for (const warning of report.warnings) io.stdout.write(paint(color, 33, `warning: ${warning}`) + '\n');
+    for (const [key, value] of Object.entries(report.outputs)) if (value !== undefined) io.stdout.write(`${key}: ${value}\n`);
+    return EXIT.ok;
+  },
+};

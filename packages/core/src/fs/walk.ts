@@ -1,0 +1,33 @@
+import type { Stats, Volume } from './volume.js';
+
+export interface WalkEntry {
+  /** Absolute path inside the volume. */
+  path: string;
+  stats: Stats;
+}
+
+/** Bound on directory depth: a directory cycle in a damaged filesystem must not recurse forever. */
+const MAX_DEPTH = 256;
+
+/**
+ * Yields `root` and everything below it, depth first, directories before
+ * their contents, names sorted. Symlinks are reported, never followed.
+ */
+export async function* walk(volume: Volume, root = '/'): AsyncGenerator<WalkEntry> {
+  const seen = new Set<number>();
+  async function* visit(path: string, depth: number): AsyncGenerator<WalkEntry> {
+    const stats = await volume.lstat(path);
+    yield { path, stats };
+    if (stats.type !== 'directory' || depth >= MAX_DEPTH) return;
+    // FAT has no inode numbers worth trusting for cycles; ext4 does.
+    if (volume.kind === 'ext4') {
+      if (seen.has(stats.ino)) return;
+      seen.add(stats.ino);
+    }
+    const entries = (await volume.readdir(path)).map((e) => e.name).sort();
+    for (const name of entries) {
+      yield* visit(path === '/' ? `/${name}` : `${path}/${name}`, depth + 1);
+    }
+  }
+  yield* visit(root, 0);
+}
