@@ -15,6 +15,10 @@ function codeOf(fn: () => unknown): string {
   return 'no error';
 }
 
+function flip(image: Uint8Array, byteOffset: number, mask: number): void {
+  image[byteOffset] = (image[byteOffset] ?? 0) ^ mask;
+}
+
 function read(image: Uint8Array) {
   return readPartitionTable(new MemoryDevice(image));
 }
@@ -138,7 +142,7 @@ describe('readPartitionTable on inputs built in memory', () => {
 
   it('GPT: a wrong primary header CRC falls back to the backup with a warning', () => {
     const image = smallGpt();
-    image[512 + 0x38] ^= 0xff; // disk GUID byte, CRC now wrong
+    flip(image, 512 + 0x38, 0xff); // disk GUID byte, CRC now wrong
     const table = read(image);
     expect(table.diskId).toBe('0a0b0c0d-1111-2222-3333-444455556666');
     expect(table.partitions).toHaveLength(2);
@@ -147,7 +151,7 @@ describe('readPartitionTable on inputs built in memory', () => {
 
   it('GPT: a wrong entry array CRC falls back to the backup', () => {
     const image = smallGpt();
-    image[2 * 512 + 56] ^= 1; // a name byte of entry 1 in the primary array
+    flip(image, 2 * 512 + 56, 1); // a name byte of entry 1 in the primary array
     const table = read(image);
     expect(table.partitions[0]!.name).toBe('BOOT');
     expect(table.warnings.join()).toMatch(/entry array CRC32/);
@@ -155,8 +159,8 @@ describe('readPartitionTable on inputs built in memory', () => {
 
   it('GPT: E_BAD_GPT when both headers are bad, and when the protective MBR points at nothing', () => {
     const image = smallGpt();
-    image[512 + 0x38] ^= 0xff;
-    image[4095 * 512 + 0x38] ^= 0xff;
+    flip(image, 512 + 0x38, 0xff);
+    flip(image, 4095 * 512 + 0x38, 0xff);
     expect(codeOf(() => read(image))).toBe('E_BAD_GPT');
     const noHeaders = smallGpt();
     noHeaders.fill(0, 512, 1024);
@@ -278,7 +282,7 @@ describe('writes on inputs built in memory', () => {
 
   it('setDiskId (GPT) repairs a damaged primary from the backup', () => {
     const image = smallGpt();
-    image[512 + 0x38] ^= 0xff;
+    flip(image, 512 + 0x38, 0xff);
     const device = new MemoryDevice(image);
     const table = setDiskId(device, readPartitionTable(device), 'A1B2C3D4-0000-4000-8000-000000000001');
     expect(table.diskId).toBe('a1b2c3d4-0000-4000-8000-000000000001');
