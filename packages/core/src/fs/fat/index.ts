@@ -1,0 +1,8 @@
+/**
+ * FAT12/16/32 with VFAT long names, in pure TypeScript.
+ */
+export { mountFat, FatVolume, FAT_FILE_MODE, FAT_DIRECTORY_MODE } from './volume.js';
+export type { FatMountOptions } from './volume.js';
+export { probeFat, parseBootSector } from './boot.js';
+export type { FatProbe, FatGeometry } from './boot.js';
+export type { FatType } from './codec.js';

@@ -1,0 +1,170 @@
+import type { BlockDevice, BlockReader } from '../../device/types.js';
+import { PiimgError } from '../../errors.js';
+import type { FatGeometry } from './boot.js';
+import { BAD, END, FREE, codecs, type FatCodec } from './codec.js';
+import { FIRST_CLUSTER, viewOf } from './layout.js';
+
+/** FAT bytes are read from the device in chunks of this size, on first use. */
+const CHUNK_BYTES = 64 * 1024;
+
+export function corrupt(message: string, data: Record<string, unknown> = {}): PiimgError {
+  return new PiimgError('E_FAT_CORRUPT', message, data);
+}
+
+/**
+ * The file allocation table, cached in memory: chunks are loaded on first
+ * use, changed sectors are remembered and written to every FAT copy on
+ * flush (FAT spec §3.1 BPB_NumFATs: the copies must stay identical).
+ */
+export class FatTable {
+  readonly codec: FatCodec;
+  /** Highest valid cluster number. */
+  readonly maxCluster: number;
+  private readonly bytes: Uint8Array;
+  private readonly view: DataView;
+  private readonly loaded: Uint8Array;
+  private readonly dirtySectors: Uint8Array;
+  private dirtyCount = 0;
+  private readonly sourceByteOffset: number;
+
+  constructor(
+    private readonly device: BlockReader,
+    private readonly geometry: FatGeometry,
+  ) {
+    this.codec = codecs[geometry.fatType];
+    this.maxCluster = geometry.clusterCount + 1;
+    // Only the part of the FAT that describes existing clusters is used.
+    const usedBytes = this.codec.byteOffsetOf(this.maxCluster) + this.codec.span;
+    const length = Math.min(geometry.fatSectors * geometry.sectorSize, Math.ceil(usedBytes / geometry.sectorSize) * geometry.sectorSize);
+    this.bytes = new Uint8Array(length);
+    this.view = viewOf(this.bytes);
+    this.loaded = new Uint8Array(Math.ceil(length / CHUNK_BYTES));
+    this.dirtySectors = new Uint8Array(Math.ceil(length / geometry.sectorSize));
+    const fatIndex = geometry.activeFat ?? 0;
+    this.sourceByteOffset = geometry.fatByteOffset + fatIndex * geometry.fatSectors * geometry.sectorSize;
+  }
+
+  private load(chunk: number): void {
+    const start = chunk * CHUNK_BYTES;
+    const length = Math.min(CHUNK_BYTES, this.bytes.length - start);
+    this.bytes.set(this.device.read(this.sourceByteOffset + start, length), start);
+    this.loaded[chunk] = 1;
+  }
+
+  private ensure(cluster: number): void {
+    const at = this.codec.byteOffsetOf(cluster);
+    const first = (at / CHUNK_BYTES) | 0;
+    if (this.loaded[first] === 0) this.load(first);
+    const last = ((at + this.codec.span - 1) / CHUNK_BYTES) | 0;
+    if (last !== first && this.loaded[last] === 0) this.load(last);
+  }
+
+  /** Raw normalised entry (FREE, BAD, END or a cluster number, possibly out of range). */
+  get(cluster: number): number {
+    this.ensure(cluster);
+    return this.codec.get(this.bytes, this.view, cluster);
+  }
+
+  set(cluster: number, value: number): void {
+    if (cluster < FIRST_CLUSTER || cluster > this.maxCluster) {
+      throw new RangeError(`cluster ${cluster} outside 2..${this.maxCluster}`);
+    }
+    this.ensure(cluster);
+    this.codec.put(this.bytes, this.view, cluster, value);
+    const at = this.codec.byteOffsetOf(cluster);
+    this.markDirty(at);
+    if (this.codec.span > 1) this.markDirty(at + this.codec.span - 1);
+  }
+
+  private markDirty(byteOffset: number): void {
+    const sector = (byteOffset / this.geometry.sectorSize) | 0;
+    if (this.dirtySectors[sector] === 0) {
+      this.dirtySectors[sector] = 1;
+      this.dirtyCount++;
+    }
+  }
+
+  /** Loads the whole table (for a full scan). */
+  loadAll(): void {
+    for (let chunk = 0; chunk < this.loaded.length; chunk++) if (this.loaded[chunk] === 0) this.load(chunk);
+  }
+
+  /** Counts free clusters: one pass over the table. */
+  countFree(): number {
+    this.loadAll();
+    let free = 0;
+    if (this.codec.type === 'fat32') {
+      for (let cluster = FIRST_CLUSTER; cluster <= this.maxCluster; cluster++) {
+        if ((this.view.getUint32(cluster * 4, true) & 0x0fffffff) === 0) free++;
+      }
+    } else {
+      for (let cluster = FIRST_CLUSTER; cluster <= this.maxCluster; cluster++) {
+        if (this.codec.get(this.bytes, this.view, cluster) === FREE) free++;
+      }
+    }
+    return free;
+  }
+
+  get dirty(): boolean {
+    return this.dirtyCount > 0;
+  }
+
+  /** Writes changed sectors to every FAT copy. */
+  flush(device: BlockDevice): void {
+    if (this.dirtyCount === 0) return;
+    const { sectorSize, fatSectors, numFats, fatByteOffset } = this.geometry;
+    const sectors = this.dirtySectors.length;
+    for (let sector = 0; sector < sectors; ) {
+      if (this.dirtySectors[sector] === 0) {
+        sector++;
+        continue;
+      }
+      let end = sector;
+      while (end < sectors && this.dirtySectors[end] === 1) end++;
+      const data = this.bytes.subarray(sector * sectorSize, Math.min(end * sectorSize, this.bytes.length));
+      for (let copy = 0; copy < numFats; copy++) {
+        device.write(fatByteOffset + copy * fatSectors * sectorSize + sector * sectorSize, data);
+      }
+      this.dirtySectors.fill(0, sector, end);
+      sector = end;
+    }
+    this.dirtyCount = 0;
+  }
+
+  /** Checks a first-cluster value read from a directory entry. */
+  checkCluster(cluster: number, what: string, path?: string): void {
+    if (cluster < FIRST_CLUSTER || cluster > this.maxCluster) {
+      throw corrupt(`${what} points to cluster ${cluster}, outside 2..${this.maxCluster}`, { cluster, path });
+    }
+  }
+
+  /**
+   * Follows a cluster chain from `first`, validating each link: a link to a
+   * free, bad or out-of-range cluster is E_FAT_CORRUPT, and so is a chain
+   * longer than `limit` (which also bounds loops). With `stopAtLimit`, the
+   * walk stops quietly after `limit` clusters (reading a file needs no more).
+   */
+  chain(first: number, options: { limit: number; stopAtLimit?: boolean; path?: string; what?: string }): number[] {
+    const what = options.what ?? 'cluster chain';
+    this.checkCluster(first, what, options.path);
+    if (this.get(first) === FREE) {
+      throw corrupt(`${what} starts at cluster ${first}, which the FAT marks free`, { cluster: first, path: options.path });
+    }
+    const clusters = [first];
+    let cluster = first;
+    for (;;) {
+      if (options.stopAtLimit && clusters.length >= options.limit) return clusters;
+      const next = this.get(cluster);
+      if (next === END) return clusters;
+      if (next === FREE || next === BAD || next < FIRST_CLUSTER || next > this.maxCluster) {
+        const kind = next === FREE ? 'a free cluster' : next === BAD ? 'a bad cluster' : `cluster ${next}, outside 2..${this.maxCluster}`;
+        throw corrupt(`${what} links cluster ${cluster} to ${kind}`, { cluster, next, path: options.path });
+      }
+      if (clusters.length >= options.limit) {
+        throw corrupt(`${what} from cluster ${first} is longer than ${options.limit} clusters (a loop?)`, { cluster: first, path: options.path });
+      }
+      clusters.push(next);
+      cluster = next;
+    }
+  }
+}
