@@ -1,0 +1,118 @@
+import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { PiimgError } from '../errors.js';
+import { normalizePath } from '../fs/path.js';
+import type { FileEntry } from '../config/schema.js';
+import { readAccounts, resolveOwner } from './accounts.js';
+import type { VolumeName } from './context.js';
+import { disableUnit, enableUnit, maskUnit } from './systemd.js';
+import type { RecipeContext } from './types.js';
+
+const MAX_TREE_ENTRIES = 100_000;
+const MAX_TREE_DEPTH = 64;
+
+/** Paths under the boot mount point (/boot/firmware on Bookworm) belong to the boot partition. */
+export function routeTarget(target: string, bootMount: string): { volume: VolumeName; path: string } {
+  const path = normalizePath(target);
+  if (path === bootMount || path.startsWith(bootMount + '/')) {
+    return { volume: 'boot', path: path.slice(bootMount.length) || '/' };
+  }
+  return { volume: 'root', path };
+}
+
+function parseMode(mode: string | undefined): number | undefined {
+  return mode === undefined ? undefined : Number.parseInt(mode, 8);
+}
+
+/**
+ * Files and directory trees. A tree is laid over the target: files present
+ * in the image but not in the source stay. Host modes are not portable
+ * (Windows has none), so modes come from the config: `mode` for files
+ * (default 0755 for host executables, else 0644), `dirMode` for directories.
+ */
+export async function applyFiles(ctx: RecipeContext): Promise<void> {
+  const files = ctx.config.files;
+  if (!files || files.length === 0) return;
+  const accounts = await readAccounts(ctx.editor);
+  for (const [index, entry] of files.entries()) {
+    const owner = resolveOwner(accounts, entry.owner, `files[${index}].owner`);
+    const { volume, path } = routeTarget(entry.target, ctx.release.bootMount);
+    const mode = parseMode(entry.mode);
+    if (entry.source === undefined) {
+      const bytes = entry.content !== undefined ? entry.content : new Uint8Array(Buffer.from(entry.contentBase64 ?? '', 'base64'));
+      // Inline content may be a token or key: reports never show content.
+      await ctx.editor.ensureFile(volume, path, bytes, { mode: mode ?? 0o644, ...owner, summary: `${bytes.length} bytes (content not shown)` });
+      continue;
+    }
+    const source = resolve(ctx.baseDir, entry.source);
+    const stats = await lstat(source).catch((error: unknown) => {
+      throw new PiimgError('E_CONFIG', `files[${index}].source: ${entry.source} does not exist`, { path: entry.source }, { cause: error });
+    });
+    if (stats.isDirectory()) {
+      await ctx.editor.ensureDir(volume, path, { mode: parseMode(entry.dirMode) ?? 0o755, ...owner });
+      await copyTree(ctx, entry, source, volume, path, owner, { entries: 0 }, 0);
+    } else {
+      await copyFile(ctx, entry, source, volume, path, owner);
+    }
+  }
+}
+
+async function copyFile(
+  ctx: RecipeContext,
+  entry: FileEntry,
+  source: string,
+  volume: VolumeName,
+  path: string,
+  owner: { uid: number; gid: number },
+): Promise<void> {
+  const stats = await lstat(source);
+  const executable = process.platform !== 'win32' && (stats.mode & 0o111) !== 0;
+  const mode = parseMode(entry.mode) ?? (executable ? 0o755 : 0o644);
+  const bytes = new Uint8Array(await readFile(source));
+  const summary = entry.secret ? `${bytes.length} bytes (secret)` : `${bytes.length} bytes`;
+  await ctx.editor.ensureFile(volume, path, bytes, { mode, ...owner, summary });
+}
+
+async function copyTree(
+  ctx: RecipeContext,
+  entry: FileEntry,
+  source: string,
+  volume: VolumeName,
+  path: string,
+  owner: { uid: number; gid: number },
+  budget: { entries: number },
+  depth: number,
+): Promise<void> {
+  if (depth > MAX_TREE_DEPTH) throw new PiimgError('E_LIMIT', `${source} is nested deeper than ${MAX_TREE_DEPTH} levels`, { path: source });
+  // Sorted, so the order of writes (and inode numbers) does not depend on the host.
+  const names = (await readdir(source)).sort();
+  for (const name of names) {
+    if (++budget.entries > MAX_TREE_ENTRIES) throw new PiimgError('E_LIMIT', `${entry.source} has more than ${MAX_TREE_ENTRIES} entries`, {});
+    const from = join(source, name);
+    const to = `${path === '/' ? '' : path}/${name}`;
+    const stats = await lstat(from);
+    if (stats.isDirectory()) {
+      await ctx.editor.ensureDir(volume, to, { mode: parseMode(entry.dirMode) ?? 0o755, ...owner });
+      await copyTree(ctx, entry, from, volume, to, owner, budget, depth + 1);
+    } else if (stats.isSymbolicLink()) {
+      if (volume === 'boot') {
+        ctx.editor.warn(`${from} is a symlink; the FAT boot partition cannot hold it, skipped`);
+        continue;
+      }
+      await ctx.editor.ensureSymlink(volume, to, await readlink(from), owner);
+    } else if (stats.isFile()) {
+      await copyFile(ctx, entry, from, volume, to, owner);
+    } else {
+      ctx.editor.warn(`${from} is not a regular file, directory or symlink; skipped`);
+    }
+  }
+}
+
+/** services.enable / disable / mask, in that order, as systemctl would do them. */
+export async function applyServices(ctx: RecipeContext): Promise<void> {
+  const services = ctx.config.services;
+  if (!services) return;
+  for (const unit of services.enable) await enableUnit(ctx.editor, unit);
+  for (const unit of services.disable) await disableUnit(ctx.editor, unit);
+  for (const unit of services.mask) await maskUnit(ctx.editor, unit);
+}
