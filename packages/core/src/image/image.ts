@@ -6,7 +6,6 @@ import { Overlay, type OverlayOptions } from '../device/overlay.js';
 import { slice } from '../device/slice.js';
 import type { BlockDevice } from '../device/types.js';
 import { PiimgError } from '../errors.js';
-import { mountExt4, verifyExt4 } from '../fs/ext4/index.js';
 import { mountFat } from '../fs/fat/index.js';
 import type { MountOptions, Volume } from '../fs/volume.js';
 import { randomDiskId, readPartitionTable, setDiskId as writeDiskId } from '../partition/index.js';
@@ -134,7 +133,11 @@ export class Image implements AsyncDisposable {
     const device = slice(this.overlay, { byteOffset: partition.byteOffset, length: partition.size });
     let volume: Volume;
     if (isFat(partition.filesystem)) volume = await mountFat(device, options);
-    else if (isExt(partition.filesystem)) volume = await mountExt4(device, options);
+    else if (isExt(partition.filesystem)) {
+      // Loaded on first use: opening an image to list it never pulls in the WebAssembly engine.
+      const { mountExt4 } = await import('../fs/ext4/index.js');
+      volume = await mountExt4(device, options);
+    }
     else {
       throw new PiimgError('E_UNSUPPORTED_FILESYSTEM', `partition ${partition.number} holds ${partition.filesystem.type}, which piimg cannot mount`, {
         partition: partition.number,
@@ -157,6 +160,7 @@ export class Image implements AsyncDisposable {
     for (const partition of this.partitionsValue) {
       const base = { partition: partition.number, filesystem: partition.filesystem.type };
       if (isExt(partition.filesystem)) {
+        const { verifyExt4 } = await import('../fs/ext4/index.js');
         const result = await verifyExt4(slice(this.overlay, { byteOffset: partition.byteOffset, length: partition.size }));
         findings.push({ ...base, checked: true, clean: result.clean, problems: result.problems, output: result.output });
       } else {
