@@ -1,7 +1,7 @@
 import { PiimgError } from '../errors.js';
 import type { BlockDevice, BlockReader } from '../device/types.js';
 import { hasGptSignature, readGpt, type GptState } from './gpt/read.js';
-import { resizedGptEntries, writeGpt } from './gpt/write.js';
+import { writeGpt } from './gpt/write.js';
 import { guidToBytes, randomGuid } from './guid.js';
 import { MBR_SIZE_BYTES, MBR_TYPE, isExtendedType } from './mbr/layout.js';
 import { decodeMbrEntries, hasBootSignature, isUsedEntry, readMbr, type MbrEntry } from './mbr/read.js';
@@ -180,8 +180,7 @@ export function resizePartition(device: BlockDevice, table: PartitionTable, numb
     resizeMbrPartition(device, current, target, sectorCount);
     device.flush();
   } else {
-    const state = gptState(device, current);
-    writeGpt(device, state, { entries: resizedGptEntries(state, target, sectorCount) });
+    writeGpt(device, gptState(device, current), { resize: { partition: target, sectorCount } });
   }
   return readPartitionTable(device, { sectorSize: current.sectorSize as 512 | 4096 });
 }

@@ -255,6 +255,35 @@ describe.skipIf(!hasTool('sfdisk'))('partition tables against sfdisk and partiti
     verify(path);
   });
 
+  it('a grown GPT image: the backup moves to the end and the partition grows into the space, as sfdisk does', () => {
+    const [path, theirs] = twin('gpt-grow.img', 64 * 1024 ** 2, GPT_SCRIPT.split('\n').slice(0, 4).join('\n') + '\n');
+    const grownBytes = 96 * 1024 ** 2;
+    for (const file of [path, theirs]) {
+      const fd = openSync(file, 'r+');
+      ftruncateSync(fd, grownBytes);
+      closeSync(fd);
+    }
+    const before = readFile(path);
+    expect(before.warnings.join()).toMatch(/backup GPT header is at LBA 131071, not at the last LBA 196607/);
+    run('sfdisk', ['--quiet', '--no-reread', '--no-tell-kernel', '-N', '2', theirs], { input: ',+\n' });
+    const lastUsableLba = 196607 - 32 - 1;
+    const table = withDevice(path, (device) => resizePartition(device, before, 2, lastUsableLba - 22528 + 1));
+    expect(table).toMatchObject({ warnings: [], lastUsableLba });
+    expect(table.partitions[1]).toMatchObject({ firstLba: 22528, sectorCount: 174047 });
+    for (const [byteOffset, length] of [
+      [0, 34 * 512],
+      [grownBytes - 33 * 512, 33 * 512],
+    ] as const) {
+      expect(bytesAt(path, byteOffset, length), `bytes at ${byteOffset}`).toEqual(bytesAt(theirs, byteOffset, length));
+    }
+    // sfdisk leaves the old backup header, still valid, inside the grown partition; we wipe it
+    // so no scanner can mistake it for a table later.
+    expect(bytesAt(theirs, 131071 * 512, 8).toString('latin1')).toBe('EFI PART');
+    expect(bytesAt(path, 131071 * 512, 512).every((b) => b === 0)).toBe(true);
+    expectSameAsSfdisk(table, path);
+    verify(path);
+  });
+
   it('a damaged primary GPT is read from the backup, as sfdisk does, and a write repairs it', () => {
     const path = makeImage('gpt-damaged.img', 64 * 1024 ** 2, GPT_SCRIPT);
     withDevice(path, (device) => device.write(512 + 0x38, new Uint8Array([0xff])));
