@@ -6,6 +6,7 @@ import { guidToBytes, randomGuid } from './guid.js';
 import { MBR_SIZE_BYTES, MBR_TYPE, isExtendedType } from './mbr/layout.js';
 import { decodeMbrEntries, hasBootSignature, isUsedEntry, readMbr, type MbrEntry } from './mbr/read.js';
 import { assertMbrDiskId, resizeMbrPartition, writeMbrDiskId } from './mbr/write.js';
+import { hasExtMagic, isFatVolumeStart, probeFilesystem, PROBE_LENGTH_BYTES } from './probe.js';
 import type { PartitionScheme, PartitionTable, ReadPartitionTableOptions } from './types.js';
 
 export type { ExtendedPartition, Partition, PartitionScheme, PartitionTable, ReadPartitionTableOptions } from './types.js';
@@ -63,7 +64,15 @@ export function readPartitionTable(reader: BlockReader, options: ReadPartitionTa
     throw new PiimgError('E_BAD_GPT', 'the MBR is a GPT protective MBR but no GPT header was found at LBA 1 or at the last LBA', {});
   }
   if (!mbrSigned) {
-    throw new PiimgError('E_NO_PARTITION_TABLE', 'no partition table: sector 0 has no 0x55AA signature and there is no GPT header', {
+    const head = reader.read(0, Math.min(PROBE_LENGTH_BYTES, reader.size));
+    const what = hasExtMagic(head) ? ': the image starts with an ext2/3/4 filesystem (a partition image, not a disk image)' : '';
+    throw new PiimgError('E_NO_PARTITION_TABLE', `no partition table: sector 0 has no 0x55AA signature and there is no GPT header${what}`, {
+      size: reader.size,
+    });
+  }
+  if (isFatVolumeStart(sector0) && (!entries.some(isUsedEntry) || entries.some((e) => e.bootIndicator !== 0 && e.bootIndicator !== 0x80))) {
+    // Linux msdos.c makes the same call: a FAT boot sector is not a partition table.
+    throw new PiimgError('E_NO_PARTITION_TABLE', 'no partition table: sector 0 is a FAT boot sector (a filesystem without partitions)', {
       size: reader.size,
     });
   }
@@ -93,34 +102,9 @@ function detectMbrSectorSize(reader: BlockReader, entries: MbrEntry[]): 512 | 40
     .filter(isUsedEntry)
     .every((e) => (e.startLba + e.sectorCount) * 4096 <= reader.size);
   if (!fitsAt4096) return 512;
-  const hitsAt512 = primaries.filter((e) => hasFilesystemSignature(reader, e.startLba * 512)).length;
-  const hitsAt4096 = primaries.filter((e) => hasFilesystemSignature(reader, e.startLba * 4096)).length;
+  const hitsAt512 = primaries.filter((e) => probeFilesystem(reader, e.startLba * 512) !== undefined).length;
+  const hitsAt4096 = primaries.filter((e) => probeFilesystem(reader, e.startLba * 4096) !== undefined).length;
   return hitsAt4096 > 0 && hitsAt512 === 0 ? 4096 : 512;
-}
-
-/** Offset of s_magic: superblock at 1024, s_magic at 0x38 in it. Ref: ext4 wiki "Super Block". */
-const EXT_MAGIC_BYTE_OFFSET = 0x438;
-
-/**
- * FAT boot sector (0x55AA at 510, BPB_BytsPerSec 512..4096 and a power of
- * two, BPB_SecPerClus a power of two, BPB_NumFATs 1 or 2; Ref: Microsoft
- * FAT spec §3.1) or ext2/3/4 superblock magic 0xEF53.
- */
-function hasFilesystemSignature(reader: BlockReader, byteOffset: number): boolean {
-  if (byteOffset <= 0 || byteOffset + EXT_MAGIC_BYTE_OFFSET + 2 > reader.size) return false;
-  const head = reader.read(byteOffset, EXT_MAGIC_BYTE_OFFSET + 2);
-  if (head[EXT_MAGIC_BYTE_OFFSET] === 0x53 && head[EXT_MAGIC_BYTE_OFFSET + 1] === 0xef) return true;
-  const bytesPerSector = head[0x0b]! | (head[0x0c]! << 8);
-  const sectorsPerCluster = head[0x0d]!;
-  const numberOfFats = head[0x10]!;
-  return (
-    head[510] === 0x55 &&
-    head[511] === 0xaa &&
-    [512, 1024, 2048, 4096].includes(bytesPerSector) &&
-    sectorsPerCluster !== 0 &&
-    (sectorsPerCluster & (sectorsPerCluster - 1)) === 0 &&
-    (numberOfFats === 1 || numberOfFats === 2)
-  );
 }
 
 /** Re-reads the device with the table's sector size and checks it is still the same kind of table. */

@@ -77,6 +77,26 @@ describe('readPartitionTable on inputs built in memory', () => {
     expect(codeOf(() => read(image))).toBe('E_BAD_MBR');
   });
 
+  it('E_NO_PARTITION_TABLE: a bare FAT or ext filesystem, with a message that says so', () => {
+    const fat = new Uint8Array(1 << 16);
+    fat.set([0xeb, 0x3c, 0x90], 0);
+    fat.set([0x00, 0x02, 4, 4, 0, 2], 0x0b); // BPB_BytsPerSec 512, SecPerClus 4, RsvdSecCnt 4, NumFATs 2
+    fat[510] = 0x55;
+    fat[511] = 0xaa;
+    const error = (() => {
+      try {
+        read(fat);
+      } catch (e) {
+        return e as PiimgError;
+      }
+    })();
+    expect(error?.code).toBe('E_NO_PARTITION_TABLE');
+    expect(error?.message).toMatch(/FAT boot sector/);
+    const ext = new Uint8Array(1 << 16);
+    ext.set([0x53, 0xef], 0x438);
+    expect(() => read(ext)).toThrow(/ext2\/3\/4 filesystem/);
+  });
+
   it('E_PARTITION_OUT_OF_RANGE: a truncated MBR image', () => {
     expect(codeOf(() => read(rpiLikeMbr().subarray(0, 2000 * 512)))).toBe('E_PARTITION_OUT_OF_RANGE');
   });

@@ -349,3 +349,11 @@ describe.skipIf(!hasTool('fdisk'))('GPT with 4096-byte sectors against fdisk -b 
     expectSameAsFdisk(table, path);
   });
 });
+
+describe.skipIf(!hasTool('mkfs.fat'))('a FAT filesystem without partition table (mkfs.fat)', () => {
+  it('is E_NO_PARTITION_TABLE, not an empty MBR', () => {
+    const path = join(dir, 'superfloppy.img');
+    run('mkfs.fat', ['-C', path, '8192']);
+    expect(() => readFile(path)).toThrow(expect.objectContaining({ code: 'E_NO_PARTITION_TABLE', message: expect.stringMatching(/FAT boot sector/) }));
+  });
+});
