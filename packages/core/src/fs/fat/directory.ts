@@ -49,6 +49,7 @@ const MAX_DIR_BYTES = MAX_DIR_ENTRIES * DIRENT_SIZE;
  */
 export class Directory {
   private parsed: Entry[] | undefined;
+  private bySlot = new Map<number, Entry>();
   private byKey = new Map<string, Entry>();
   private shortKeys = new Set<string>();
   private labelSlot = -1;
@@ -92,19 +93,33 @@ export class Directory {
 
   private parse(): Entry[] {
     if (this.parsed) return this.parsed;
-    const fatType = this.context.geometry.fatType;
-    const entries: Entry[] = [];
+    this.bySlot = new Map();
     this.byKey = new Map();
     this.shortKeys = new Set();
     this.labelSlot = -1;
     this.dotDotSlot = -1;
+    this.endSlot = this.scan(0, this.slotCount, true);
+    this.parsed = [...this.bySlot.values()];
+    return this.parsed;
+  }
+
+  /**
+   * Parses slots [from, to) and registers what it finds. With `stopAtEnd`,
+   * stops at the end marker and returns its slot. Writes re-scan only the
+   * slots they touched, so adding N entries to a directory costs O(N), not O(N²).
+   */
+  private scan(from: number, to: number, stopAtEnd: boolean): number {
+    const fatType = this.context.geometry.fatType;
     const assembler = new LongNameAssembler();
-    const slots = this.slotCount;
-    let slot = 0;
-    for (; slot < slots; slot++) {
+    let slot = from;
+    for (; slot < to; slot++) {
       const at = slot * DIRENT_SIZE;
       const lead = this.bytes[at]!;
-      if (lead === DIR_NAME_END) break;
+      if (lead === DIR_NAME_END) {
+        if (stopAtEnd) break;
+        assembler.reset();
+        continue;
+      }
       if (lead === DIR_NAME_FREE) {
         assembler.reset();
         continue;
@@ -117,7 +132,7 @@ export class Directory {
       const raw = this.bytes.subarray(at, at + 11);
       if (attr & ATTR_VOLUME_ID) {
         assembler.reset();
-        if (this.isRoot && this.labelSlot < 0) this.labelSlot = slot;
+        if (this.isRoot && (this.labelSlot < 0 || this.labelSlot === slot)) this.labelSlot = slot;
         continue;
       }
       if (lead === 0x2e) {
@@ -125,7 +140,6 @@ export class Directory {
         if (raw[1] === 0x2e) this.dotDotSlot = slot;
         continue;
       }
-      this.shortKeys.add(rawKey(raw));
       const short = parseShortEntry(this.bytes, at, fatType);
       const long = assembler.take(shortNameChecksum(raw));
       const entry: Entry = {
@@ -135,16 +149,46 @@ export class Directory {
         slot,
         firstSlot: long ? long.firstSlot : slot,
       };
-      entries.push(entry);
-      const key = nameKey(entry.name);
-      if (!this.byKey.has(key)) this.byKey.set(key, entry);
-      const shortKey = nameKey(decodeShortName(raw, 0));
-      if (!this.byKey.has(shortKey)) this.byKey.set(shortKey, entry);
+      this.register(entry);
     }
-    this.endSlot = slot;
-    this.parsed = entries;
-    return entries;
+    return slot;
   }
+
+  private register(entry: Entry): void {
+    this.bySlot.set(entry.slot, entry);
+    this.shortKeys.add(rawKey(entry.raw));
+    const key = nameKey(entry.name);
+    if (!this.byKey.has(key)) this.byKey.set(key, entry);
+    const shortKey = nameKey(decodeShortName(entry.raw, 0));
+    if (!this.byKey.has(shortKey)) this.byKey.set(shortKey, entry);
+  }
+
+  private unregister(entry: Entry): void {
+    this.bySlot.delete(entry.slot);
+    this.shortKeys.delete(rawKey(entry.raw));
+    for (const key of [nameKey(entry.name), nameKey(decodeShortName(entry.raw, 0))]) {
+      if (this.byKey.get(key) === entry) this.byKey.delete(key);
+    }
+  }
+
+  /** Brings the parsed state up to date after slots [first, last] changed. */
+  private rescan(first: number, last: number): void {
+    if (!this.parsed) return;
+    for (let slot = first; slot <= last; slot++) {
+      const old = this.bySlot.get(slot);
+      if (old) this.unregister(old);
+      if (slot === this.labelSlot) this.labelSlot = -1;
+    }
+    // A rewritten short entry keeps the long name in the slots before it.
+    const old = first === last ? this.previous.get(first) : undefined;
+    let from = first;
+    if (old && old.hasLongName && this.bytes[first * DIRENT_SIZE] !== DIR_NAME_FREE) from = old.firstSlot;
+    this.scan(from, last + 1, false);
+    if (last >= this.endSlot) this.endSlot = last + 1;
+    this.parsed = [...this.bySlot.values()].sort((a, b) => a.slot - b.slot);
+  }
+
+  private previous = new Map<number, Entry>();
 
   entries(): Entry[] {
     return this.parse();
@@ -204,18 +248,30 @@ export class Directory {
     }
   }
 
+  private remember(first: number, count: number): void {
+    this.previous.clear();
+    if (!this.parsed) return;
+    for (let slot = first; slot < first + count; slot++) {
+      const entry = this.bySlot.get(slot);
+      if (entry) this.previous.set(slot, entry);
+    }
+  }
+
   /** Replaces the bytes of slots starting at `first` and writes them. */
   putSlots(first: number, data: Uint8Array): void {
+    const count = data.length / DIRENT_SIZE;
+    this.remember(first, count);
     this.bytes.set(data, first * DIRENT_SIZE);
-    this.writeSlots(first, data.length / DIRENT_SIZE);
-    this.parsed = undefined;
+    this.writeSlots(first, count);
+    this.rescan(first, first + count - 1);
   }
 
   /** Marks a run of slots deleted (FAT spec §6.1: 0xE5 in DIR_Name[0]). */
   freeSlots(first: number, last: number): void {
+    this.remember(first, last - first + 1);
     for (let slot = first; slot <= last; slot++) this.bytes[slot * DIRENT_SIZE] = DIR_NAME_FREE;
     this.writeSlots(first, last - first + 1);
-    this.parsed = undefined;
+    this.rescan(first, last);
   }
 
   /**
@@ -258,8 +314,8 @@ export class Directory {
     }
     const grown = new Uint8Array(this.bytes.length + needed * clusterSize);
     grown.set(this.bytes);
+    // The new slots are all end markers: the parsed state stays valid.
     this.bytes = grown;
-    this.parsed = undefined;
     return this.prepareEnd(slots - run, count);
   }
 

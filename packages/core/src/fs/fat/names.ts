@@ -118,7 +118,9 @@ export function nameKey(name: string): string {
 
 /** DIR_Name as an 11-character string key, for collision checks. */
 export function rawKey(raw: Uint8Array): string {
-  return String.fromCharCode(...raw.subarray(0, 11));
+  let key = '';
+  for (let i = 0; i < 11; i++) key += String.fromCharCode(raw[i]!);
+  return key;
 }
 
 function basisPart(text: string): { chars: string; lossy: boolean } {
