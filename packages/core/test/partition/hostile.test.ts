@@ -204,6 +204,17 @@ describe('readPartitionTable on inputs built in memory', () => {
     expect(table.warnings.join()).toMatch(/over the 4194304-byte limit/);
   });
 
+  it('GPT: a header whose entry array overlaps it or the usable area is damage, not a layout to write to', () => {
+    const overlapping = smallGpt();
+    new DataView(overlapping.buffer).setBigUint64(512 + 0x48, 1n, true); // PartitionEntryLBA = its own LBA
+    refreshHeaderCrc(overlapping, 1);
+    expect(read(overlapping).warnings.join()).toMatch(/overlaps the header or the usable area/);
+    const usable = smallGpt();
+    new DataView(usable.buffer).setBigUint64(512 + 0x28, 1n, true); // FirstUsableLBA = 1
+    refreshHeaderCrc(usable, 1);
+    expect(read(usable).warnings.join()).toMatch(/inside its own usable area/);
+  });
+
   it('GPT: truncated image: backup missing and partitions past the end', () => {
     const image = smallGpt().subarray(0, 2048 * 512);
     expect(codeOf(() => read(image))).toBe('E_PARTITION_OUT_OF_RANGE');

@@ -119,7 +119,16 @@ export function readGptHeader(reader: BlockReader, lba: number, sectorSize: numb
   if (partitionEntryLba < 1 || partitionEntryLba + arraySectors > totalSectors) {
     return { ok: false, reason: `entry array of the header at LBA ${lba} (LBA ${partitionEntryLba}, ${arraySectors} sectors) is outside the image` };
   }
-  const entries = reader.read(partitionEntryLba * sectorSize, arrayBytes);
+  // Ref: UEFI 2.10 §5.3.2: the header and the entry array lie outside the usable area, and apart.
+  if (lba >= firstUsableLba && lba <= lastUsableLba) {
+    return { ok: false, reason: `header at LBA ${lba} lies inside its own usable area (LBA ${firstUsableLba}..${lastUsableLba})` };
+  }
+  const arrayEndLba = partitionEntryLba + arraySectors; // exclusive
+  if ((lba >= partitionEntryLba && lba < arrayEndLba) || (arraySectors > 0 && partitionEntryLba <= lastUsableLba && arrayEndLba > firstUsableLba)) {
+    return { ok: false, reason: `entry array of the header at LBA ${lba} (LBA ${partitionEntryLba}, ${arraySectors} sectors) overlaps the header or the usable area` };
+  }
+  // A copy: devices may return views that later writes change.
+  const entries = reader.read(partitionEntryLba * sectorSize, arrayBytes).slice();
   const storedArrayCrc = view.getUint32(GPT_HEADER.partitionEntryArrayCrc32.byteOffset, true);
   const actualArrayCrc = crc32(entries);
   if (storedArrayCrc !== actualArrayCrc) {
