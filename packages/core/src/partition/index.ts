@@ -96,7 +96,7 @@ function loadGpt(reader: BlockReader, sectorSize: number, mbrSigned: boolean, en
 }
 
 function detectMbrSectorSize(reader: BlockReader, entries: MbrEntry[]): 512 | 4096 {
-  const primaries = entries.filter((e) => isUsedEntry(e) && !isExtendedType(e.type));
+  const primaries = entries.filter((e) => isUsedEntry(e) && !isExtendedType(e.type) && e.startLba > 0);
   if (primaries.length === 0) return 512;
   const fitsAt4096 = entries
     .filter(isUsedEntry)
@@ -126,7 +126,7 @@ function gptState(device: BlockReader, table: PartitionTable): GptState {
 }
 
 /**
- * Sets the MBR disk identifier (8 hex digits) or the GPT disk GUID. For GPT
+ * Sets the MBR disk identifier (8 hex digits, `0x` prefix allowed, as sfdisk prints it) or the GPT disk GUID. For GPT
  * both headers are rewritten with fresh CRCs. MBR PARTUUIDs derive from the
  * disk identifier, so `cmdline.txt` and `/etc/fstab` must follow.
  * Returns the table as read back from the device.
@@ -134,8 +134,9 @@ function gptState(device: BlockReader, table: PartitionTable): GptState {
 export function setDiskId(device: BlockDevice, table: PartitionTable, diskId: string): PartitionTable {
   const current = reread(device, table);
   if (current.scheme === 'mbr') {
-    assertMbrDiskId(diskId);
-    writeMbrDiskId(device, diskId.toLowerCase());
+    const hex = diskId.replace(/^0x/i, '');
+    assertMbrDiskId(hex);
+    writeMbrDiskId(device, hex.toLowerCase());
     device.flush();
   } else {
     guidToBytes(diskId); // validates before anything is written

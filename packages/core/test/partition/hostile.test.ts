@@ -300,6 +300,7 @@ describe('writes on inputs built in memory', () => {
     for (let i = 0; i < before.length; i++) if (device.bytes[i] !== before[i]) changed.push(i);
     expect(changed).toEqual([0x1b8, 0x1b9, 0x1ba, 0x1bb]);
     expect(Array.from(device.bytes.subarray(0x1b8, 0x1bc))).toEqual([0xef, 0xbe, 0xad, 0xde]);
+    expect(setDiskId(device, table, '0x0000cafe').partitions[0]!.partUuid).toBe('0000cafe-01');
   });
 
   it('setDiskId refuses malformed ids before writing', () => {
