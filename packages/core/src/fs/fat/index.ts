@@ -6,3 +6,5 @@ export type { FatMountOptions } from './volume.js';
 export { probeFat, parseBootSector } from './boot.js';
 export type { FatProbe, FatGeometry } from './boot.js';
 export type { FatType } from './codec.js';
+export { formatFat } from './format.js';
+export type { FormatFatOptions } from './format.js';
