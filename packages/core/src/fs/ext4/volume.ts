@@ -1,0 +1,564 @@
+import { loadExt2fs, type Ext2Filesystem, type InodeStat, type Time } from '@piimg/wasm';
+import type { BlockDevice, BlockReader } from '../../device/types.js';
+import { PiimgError } from '../../errors.js';
+import { splitPath } from '../path.js';
+import {
+  defaultClock,
+  type DirEntry,
+  type FileData,
+  type FileType,
+  type MkdirOptions,
+  type MountOptions,
+  type OwnerOptions,
+  type RmOptions,
+  type Stats,
+  type Volume,
+  type WriteFileOptions,
+} from '../volume.js';
+import { toPiimgError } from './errors.js';
+import {
+  compatFeatures,
+  featureNames,
+  incompatFeatures,
+  READ_ONLY_RO_COMPAT,
+  READABLE_INCOMPAT,
+  roCompatFeatures,
+  WRITABLE_INCOMPAT,
+  WRITABLE_RO_COMPAT,
+} from './layout.js';
+import { readSuperblockWords } from './probe.js';
+
+export interface Ext4MountOptions extends MountOptions {}
+
+/** Linux limits. Ref: include/uapi/linux/limits.h, ext4 EXT4_NAME_LEN. */
+const NAME_MAX_BYTES = 255;
+const MAX_SYMLINK_DEPTH_DIRS = 4096;
+/** readFile returns one array; anything larger must be streamed. */
+const MAX_READFILE_BYTES = 2 ** 31 - 1;
+const READ_CHUNK_BYTES = 1 << 20;
+
+const S_IFMT = 0o170000;
+const typesByMode: Record<number, FileType> = {
+  0o100000: 'file',
+  0o040000: 'directory',
+  0o120000: 'symlink',
+  0o020000: 'char',
+  0o060000: 'block',
+  0o010000: 'fifo',
+  0o140000: 'socket',
+};
+/** EXT2_FT_* directory entry types. Ref: ext2_fs.h. */
+const typesByFileType: FileType[] = ['unknown', 'file', 'directory', 'char', 'block', 'fifo', 'socket', 'symlink'];
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+function typeOfMode(mode: number): FileType {
+  return typesByMode[mode & S_IFMT] ?? 'unknown';
+}
+
+function toTime(date: Date): Time {
+  const ms = date.getTime();
+  if (!Number.isFinite(ms)) throw new PiimgError('EINVAL', 'invalid date', { date: String(date) });
+  const sec = Math.floor(ms / 1000);
+  return { sec, nsec: (ms - sec * 1000) * 1_000_000 };
+}
+
+function toDate(time: Time): Date {
+  return new Date(time.sec * 1000 + Math.floor(time.nsec / 1_000_000));
+}
+
+function encodeName(name: string, path: string): Uint8Array {
+  const bytes = encoder.encode(name);
+  if (bytes.length > NAME_MAX_BYTES) throw new PiimgError('ENAMETOOLONG', `name longer than ${NAME_MAX_BYTES} bytes: ${path}`, { path });
+  return bytes;
+}
+
+function isDevice(device: BlockDevice | BlockReader): device is BlockDevice {
+  return typeof (device as BlockDevice).write === 'function' && typeof (device as BlockDevice).flush === 'function';
+}
+
+function checkId(value: number, what: string, path: string): number {
+  if (!Number.isInteger(value) || value < 0 || value > 0xffffffff) throw new PiimgError('EINVAL', `${what} must be a 32-bit unsigned integer`, { path, value });
+  return value;
+}
+
+function checkMode(mode: number, path: string): number {
+  if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) throw new PiimgError('EINVAL', 'mode must be permission bits 0..0o7777', { path, mode });
+  return mode;
+}
+
+/**
+ * Mounts an ext2/3/4 filesystem. Writable when the device can be written
+ * and `readOnly` is not set; a read-only mount never writes to the device.
+ * Refuses to write filesystems with features libext2fs cannot handle.
+ */
+export async function mountExt4(device: BlockDevice | BlockReader, options: Ext4MountOptions = {}): Promise<Ext4Volume> {
+  const words = readSuperblockWords(device);
+  if (words === undefined) throw new PiimgError('E_EXT4_BAD_SUPERBLOCK', 'no ext2/3/4 superblock found', {});
+  const writable = options.readOnly !== true && isDevice(device);
+
+  const unreadable = words.incompat & ~READABLE_INCOMPAT;
+  if (unreadable !== 0) {
+    const features = featureNames(unreadable, incompatFeatures, 'I');
+    throw new PiimgError('E_EXT4_UNSUPPORTED_FEATURE', `filesystem uses features piimg cannot read: ${features.join(', ')}`, { features });
+  }
+  if (writable) {
+    const badIncompat = words.incompat & ~WRITABLE_INCOMPAT;
+    const badRoCompat = (words.roCompat & ~WRITABLE_RO_COMPAT) | (words.roCompat & READ_ONLY_RO_COMPAT);
+    if (badIncompat !== 0 || badRoCompat !== 0) {
+      const features = [...featureNames(badIncompat, incompatFeatures, 'I'), ...featureNames(badRoCompat, roCompatFeatures, 'R')];
+      throw new PiimgError(
+        'E_EXT4_UNSUPPORTED_FEATURE',
+        `refusing to write a filesystem with features libext2fs does not support: ${features.join(', ')} (mount with readOnly: true to read it)`,
+        { features },
+      );
+    }
+    // A journal that needs replaying holds changes the filesystem does not show yet.
+    if (words.incompat & 0x0004) {
+      throw new PiimgError('E_EXT4_NEEDS_RECOVERY', 'the journal needs recovery (filesystem was not cleanly unmounted); run e2fsck first', {
+        features: ['needs_recovery'],
+      });
+    }
+  }
+  void compatFeatures;
+
+  const lib = loadExt2fs();
+  let fs: Ext2Filesystem;
+  try {
+    fs = lib.open(device, { writable });
+  } catch (error) {
+    throw toPiimgError(error, {});
+  }
+  return new Ext4Volume(fs, writable, options.now ?? defaultClock());
+}
+
+/** An ext2/3/4 filesystem served by libext2fs in WebAssembly. */
+export class Ext4Volume implements Volume {
+  readonly kind = 'ext4' as const;
+  readonly readOnly: boolean;
+  private closed = false;
+  /** Operations run one at a time: libext2fs state must not interleave across awaits. */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly fs: Ext2Filesystem,
+    writable: boolean,
+    private readonly clock: () => Date,
+  ) {
+    this.readOnly = !writable;
+  }
+
+  /** Block size, block and inode counts of the filesystem. */
+  info(): { blockSize: number; blocksCount: number; freeBlocksCount: number; inodesCount: number; freeInodesCount: number } {
+    return this.fs.info();
+  }
+
+  private run<T>(path: string, write: boolean, body: () => T | Promise<T>): Promise<T> {
+    const next = this.queue.then(async () => {
+      if (this.closed) throw new PiimgError('E_CLOSED', 'volume is closed', { path });
+      if (write && this.readOnly) throw new PiimgError('EROFS', `volume is read-only: ${path}`, { path });
+      if (write) this.fs.setNow(toTime(this.clock()));
+      try {
+        return await body();
+      } catch (error) {
+        throw toPiimgError(error, { path });
+      }
+    });
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  // ---- path resolution ----
+
+  private pathBytes(parts: string[], path: string): Uint8Array {
+    for (const part of parts) encodeName(part, path);
+    return encoder.encode('/' + parts.join('/'));
+  }
+
+  private resolve(path: string, follow: boolean): number {
+    const parts = splitPath(path);
+    try {
+      return this.fs.namei(this.pathBytes(parts, path), follow);
+    } catch (error) {
+      throw toPiimgError(error, { path });
+    }
+  }
+
+  /** The parent directory inode (symlinks followed) and the encoded last name. */
+  private parentOf(path: string): { dir: number; name: Uint8Array; parts: string[] } {
+    const parts = splitPath(path);
+    const last = parts.pop();
+    if (last === undefined) throw new PiimgError('EINVAL', 'the root directory has no parent', { path });
+    const dir = this.resolve('/' + parts.join('/'), true);
+    if (typeOfMode(this.fs.stat(dir).mode) !== 'directory') throw new PiimgError('ENOTDIR', `not a directory: ${'/' + parts.join('/')}`, { path });
+    return { dir, name: encodeName(last, path), parts: [...parts, last] };
+  }
+
+  private toStats(ino: number, stat: InodeStat): Stats {
+    const stats: Stats = {
+      type: typeOfMode(stat.mode),
+      mode: stat.mode,
+      uid: stat.uid,
+      gid: stat.gid,
+      size: stat.size,
+      ino,
+      nlink: stat.links,
+      atime: toDate(stat.atime),
+      mtime: toDate(stat.mtime),
+      ctime: toDate(stat.ctime),
+    };
+    if (stat.crtime) stats.birthtime = toDate(stat.crtime);
+    return stats;
+  }
+
+  // ---- reading ----
+
+  stat(path: string): Promise<Stats> {
+    return this.run(path, false, () => {
+      const ino = this.resolve(path, true);
+      return this.toStats(ino, this.fs.stat(ino));
+    });
+  }
+
+  lstat(path: string): Promise<Stats> {
+    return this.run(path, false, () => {
+      const ino = this.resolve(path, false);
+      return this.toStats(ino, this.fs.stat(ino));
+    });
+  }
+
+  async exists(path: string): Promise<boolean> {
+    try {
+      await this.lstat(path);
+      return true;
+    } catch (error) {
+      if (error instanceof PiimgError && (error.code === 'ENOENT' || error.code === 'ENOTDIR')) return false;
+      throw error;
+    }
+  }
+
+  readFile(path: string): Promise<Uint8Array> {
+    return this.run(path, false, () => {
+      const ino = this.resolve(path, true);
+      const stat = this.fs.stat(ino);
+      const type = typeOfMode(stat.mode);
+      if (type === 'directory') throw new PiimgError('EISDIR', `is a directory: ${path}`, { path });
+      if (type !== 'file') throw new PiimgError('EINVAL', `not a regular file: ${path}`, { path });
+      if (stat.size > MAX_READFILE_BYTES) {
+        throw new PiimgError('E_LIMIT', `file of ${stat.size} bytes is too large for readFile: ${path}`, { path, size: stat.size });
+      }
+      const out = new Uint8Array(stat.size);
+      const file = this.fs.openFile(ino, { writable: false });
+      try {
+        let done = 0;
+        while (done < stat.size) {
+          const chunk = file.read(Math.min(READ_CHUNK_BYTES, stat.size - done));
+          if (chunk.length === 0) throw new PiimgError('E_EXT4_CORRUPT', `file ended at ${done} of ${stat.size} bytes: ${path}`, { path });
+          out.set(chunk, done);
+          done += chunk.length;
+        }
+      } finally {
+        file.close();
+      }
+      return out;
+    });
+  }
+
+  readlink(path: string): Promise<string> {
+    return this.run(path, false, () => {
+      const ino = this.resolve(path, false);
+      if (typeOfMode(this.fs.stat(ino).mode) !== 'symlink') throw new PiimgError('EINVAL', `not a symbolic link: ${path}`, { path });
+      return decoder.decode(this.fs.readlink(ino, this.fs.info().blockSize));
+    });
+  }
+
+  readdir(path: string): Promise<DirEntry[]> {
+    return this.run(path, false, () => {
+      const ino = this.resolve(path, true);
+      if (typeOfMode(this.fs.stat(ino).mode) !== 'directory') throw new PiimgError('ENOTDIR', `not a directory: ${path}`, { path });
+      return this.fs.readdir(ino).map((entry) => ({
+        name: decoder.decode(entry.name),
+        type: entry.fileType !== 0 ? (typesByFileType[entry.fileType] ?? 'unknown') : typeOfMode(this.fs.stat(entry.ino).mode),
+      }));
+    });
+  }
+
+  // ---- writing ----
+
+  writeFile(path: string, data: FileData, options: WriteFileOptions = {}): Promise<void> {
+    return this.run(path, true, async () => {
+      if (options.mode !== undefined) checkMode(options.mode, path);
+      const { dir, name } = this.parentOf(path);
+      let ino = this.fs.lookup(dir, name);
+      let created = false;
+      if (ino !== 0) {
+        let type = typeOfMode(this.fs.stat(ino).mode);
+        if (type === 'symlink') {
+          ino = this.resolve(path, true);
+          type = typeOfMode(this.fs.stat(ino).mode);
+        }
+        if (type === 'directory') throw new PiimgError('EISDIR', `is a directory: ${path}`, { path });
+        if (type !== 'file') throw new PiimgError('EINVAL', `not a regular file: ${path}`, { path });
+      } else {
+        ino = this.fs.create(
+          dir,
+          name,
+          options.mode ?? 0o644,
+          checkId(options.uid ?? 0, 'uid', path),
+          checkId(options.gid ?? 0, 'gid', path),
+        );
+        created = true;
+      }
+      try {
+        const file = this.fs.openFile(ino, { writable: true });
+        try {
+          if (!created) file.truncate(0);
+          if (typeof data === 'string') file.write(encoder.encode(data));
+          else if (data instanceof Uint8Array) file.write(data);
+          else if (Symbol.asyncIterator in data) {
+            for await (const chunk of data as AsyncIterable<Uint8Array>) file.write(toBytes(chunk, path));
+          } else {
+            for (const chunk of data as Iterable<Uint8Array>) file.write(toBytes(chunk, path));
+          }
+        } finally {
+          file.close();
+        }
+      } catch (error) {
+        // A new file that could not be written completely is removed again,
+        // so a failed call leaves no half-written file behind.
+        if (created) {
+          try {
+            this.fs.unlink(dir, name);
+            this.fs.adjustLinks(ino, -1);
+          } catch {
+            // The original error says more than a failed cleanup.
+          }
+        }
+        throw error;
+      }
+      const attr: Parameters<Ext2Filesystem['setattr']>[1] = {};
+      if (!created && options.mode !== undefined) attr.mode = options.mode;
+      if (!created && options.uid !== undefined) attr.uid = checkId(options.uid, 'uid', path);
+      if (!created && options.gid !== undefined) attr.gid = checkId(options.gid, 'gid', path);
+      if (options.mtime) attr.mtime = toTime(options.mtime);
+      if (options.atime) attr.atime = toTime(options.atime);
+      if (Object.keys(attr).length > 0) this.fs.setattr(ino, attr);
+    });
+  }
+
+  mkdir(path: string, options: MkdirOptions = {}): Promise<void> {
+    return this.run(path, true, () => {
+      const mode = checkMode(options.mode ?? 0o755, path);
+      const uid = checkId(options.uid ?? 0, 'uid', path);
+      const gid = checkId(options.gid ?? 0, 'gid', path);
+      const parts = splitPath(path);
+      if (parts.length === 0) {
+        if (options.recursive) return;
+        throw new PiimgError('EEXIST', 'the root directory exists', { path });
+      }
+      if (!options.recursive) {
+        const { dir, name } = this.parentOf(path);
+        if (this.fs.lookup(dir, name) !== 0) throw new PiimgError('EEXIST', `file exists: ${path}`, { path });
+        this.fs.mkdir(dir, name, mode, uid, gid);
+        return;
+      }
+      let dir = this.resolve('/', true);
+      for (let i = 0; i < parts.length; i++) {
+        const name = encodeName(parts[i]!, path);
+        const here = '/' + parts.slice(0, i + 1).join('/');
+        const existing = this.fs.lookup(dir, name);
+        if (existing === 0) {
+          dir = this.fs.mkdir(dir, name, mode, uid, gid);
+          continue;
+        }
+        // Existing components may be symlinks to directories, as with mkdir -p.
+        const target = typeOfMode(this.fs.stat(existing).mode) === 'symlink' ? this.resolve(here, true) : existing;
+        if (typeOfMode(this.fs.stat(target).mode) !== 'directory') {
+          throw new PiimgError(i === parts.length - 1 ? 'EEXIST' : 'ENOTDIR', `not a directory: ${here}`, { path });
+        }
+        dir = target;
+      }
+    });
+  }
+
+  symlink(target: string, path: string, options: OwnerOptions = {}): Promise<void> {
+    return this.run(path, true, () => {
+      const targetBytes = encoder.encode(target);
+      if (targetBytes.length === 0) throw new PiimgError('ENOENT', 'empty symlink target', { path });
+      if (targetBytes.includes(0)) throw new PiimgError('EINVAL', 'symlink target contains a NUL byte', { path });
+      if (targetBytes.length >= this.fs.info().blockSize) {
+        throw new PiimgError('ENAMETOOLONG', `symlink target must be shorter than the block size: ${path}`, { path });
+      }
+      const { dir, name } = this.parentOf(path);
+      if (this.fs.lookup(dir, name) !== 0) throw new PiimgError('EEXIST', `file exists: ${path}`, { path });
+      this.fs.symlink(dir, name, targetBytes, checkId(options.uid ?? 0, 'uid', path), checkId(options.gid ?? 0, 'gid', path));
+    });
+  }
+
+  link(existingPath: string, newPath: string): Promise<void> {
+    return this.run(newPath, true, () => {
+      const ino = this.resolve(existingPath, false);
+      if (typeOfMode(this.fs.stat(ino).mode) === 'directory') {
+        throw new PiimgError('EPERM', `hard links to directories are not allowed: ${existingPath}`, { path: existingPath });
+      }
+      const { dir, name } = this.parentOf(newPath);
+      if (this.fs.lookup(dir, name) !== 0) throw new PiimgError('EEXIST', `file exists: ${newPath}`, { path: newPath });
+      this.fs.adjustLinks(ino, +1);
+      try {
+        this.fs.link(dir, name, ino);
+      } catch (error) {
+        this.fs.adjustLinks(ino, -1);
+        throw error;
+      }
+    });
+  }
+
+  chmod(path: string, mode: number): Promise<void> {
+    return this.run(path, true, () => {
+      this.fs.setattr(this.resolve(path, true), { mode: checkMode(mode, path) });
+    });
+  }
+
+  chown(path: string, uid: number, gid: number): Promise<void> {
+    return this.run(path, true, () => {
+      this.fs.setattr(this.resolve(path, true), { uid: checkId(uid, 'uid', path), gid: checkId(gid, 'gid', path) });
+    });
+  }
+
+  /** Like lchown: changes the owner of a symlink itself. */
+  lchown(path: string, uid: number, gid: number): Promise<void> {
+    return this.run(path, true, () => {
+      this.fs.setattr(this.resolve(path, false), { uid: checkId(uid, 'uid', path), gid: checkId(gid, 'gid', path) });
+    });
+  }
+
+  utimes(path: string, atime: Date, mtime: Date): Promise<void> {
+    return this.run(path, true, () => {
+      this.fs.setattr(this.resolve(path, true), { atime: toTime(atime), mtime: toTime(mtime) });
+    });
+  }
+
+  rm(path: string, options: RmOptions = {}): Promise<void> {
+    return this.run(path, true, () => {
+      if (splitPath(path).length === 0) throw new PiimgError('EPERM', 'cannot remove the root directory', { path });
+      const { dir, name } = this.parentOf(path);
+      const ino = this.fs.lookup(dir, name);
+      if (ino === 0) {
+        if (options.force) return;
+        throw new PiimgError('ENOENT', `no such file or directory: ${path}`, { path });
+      }
+      if (typeOfMode(this.fs.stat(ino).mode) === 'directory') {
+        if (!options.recursive && this.fs.readdir(ino).length > 0) {
+          throw new PiimgError('ENOTEMPTY', `directory not empty: ${path}`, { path });
+        }
+        this.removeTree(dir, name, ino, path, 0);
+      } else {
+        this.fs.unlink(dir, name);
+        this.fs.adjustLinks(ino, -1);
+      }
+    });
+  }
+
+  /** Removes a directory and everything below it, children first. */
+  private removeTree(parent: number, name: Uint8Array, ino: number, path: string, depth: number): void {
+    if (depth > MAX_SYMLINK_DEPTH_DIRS) throw new PiimgError('E_LIMIT', `directory tree deeper than ${MAX_SYMLINK_DEPTH_DIRS}: ${path}`, { path });
+    for (const entry of this.fs.readdir(ino)) {
+      const childType = entry.fileType !== 0 ? typesByFileType[entry.fileType] : typeOfMode(this.fs.stat(entry.ino).mode);
+      if (childType === 'directory') {
+        this.removeTree(ino, entry.name, entry.ino, path, depth + 1);
+      } else {
+        this.fs.unlink(ino, entry.name);
+        this.fs.adjustLinks(entry.ino, -1);
+      }
+    }
+    this.fs.unlink(parent, name);
+    this.fs.release(ino);
+    this.fs.adjustLinks(parent, -1);
+  }
+
+  rename(from: string, to: string): Promise<void> {
+    return this.run(to, true, () => {
+      const source = this.parentOf(from);
+      const ino = this.fs.lookup(source.dir, source.name);
+      if (ino === 0) throw new PiimgError('ENOENT', `no such file or directory: ${from}`, { path: from });
+      const target = this.parentOf(to);
+      const isDir = typeOfMode(this.fs.stat(ino).mode) === 'directory';
+      const existing = this.fs.lookup(target.dir, target.name);
+      if (existing === ino) return;
+
+      if (isDir) {
+        // A directory cannot move below itself: walk up from the new parent.
+        let up = target.dir;
+        for (let depth = 0; ; depth++) {
+          if (up === ino) throw new PiimgError('EINVAL', `cannot move a directory into itself: ${from} -> ${to}`, { path: to });
+          if (depth > MAX_SYMLINK_DEPTH_DIRS) throw new PiimgError('E_LIMIT', 'directory tree too deep', { path: to });
+          const parent = this.fs.lookup(up, encoder.encode('..'));
+          if (parent === up || parent === 0) break;
+          up = parent;
+        }
+      }
+
+      let replacedDir = false;
+      if (existing !== 0) {
+        const existingIsDir = typeOfMode(this.fs.stat(existing).mode) === 'directory';
+        if (isDir && !existingIsDir) throw new PiimgError('ENOTDIR', `not a directory: ${to}`, { path: to });
+        if (!isDir && existingIsDir) throw new PiimgError('EISDIR', `is a directory: ${to}`, { path: to });
+        if (existingIsDir && this.fs.readdir(existing).length > 0) {
+          throw new PiimgError('ENOTEMPTY', `directory not empty: ${to}`, { path: to });
+        }
+        // One directory block write switches the name to the new inode.
+        this.fs.replaceEntry(target.dir, target.name, ino);
+        if (existingIsDir) {
+          this.fs.release(existing);
+          replacedDir = true;
+        } else {
+          this.fs.adjustLinks(existing, -1);
+        }
+      } else {
+        this.fs.link(target.dir, target.name, ino);
+      }
+      this.fs.unlink(source.dir, source.name);
+      // rename(2) updates the ctime of the moved inode.
+      this.fs.setattr(ino, {});
+      if (isDir && source.dir !== target.dir) {
+        this.fs.setDotdot(ino, target.dir);
+        this.fs.adjustLinks(source.dir, -1);
+        if (!replacedDir) this.fs.adjustLinks(target.dir, +1);
+      } else if (isDir && replacedDir) {
+        // Same parent: it lost the replaced directory's "..".
+        this.fs.adjustLinks(target.dir, -1);
+      }
+    });
+  }
+
+  flush(): Promise<void> {
+    return this.run('/', false, () => {
+      if (!this.readOnly) this.fs.flush();
+    });
+  }
+
+  close(): Promise<void> {
+    const next = this.queue.then(() => {
+      if (this.closed) return;
+      this.closed = true;
+      try {
+        this.fs.close();
+      } catch (error) {
+        throw toPiimgError(error, {});
+      }
+    });
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+function toBytes(chunk: unknown, path: string): Uint8Array {
+  if (chunk instanceof Uint8Array) return chunk;
+  if (typeof chunk === 'string') return encoder.encode(chunk);
+  throw new PiimgError('EINVAL', 'file data chunks must be Uint8Array', { path });
+}

@@ -1,0 +1,281 @@
+/*
+ * An io_manager for libext2fs whose block reads and writes are synchronous
+ * calls into JavaScript, where a BlockDevice does the work. It takes the
+ * place of unix_io_manager (the build removes unix_io.o from libext2fs.a),
+ * so e2fsck and mke2fs use it without source changes: a device is named
+ * "piimg:<id>", <id> being the handle the JavaScript side gave it.
+ *
+ * No cache here: the caller's BlockDevice decides how to cache, and every
+ * write reaches it before the call returns, so nothing is lost on a crash
+ * of the WebAssembly instance.
+ *
+ * Ref: e2fsprogs lib/ext2fs/ext2_io.h (struct struct_io_manager).
+ */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include "ext2fs/ext2_fs.h"
+#include "ext2fs/ext2fs.h"
+
+/* Implemented in library.js. They return 0 on success. Offsets travel as
+ * doubles: exact up to 2^53, and no 64-bit integer legalisation needed. */
+extern int piimg_js_read(int device, double byte_offset, void *data, int length);
+extern int piimg_js_write(int device, double byte_offset, const void *data, int length);
+extern int piimg_js_flush(int device);
+/* Device size in bytes, or -1 for an unknown device. */
+extern double piimg_js_size(int device);
+
+#define PIIMG_PREFIX "piimg:"
+
+struct piimg_private {
+	errcode_t magic;
+	int device;
+};
+
+static struct struct_io_manager piimg_io_manager_struct;
+
+static errcode_t piimg_open(const char *name, int flags, io_channel *channel)
+{
+	io_channel io = NULL;
+	struct piimg_private *data = NULL;
+	errcode_t retval;
+
+	(void) flags;
+	if (name == NULL || strncmp(name, PIIMG_PREFIX, strlen(PIIMG_PREFIX)) != 0)
+		return EXT2_ET_BAD_DEVICE_NAME;
+	retval = ext2fs_get_memzero(sizeof(struct struct_io_channel), &io);
+	if (retval)
+		return retval;
+	retval = ext2fs_get_memzero(sizeof(struct piimg_private), &data);
+	if (retval)
+		goto fail;
+	retval = ext2fs_get_mem(strlen(name) + 1, &io->name);
+	if (retval)
+		goto fail;
+	strcpy(io->name, name);
+	io->magic = EXT2_ET_MAGIC_IO_CHANNEL;
+	io->manager = &piimg_io_manager_struct;
+	io->block_size = 1024;
+	io->refcount = 1;
+	io->private_data = data;
+	data->magic = EXT2_ET_MAGIC_UNIX_IO_CHANNEL;
+	data->device = atoi(name + strlen(PIIMG_PREFIX));
+	*channel = io;
+	return 0;
+fail:
+	if (data)
+		ext2fs_free_mem(&data);
+	if (io) {
+		if (io->name)
+			ext2fs_free_mem(&io->name);
+		ext2fs_free_mem(&io);
+	}
+	return retval;
+}
+
+static errcode_t piimg_close(io_channel channel)
+{
+	struct piimg_private *data = channel->private_data;
+	errcode_t retval = 0;
+
+	if (--channel->refcount > 0)
+		return 0;
+	if (piimg_js_flush(data->device))
+		retval = EXT2_ET_SHORT_WRITE;
+	ext2fs_free_mem(&channel->private_data);
+	if (channel->name)
+		ext2fs_free_mem(&channel->name);
+	ext2fs_free_mem(&channel);
+	return retval;
+}
+
+static errcode_t piimg_set_blksize(io_channel channel, int blksize)
+{
+	channel->block_size = blksize;
+	return 0;
+}
+
+/* A negative count means bytes, not blocks (ext2_io.h convention). */
+static size_t piimg_span(io_channel channel, int count)
+{
+	return count < 0 ? (size_t) -count : (size_t) count * channel->block_size;
+}
+
+static errcode_t piimg_read_blk64(io_channel channel, unsigned long long block, int count, void *buf)
+{
+	struct piimg_private *data = channel->private_data;
+	size_t size = piimg_span(channel, count);
+	double offset = (double) block * (double) channel->block_size;
+
+	if (piimg_js_read(data->device, offset, buf, (int) size)) {
+		if (channel->read_error)
+			return (channel->read_error)(channel, block, count, buf, size, 0, EXT2_ET_SHORT_READ);
+		return EXT2_ET_SHORT_READ;
+	}
+	return 0;
+}
+
+static errcode_t piimg_read_blk(io_channel channel, unsigned long block, int count, void *buf)
+{
+	return piimg_read_blk64(channel, block, count, buf);
+}
+
+static errcode_t piimg_write_blk64(io_channel channel, unsigned long long block, int count, const void *buf)
+{
+	struct piimg_private *data = channel->private_data;
+	size_t size = piimg_span(channel, count);
+	double offset = (double) block * (double) channel->block_size;
+
+	if (piimg_js_write(data->device, offset, buf, (int) size)) {
+		if (channel->write_error)
+			return (channel->write_error)(channel, block, count, buf, size, 0, EXT2_ET_SHORT_WRITE);
+		return EXT2_ET_SHORT_WRITE;
+	}
+	return 0;
+}
+
+static errcode_t piimg_write_blk(io_channel channel, unsigned long block, int count, const void *buf)
+{
+	return piimg_write_blk64(channel, block, count, buf);
+}
+
+static errcode_t piimg_write_byte(io_channel channel, unsigned long offset, int size, const void *buf)
+{
+	struct piimg_private *data = channel->private_data;
+
+	if (size < 0)
+		return EXT2_ET_INVALID_ARGUMENT;
+	return piimg_js_write(data->device, (double) offset, buf, size) ? EXT2_ET_SHORT_WRITE : 0;
+}
+
+static errcode_t piimg_flush(io_channel channel)
+{
+	struct piimg_private *data = channel->private_data;
+
+	return piimg_js_flush(data->device) ? EXT2_ET_SHORT_WRITE : 0;
+}
+
+static errcode_t piimg_set_option(io_channel channel, const char *option, const char *arg)
+{
+	(void) channel;
+	(void) option;
+	(void) arg;
+	return EXT2_ET_INVALID_ARGUMENT;
+}
+
+/* No discard or zeroout: libext2fs then writes zero blocks itself, which is
+ * always correct whatever the device holds. */
+static errcode_t piimg_unimplemented(io_channel channel, unsigned long long block, unsigned long long count)
+{
+	(void) channel;
+	(void) block;
+	(void) count;
+	return EXT2_ET_UNIMPLEMENTED;
+}
+
+static struct struct_io_manager piimg_io_manager_struct = {
+	.magic = EXT2_ET_MAGIC_IO_MANAGER,
+	.name = "piimg I/O Manager",
+	.open = piimg_open,
+	.close = piimg_close,
+	.set_blksize = piimg_set_blksize,
+	.read_blk = piimg_read_blk,
+	.write_blk = piimg_write_blk,
+	.flush = piimg_flush,
+	.write_byte = piimg_write_byte,
+	.set_option = piimg_set_option,
+	.read_blk64 = piimg_read_blk64,
+	.write_blk64 = piimg_write_blk64,
+	.discard = piimg_unimplemented,
+	.zeroout = piimg_unimplemented,
+};
+
+io_manager piimg_io_manager = &piimg_io_manager_struct;
+/* e2fsck and mke2fs open devices through unix_io_manager. */
+io_manager unix_io_manager = &piimg_io_manager_struct;
+io_manager unixfd_io_manager = &piimg_io_manager_struct;
+
+/* File helpers that live in unix_io.c upstream; e2fsck and mke2fs use them
+ * for their log and undo files (MEMFS under emscripten). */
+int ext2fs_open_file(const char *pathname, int flags, mode_t mode)
+{
+	return mode ? open(pathname, flags, mode) : open(pathname, flags);
+}
+
+int ext2fs_stat(const char *path, ext2fs_struct_stat *buf)
+{
+	return stat(path, buf);
+}
+
+int ext2fs_fstat(int fd, ext2fs_struct_stat *buf)
+{
+	return fstat(fd, buf);
+}
+
+/*
+ * Replacements for getsize.o, getsectsize.o and ismounted.o, which the build also removes
+ * from libext2fs.a: a JavaScript device knows its size, and nothing in a
+ * WebAssembly instance is ever mounted.
+ */
+errcode_t ext2fs_get_device_size2(const char *file, int blocksize, blk64_t *retblocks)
+{
+	double size;
+
+	if (file == NULL || strncmp(file, PIIMG_PREFIX, strlen(PIIMG_PREFIX)) != 0 || blocksize <= 0)
+		return EXT2_ET_BAD_DEVICE_NAME;
+	size = piimg_js_size(atoi(file + strlen(PIIMG_PREFIX)));
+	if (size < 0)
+		return EXT2_ET_BAD_DEVICE_NAME;
+	*retblocks = (blk64_t) size / (blk64_t) blocksize;
+	return 0;
+}
+
+errcode_t ext2fs_get_device_size(const char *file, int blocksize, blk_t *retblocks)
+{
+	blk64_t blocks;
+	errcode_t retval = ext2fs_get_device_size2(file, blocksize, &blocks);
+
+	if (retval)
+		return retval;
+	if (blocks >= (1ULL << 32))
+		return EFBIG;
+	*retblocks = (blk_t) blocks;
+	return 0;
+}
+
+errcode_t ext2fs_check_mount_point(const char *device, int *mount_flags, char *mtpt, int mtlen)
+{
+	(void) device;
+	*mount_flags = 0;
+	if (mtpt && mtlen > 0)
+		*mtpt = 0;
+	return 0;
+}
+
+errcode_t ext2fs_check_if_mounted(const char *file, int *mount_flags)
+{
+	return ext2fs_check_mount_point(file, mount_flags, NULL, 0);
+}
+
+/* Sector sizes: 0 means "not known", and the tools then use their defaults,
+ * as upstream does where the ioctls are missing. */
+errcode_t ext2fs_get_device_sectsize(const char *file, int *sectsize)
+{
+	(void) file;
+	*sectsize = 0;
+	return 0;
+}
+
+errcode_t ext2fs_get_device_phys_sectsize(const char *file, int *sectsize)
+{
+	(void) file;
+	*sectsize = 0;
+	return 0;
+}
+
+int ext2fs_get_dio_alignment(int fd)
+{
+	(void) fd;
+	return 512;
+}

@@ -1,0 +1,781 @@
+/*
+ * The operations the piimg ext4 volume needs, on top of libext2fs. Each
+ * returns a libext2fs errcode_t (0 on success); @piimg/wasm turns codes into
+ * names with piimg_error_name(), never exposing raw numbers.
+ *
+ * Path resolution, permission rules and the order of steps in compound
+ * operations (rename, rm) live in TypeScript; this file keeps to single
+ * inode and directory changes, each leaving a consistent filesystem.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <emscripten.h>
+#include "ext2fs/ext2_fs.h"
+#include "ext2fs/ext2fs.h"
+#include "et/com_err.h"
+
+extern io_manager piimg_io_manager;
+
+#define EXPORT EMSCRIPTEN_KEEPALIVE
+
+/* Clock for the timestamps this shim writes; libext2fs's own (fs->now) only has seconds. */
+static long long now_sec;
+static unsigned int now_nsec;
+
+static const char *const error_names[] = {
+#include "piimg_errnames.h"
+};
+
+EXPORT const char *piimg_error_name(errcode_t code)
+{
+	long index = code - EXT2_ET_BASE;
+
+	if (code >= EXT2_ET_BASE && index < (long) (sizeof(error_names) / sizeof(error_names[0])))
+		return error_names[index];
+	switch (code) {
+	case 0: return "OK";
+	case EPERM: return "EPERM";
+	case ENOENT: return "ENOENT";
+	case EIO: return "EIO";
+	case ENOMEM: return "ENOMEM";
+	case EEXIST: return "EEXIST";
+	case ENOTDIR: return "ENOTDIR";
+	case EISDIR: return "EISDIR";
+	case EINVAL: return "EINVAL";
+	case EFBIG: return "EFBIG";
+	case ENOSPC: return "ENOSPC";
+	case EROFS: return "EROFS";
+	case EMLINK: return "EMLINK";
+	case ENAMETOOLONG: return "ENAMETOOLONG";
+	case ENOTEMPTY: return "ENOTEMPTY";
+	case ELOOP: return "ELOOP";
+	case EOVERFLOW: return "EOVERFLOW";
+	case ENODATA: return "ENODATA";
+	case EUCLEAN: return "EUCLEAN";
+	default: return "UNKNOWN";
+	}
+}
+
+EXPORT const char *piimg_error_message(errcode_t code)
+{
+	return error_message(code);
+}
+
+/* ---- filesystem ---- */
+
+EXPORT errcode_t piimg_fs_open(const char *name, int writable, ext2_filsys *out)
+{
+	static int tables_ready;
+	ext2_filsys fs = NULL;
+	errcode_t retval;
+	int flags = EXT2_FLAG_64BITS | EXT2_FLAG_SKIP_MMP | (writable ? EXT2_FLAG_RW : 0);
+
+	if (!tables_ready) {
+		initialize_ext2_error_table();
+		tables_ready = 1;
+	}
+	*out = NULL;
+	retval = ext2fs_open2(name, NULL, flags, 0, 0, piimg_io_manager, &fs);
+	if (retval)
+		return retval;
+	/* Reading the bitmaps up front makes a damaged group descriptor fail
+	 * here, at mount, instead of in the middle of a write. */
+	retval = ext2fs_read_bitmaps(fs);
+	if (retval) {
+		ext2fs_close_free(&fs);
+		return retval;
+	}
+	*out = fs;
+	return 0;
+}
+
+EXPORT errcode_t piimg_fs_flush(ext2_filsys fs)
+{
+	errcode_t retval = 0;
+
+	if (fs->flags & EXT2_FLAG_RW) {
+		retval = ext2fs_flush(fs);
+		if (retval)
+			return retval;
+	}
+	return io_channel_flush(fs->io);
+}
+
+EXPORT errcode_t piimg_fs_close(ext2_filsys fs)
+{
+	return ext2fs_close_free(&fs);
+}
+
+EXPORT void piimg_fs_set_now(ext2_filsys fs, double seconds, int nsec)
+{
+	now_sec = (long long) seconds;
+	now_nsec = (unsigned int) nsec;
+	fs->now = (time_t) now_sec;
+	fs->flags2 |= EXT2_FLAG2_USE_FAKE_TIME;
+}
+
+/* out: block size, blocks, free blocks, inodes, free inodes. */
+EXPORT void piimg_fs_info(ext2_filsys fs, double *out)
+{
+	out[0] = fs->blocksize;
+	out[1] = (double) ext2fs_blocks_count(fs->super);
+	out[2] = (double) ext2fs_free_blocks_count(fs->super);
+	out[3] = fs->super->s_inodes_count;
+	out[4] = fs->super->s_free_inodes_count;
+}
+
+/* ---- inodes ---- */
+
+typedef struct ext2_inode_large inode_t;
+
+static errcode_t get_inode(ext2_filsys fs, ext2_ino_t ino, inode_t *inode)
+{
+	memset(inode, 0, sizeof(*inode));
+	return ext2fs_read_inode_full(fs, ino, (struct ext2_inode *) inode, sizeof(*inode));
+}
+
+static errcode_t put_inode(ext2_filsys fs, ext2_ino_t ino, inode_t *inode)
+{
+	return ext2fs_write_inode_full(fs, ino, (struct ext2_inode *) inode, sizeof(*inode));
+}
+
+/* True when the inode has room for a field ending at `field_end`. */
+static int has_field(ext2_filsys fs, const inode_t *inode, size_t field_end)
+{
+	return EXT2_INODE_SIZE(fs->super) > EXT2_GOOD_OLD_INODE_SIZE &&
+	       (size_t) EXT2_GOOD_OLD_INODE_SIZE + inode->i_extra_isize >= field_end &&
+	       field_end <= (size_t) EXT2_INODE_SIZE(fs->super);
+}
+
+#define FIELD_END(field) (offsetof(inode_t, field) + sizeof(((inode_t *) 0)->field))
+
+/*
+ * Timestamps: the low 32 bits in the base field; two epoch bits and the
+ * nanoseconds in the _extra field when the inode has one, else clamped to
+ * a signed 32-bit value. Ref: ext4 wiki "Inode Timestamps"; kernel
+ * ext4_encode_extra_time().
+ */
+static void set_time(ext2_filsys fs, inode_t *inode, __u32 *lo, __u32 *extra, size_t extra_end,
+		     long long sec, unsigned int nsec)
+{
+	if (has_field(fs, inode, extra_end)) {
+		*lo = (__u32) sec;
+		*extra = (__u32) (((sec - (long long) (__s32) *lo) >> 32) & EXT4_EPOCH_MASK) |
+			 (nsec << EXT4_EPOCH_BITS);
+	} else {
+		if (sec < INT32_MIN)
+			sec = INT32_MIN;
+		if (sec > INT32_MAX)
+			sec = INT32_MAX;
+		*lo = (__u32) (__s32) sec;
+	}
+}
+
+static void get_time(ext2_filsys fs, const inode_t *inode, __u32 lo, __u32 extra, size_t extra_end,
+		     double *sec_out, double *nsec_out)
+{
+	long long sec = (__s32) lo;
+	unsigned int nsec = 0;
+
+	if (has_field(fs, inode, extra_end)) {
+		sec += (long long) (extra & EXT4_EPOCH_MASK) << 32;
+		nsec = (extra & EXT4_NSEC_MASK) >> EXT4_EPOCH_BITS;
+	}
+	*sec_out = (double) sec;
+	*nsec_out = nsec;
+}
+
+#define SET_TIME(fs, inode, name, sec, nsec) \
+	set_time(fs, inode, &(inode)->name, &(inode)->name##_extra, FIELD_END(name##_extra), sec, nsec)
+#define GET_TIME(fs, inode, name, out) \
+	get_time(fs, inode, (inode)->name, (inode)->name##_extra, FIELD_END(name##_extra), &(out)[0], &(out)[1])
+
+static void touch(ext2_filsys fs, inode_t *inode, int modified)
+{
+	SET_TIME(fs, inode, i_ctime, now_sec, now_nsec);
+	if (modified)
+		SET_TIME(fs, inode, i_mtime, now_sec, now_nsec);
+}
+
+/* A directory gained or lost an entry: its mtime and ctime move. */
+static errcode_t touch_dir(ext2_filsys fs, ext2_ino_t dir)
+{
+	inode_t inode;
+	errcode_t retval = get_inode(fs, dir, &inode);
+
+	if (retval)
+		return retval;
+	touch(fs, &inode, 1);
+	return put_inode(fs, dir, &inode);
+}
+
+static void set_owner(inode_t *inode, unsigned int uid, unsigned int gid)
+{
+	inode->i_uid = uid & 0xffff;
+	ext2fs_set_i_uid_high(*inode, uid >> 16);
+	inode->i_gid = gid & 0xffff;
+	ext2fs_set_i_gid_high(*inode, gid >> 16);
+}
+
+/*
+ * out: mode, uid, gid, size, links, atime, atime_ns, mtime, mtime_ns,
+ * ctime, ctime_ns, crtime, crtime_ns, has_crtime, flags.
+ */
+EXPORT errcode_t piimg_stat(ext2_filsys fs, ext2_ino_t ino, double *out)
+{
+	inode_t inode;
+	errcode_t retval = get_inode(fs, ino, &inode);
+
+	if (retval)
+		return retval;
+	out[0] = inode.i_mode;
+	out[1] = inode_uid(inode);
+	out[2] = inode_gid(inode);
+	out[3] = (double) EXT2_I_SIZE(&inode);
+	out[4] = inode.i_links_count;
+	GET_TIME(fs, &inode, i_atime, out + 5);
+	GET_TIME(fs, &inode, i_mtime, out + 7);
+	GET_TIME(fs, &inode, i_ctime, out + 9);
+	out[13] = has_field(fs, &inode, FIELD_END(i_crtime_extra));
+	if (out[13])
+		GET_TIME(fs, &inode, i_crtime, out + 11);
+	else
+		out[11] = out[12] = 0;
+	out[14] = inode.i_flags;
+	return 0;
+}
+
+/* mask: 1 permission bits, 2 uid, 4 gid, 8 atime, 16 mtime, 32 ctime (else now). */
+EXPORT errcode_t piimg_setattr(ext2_filsys fs, ext2_ino_t ino, int mask, int mode, unsigned int uid, unsigned int gid,
+			       double atime, int atime_ns, double mtime, int mtime_ns, double ctime, int ctime_ns)
+{
+	inode_t inode;
+	errcode_t retval = get_inode(fs, ino, &inode);
+
+	if (retval)
+		return retval;
+	if (mask & 1)
+		inode.i_mode = (inode.i_mode & LINUX_S_IFMT) | (mode & 07777);
+	if (mask & 2) {
+		inode.i_uid = uid & 0xffff;
+		ext2fs_set_i_uid_high(inode, uid >> 16);
+	}
+	if (mask & 4) {
+		inode.i_gid = gid & 0xffff;
+		ext2fs_set_i_gid_high(inode, gid >> 16);
+	}
+	if (mask & 8)
+		SET_TIME(fs, &inode, i_atime, (long long) atime, atime_ns);
+	if (mask & 16)
+		SET_TIME(fs, &inode, i_mtime, (long long) mtime, mtime_ns);
+	if (mask & 32)
+		SET_TIME(fs, &inode, i_ctime, (long long) ctime, ctime_ns);
+	else
+		SET_TIME(fs, &inode, i_ctime, now_sec, now_nsec);
+	return put_inode(fs, ino, &inode);
+}
+
+/* ---- names ---- */
+
+EXPORT errcode_t piimg_namei(ext2_filsys fs, const char *path, int follow, ext2_ino_t *ino)
+{
+	if (follow)
+		return ext2fs_namei_follow(fs, EXT2_ROOT_INO, EXT2_ROOT_INO, path, ino);
+	return ext2fs_namei(fs, EXT2_ROOT_INO, EXT2_ROOT_INO, path, ino);
+}
+
+EXPORT errcode_t piimg_lookup(ext2_filsys fs, ext2_ino_t dir, const char *name, ext2_ino_t *ino)
+{
+	return ext2fs_lookup(fs, dir, name, strlen(name), NULL, ino);
+}
+
+static int file_type(unsigned int mode)
+{
+	switch (mode & LINUX_S_IFMT) {
+	case LINUX_S_IFREG: return EXT2_FT_REG_FILE;
+	case LINUX_S_IFDIR: return EXT2_FT_DIR;
+	case LINUX_S_IFCHR: return EXT2_FT_CHRDEV;
+	case LINUX_S_IFBLK: return EXT2_FT_BLKDEV;
+	case LINUX_S_IFIFO: return EXT2_FT_FIFO;
+	case LINUX_S_IFSOCK: return EXT2_FT_SOCK;
+	case LINUX_S_IFLNK: return EXT2_FT_SYMLINK;
+	default: return EXT2_FT_UNKNOWN;
+	}
+}
+
+/* ext2fs_link() reports a full directory; grow it by a block and retry, as debugfs does. */
+static errcode_t link_growing(ext2_filsys fs, ext2_ino_t dir, const char *name, ext2_ino_t ino, int type)
+{
+	errcode_t retval = ext2fs_link(fs, dir, name, ino, type);
+
+	if (retval == EXT2_ET_DIR_NO_SPACE) {
+		retval = ext2fs_expand_dir(fs, dir);
+		if (retval)
+			return retval;
+		retval = ext2fs_link(fs, dir, name, ino, type);
+	}
+	return retval;
+}
+
+/* Adds a directory entry for an existing inode; link counts are the caller's business. */
+EXPORT errcode_t piimg_link(ext2_filsys fs, ext2_ino_t dir, const char *name, ext2_ino_t ino)
+{
+	inode_t inode;
+	errcode_t retval = get_inode(fs, ino, &inode);
+
+	if (retval)
+		return retval;
+	retval = link_growing(fs, dir, name, ino, file_type(inode.i_mode));
+	if (retval)
+		return retval;
+	return touch_dir(fs, dir);
+}
+
+EXPORT errcode_t piimg_unlink(ext2_filsys fs, ext2_ino_t dir, const char *name)
+{
+	errcode_t retval = ext2fs_unlink(fs, dir, name, 0, 0);
+
+	if (retval)
+		return retval;
+	return touch_dir(fs, dir);
+}
+
+struct replace_ctx {
+	const char *name;
+	size_t name_len;
+	ext2_ino_t ino;
+	int type;
+	int found;
+	int dotdot;
+};
+
+static int replace_entry_cb(ext2_ino_t dir, int entry, struct ext2_dir_entry *dirent, int offset, int blocksize,
+			    char *buf, void *priv)
+{
+	struct replace_ctx *ctx = priv;
+
+	(void) dir, (void) offset, (void) blocksize, (void) buf;
+	if (ctx->dotdot) {
+		if (entry != DIRENT_DOT_DOT_FILE)
+			return 0;
+	} else {
+		if (dirent->inode == 0 || (size_t) ext2fs_dirent_name_len(dirent) != ctx->name_len ||
+		    memcmp(dirent->name, ctx->name, ctx->name_len) != 0)
+			return 0;
+	}
+	dirent->inode = ctx->ino;
+	if (!ctx->dotdot)
+		ext2fs_dirent_set_file_type(dirent, ctx->type);
+	ctx->found = 1;
+	return DIRENT_CHANGED | DIRENT_ABORT;
+}
+
+/*
+ * Points the existing entry `name` of `dir` at `ino`, in one directory
+ * block write: the atomic step of a rename over an existing file. The
+ * name, and with it the htree hash, stays the same.
+ */
+EXPORT errcode_t piimg_replace_entry(ext2_filsys fs, ext2_ino_t dir, const char *name, ext2_ino_t ino)
+{
+	struct replace_ctx ctx = { name, strlen(name), ino, 0, 0, 0 };
+	inode_t inode;
+	errcode_t retval = get_inode(fs, ino, &inode);
+
+	if (retval)
+		return retval;
+	ctx.type = ext2fs_has_feature_filetype(fs->super) ? file_type(inode.i_mode) : 0;
+	retval = ext2fs_dir_iterate2(fs, dir, 0, NULL, replace_entry_cb, &ctx);
+	if (retval)
+		return retval;
+	if (!ctx.found)
+		return EXT2_ET_FILE_NOT_FOUND;
+	return touch_dir(fs, dir);
+}
+
+/* Points ".." of directory `dir` at `parent` (a directory moved elsewhere). */
+EXPORT errcode_t piimg_set_dotdot(ext2_filsys fs, ext2_ino_t dir, ext2_ino_t parent)
+{
+	struct replace_ctx ctx = { "..", 2, parent, EXT2_FT_DIR, 0, 1 };
+	errcode_t retval = ext2fs_dir_iterate2(fs, dir, 0, NULL, replace_entry_cb, &ctx);
+
+	if (retval)
+		return retval;
+	return ctx.found ? 0 : EXT2_ET_FILE_NOT_FOUND;
+}
+
+struct list_ctx {
+	unsigned char *buf;
+	size_t len;
+	size_t cap;
+	errcode_t error;
+};
+
+static int list_cb(ext2_ino_t dir, int entry, struct ext2_dir_entry *dirent, int offset, int blocksize, char *buf,
+		   void *priv)
+{
+	struct list_ctx *ctx = priv;
+	size_t name_len = ext2fs_dirent_name_len(dirent);
+	size_t need = 6 + name_len;
+
+	(void) dir, (void) offset, (void) blocksize, (void) buf;
+	if (entry == DIRENT_DOT_FILE || entry == DIRENT_DOT_DOT_FILE || dirent->inode == 0)
+		return 0;
+	if (ctx->len + need > ctx->cap) {
+		size_t cap = ctx->cap ? ctx->cap * 2 : 4096;
+		unsigned char *grown;
+		while (cap < ctx->len + need)
+			cap *= 2;
+		grown = realloc(ctx->buf, cap);
+		if (!grown) {
+			ctx->error = EXT2_ET_NO_MEMORY;
+			return DIRENT_ABORT;
+		}
+		ctx->buf = grown;
+		ctx->cap = cap;
+	}
+	/* Record: inode (u32 LE), file type (u8), name length (u8), name. */
+	memcpy(ctx->buf + ctx->len, &dirent->inode, 4);
+	ctx->buf[ctx->len + 4] = (unsigned char) ext2fs_dirent_file_type(dirent);
+	ctx->buf[ctx->len + 5] = (unsigned char) name_len;
+	memcpy(ctx->buf + ctx->len + 6, dirent->name, name_len);
+	ctx->len += need;
+	return 0;
+}
+
+/* Lists a directory into a malloc'd buffer the caller frees with piimg_free(). */
+EXPORT errcode_t piimg_readdir(ext2_filsys fs, ext2_ino_t dir, unsigned char **out, int *out_len)
+{
+	struct list_ctx ctx = { NULL, 0, 0, 0 };
+	errcode_t retval = ext2fs_dir_iterate2(fs, dir, 0, NULL, list_cb, &ctx);
+
+	if (!retval)
+		retval = ctx.error;
+	if (retval) {
+		free(ctx.buf);
+		return retval;
+	}
+	*out = ctx.buf;
+	*out_len = (int) ctx.len;
+	return 0;
+}
+
+EXPORT void piimg_free(void *ptr)
+{
+	free(ptr);
+}
+
+/* ---- creating and deleting ---- */
+
+static void init_inode(ext2_filsys fs, inode_t *inode, unsigned int mode, unsigned int uid, unsigned int gid)
+{
+	memset(inode, 0, sizeof(*inode));
+	if (EXT2_INODE_SIZE(fs->super) > EXT2_GOOD_OLD_INODE_SIZE)
+		inode->i_extra_isize = sizeof(inode_t) - EXT2_GOOD_OLD_INODE_SIZE;
+	inode->i_mode = mode;
+	set_owner(inode, uid, gid);
+	SET_TIME(fs, inode, i_atime, now_sec, now_nsec);
+	SET_TIME(fs, inode, i_mtime, now_sec, now_nsec);
+	SET_TIME(fs, inode, i_ctime, now_sec, now_nsec);
+	if (has_field(fs, inode, FIELD_END(i_crtime_extra)))
+		SET_TIME(fs, inode, i_crtime, now_sec, now_nsec);
+}
+
+/* Writes a whole new on-disk inode, zeroing what lies beyond our struct (in-inode xattr space). */
+static errcode_t write_fresh_inode(ext2_filsys fs, ext2_ino_t ino, inode_t *inode)
+{
+	int size = EXT2_INODE_SIZE(fs->super);
+	unsigned char *buf;
+	errcode_t retval;
+
+	if (size <= (int) sizeof(*inode))
+		return ext2fs_write_inode_full(fs, ino, (struct ext2_inode *) inode, size);
+	buf = calloc(1, size);
+	if (!buf)
+		return EXT2_ET_NO_MEMORY;
+	memcpy(buf, inode, sizeof(*inode));
+	retval = ext2fs_write_inode_full(fs, ino, (struct ext2_inode *) buf, size);
+	free(buf);
+	return retval;
+}
+
+/* Creates an empty regular file; new files use extents when the filesystem has them. */
+EXPORT errcode_t piimg_create(ext2_filsys fs, ext2_ino_t dir, const char *name, int mode, unsigned int uid,
+			      unsigned int gid, ext2_ino_t *out)
+{
+	inode_t inode;
+	ext2_ino_t ino;
+	errcode_t retval;
+
+	retval = ext2fs_new_inode(fs, dir, LINUX_S_IFREG | 0644, NULL, &ino);
+	if (retval)
+		return retval;
+	retval = link_growing(fs, dir, name, ino, EXT2_FT_REG_FILE);
+	if (retval)
+		return retval;
+	ext2fs_inode_alloc_stats2(fs, ino, +1, 0);
+	init_inode(fs, &inode, LINUX_S_IFREG | (mode & 07777), uid, gid);
+	inode.i_links_count = 1;
+	if (ext2fs_has_feature_extents(fs->super)) {
+		struct ext3_extent_header *header = (struct ext3_extent_header *) &inode.i_block[0];
+		inode.i_flags |= EXT4_EXTENTS_FL;
+		header->eh_magic = ext2fs_cpu_to_le16(EXT3_EXT_MAGIC);
+		header->eh_depth = 0;
+		header->eh_entries = 0;
+		header->eh_max = ext2fs_cpu_to_le16((sizeof(inode.i_block) - sizeof(*header)) / sizeof(struct ext3_extent));
+	}
+	retval = write_fresh_inode(fs, ino, &inode);
+	if (retval)
+		return retval;
+	*out = ino;
+	return touch_dir(fs, dir);
+}
+
+EXPORT errcode_t piimg_mkdir(ext2_filsys fs, ext2_ino_t dir, const char *name, int mode, unsigned int uid,
+			     unsigned int gid, ext2_ino_t *out)
+{
+	inode_t inode;
+	ext2_ino_t ino;
+	errcode_t retval;
+
+	retval = ext2fs_new_inode(fs, dir, LINUX_S_IFDIR | 0755, NULL, &ino);
+	if (retval)
+		return retval;
+	retval = ext2fs_mkdir(fs, dir, ino, name);
+	if (retval == EXT2_ET_DIR_NO_SPACE) {
+		/* ext2fs_mkdir() released what it allocated; grow the parent and try again. */
+		retval = ext2fs_expand_dir(fs, dir);
+		if (retval)
+			return retval;
+		retval = ext2fs_mkdir(fs, dir, ino, name);
+	}
+	if (retval)
+		return retval;
+	retval = get_inode(fs, ino, &inode);
+	if (retval)
+		return retval;
+	inode.i_mode = LINUX_S_IFDIR | (mode & 07777);
+	set_owner(&inode, uid, gid);
+	SET_TIME(fs, &inode, i_atime, now_sec, now_nsec);
+	SET_TIME(fs, &inode, i_mtime, now_sec, now_nsec);
+	SET_TIME(fs, &inode, i_ctime, now_sec, now_nsec);
+	if (has_field(fs, &inode, FIELD_END(i_crtime_extra)))
+		SET_TIME(fs, &inode, i_crtime, now_sec, now_nsec);
+	retval = put_inode(fs, ino, &inode);
+	if (retval)
+		return retval;
+	*out = ino;
+	return touch_dir(fs, dir);
+}
+
+EXPORT errcode_t piimg_symlink(ext2_filsys fs, ext2_ino_t dir, const char *name, const char *target,
+			       unsigned int uid, unsigned int gid, ext2_ino_t *out)
+{
+	inode_t inode;
+	ext2_ino_t ino;
+	errcode_t retval;
+
+	retval = ext2fs_new_inode(fs, dir, LINUX_S_IFLNK | 0777, NULL, &ino);
+	if (retval)
+		return retval;
+	retval = ext2fs_symlink(fs, dir, ino, name, target);
+	if (retval == EXT2_ET_DIR_NO_SPACE) {
+		retval = ext2fs_expand_dir(fs, dir);
+		if (retval)
+			return retval;
+		retval = ext2fs_symlink(fs, dir, ino, name, target);
+	}
+	if (retval)
+		return retval;
+	retval = get_inode(fs, ino, &inode);
+	if (retval)
+		return retval;
+	/* Linux gives every symlink mode 0777. */
+	inode.i_mode = LINUX_S_IFLNK | 0777;
+	set_owner(&inode, uid, gid);
+	SET_TIME(fs, &inode, i_atime, now_sec, now_nsec);
+	SET_TIME(fs, &inode, i_mtime, now_sec, now_nsec);
+	SET_TIME(fs, &inode, i_ctime, now_sec, now_nsec);
+	if (has_field(fs, &inode, FIELD_END(i_crtime_extra)))
+		SET_TIME(fs, &inode, i_crtime, now_sec, now_nsec);
+	retval = put_inode(fs, ino, &inode);
+	if (retval)
+		return retval;
+	*out = ino;
+	return touch_dir(fs, dir);
+}
+
+EXPORT errcode_t piimg_readlink(ext2_filsys fs, ext2_ino_t ino, char *buf, int bufsize, int *out_len)
+{
+	inode_t inode;
+	ext2_file_t file;
+	unsigned int got = 0;
+	size_t size;
+	errcode_t retval = get_inode(fs, ino, &inode);
+
+	if (retval)
+		return retval;
+	if (!LINUX_S_ISLNK(inode.i_mode))
+		return EXT2_ET_INVALID_ARGUMENT;
+	size = EXT2_I_SIZE(&inode);
+	if (size > (size_t) bufsize || size >= fs->blocksize)
+		return EXT2_ET_INODE_CORRUPTED;
+	if (inode.i_flags & EXT4_INLINE_DATA_FL) {
+		size_t inline_size = 0;
+		retval = ext2fs_inline_data_size(fs, ino, &inline_size);
+		if (retval)
+			return retval;
+		if (inline_size > (size_t) bufsize)
+			return EXT2_ET_INODE_CORRUPTED;
+		retval = ext2fs_inline_data_get(fs, ino, (struct ext2_inode *) &inode, buf, NULL);
+		if (retval)
+			return retval;
+		*out_len = (int) size;
+		return 0;
+	}
+	if (ext2fs_is_fast_symlink((struct ext2_inode *) &inode)) {
+		if (size > sizeof(inode.i_block))
+			return EXT2_ET_INODE_CORRUPTED;
+		memcpy(buf, (char *) inode.i_block, size);
+		*out_len = (int) size;
+		return 0;
+	}
+	retval = ext2fs_file_open2(fs, ino, (struct ext2_inode *) &inode, 0, &file);
+	if (retval)
+		return retval;
+	retval = ext2fs_file_read(file, buf, (unsigned int) size, &got);
+	ext2fs_file_close(file);
+	if (retval)
+		return retval;
+	*out_len = (int) got;
+	return 0;
+}
+
+/* Frees the blocks, extended attribute block and the inode itself. */
+static errcode_t release_inode(ext2_filsys fs, ext2_ino_t ino)
+{
+	inode_t inode;
+	blk64_t ea_block;
+	errcode_t retval = get_inode(fs, ino, &inode);
+
+	if (retval)
+		return retval;
+	if (ext2fs_inode_has_valid_blocks2(fs, (struct ext2_inode *) &inode)) {
+		retval = ext2fs_punch(fs, ino, (struct ext2_inode *) &inode, NULL, 0, ~0ULL);
+		if (retval)
+			return retval;
+		retval = get_inode(fs, ino, &inode);
+		if (retval)
+			return retval;
+	}
+	ea_block = ext2fs_file_acl_block(fs, (struct ext2_inode *) &inode);
+	if (ea_block) {
+		__u32 count = 0;
+		retval = ext2fs_adjust_ea_refcount3(fs, ea_block, NULL, -1, &count, ino);
+		if (retval)
+			return retval;
+		if (count == 0)
+			ext2fs_block_alloc_stats2(fs, ea_block, -1);
+		ext2fs_file_acl_block_set(fs, (struct ext2_inode *) &inode, 0);
+	}
+	inode.i_links_count = 0;
+	inode.i_dtime = (__u32) now_sec;
+	retval = put_inode(fs, ino, &inode);
+	if (retval)
+		return retval;
+	ext2fs_inode_alloc_stats2(fs, ino, -1, LINUX_S_ISDIR(inode.i_mode));
+	return 0;
+}
+
+/*
+ * Changes the link count by `delta`; at zero the inode is released.
+ * A directory's count of 1 means "too many to count" under dir_nlink and
+ * is left alone. `out` receives the new count.
+ */
+EXPORT errcode_t piimg_adjust_links(ext2_filsys fs, ext2_ino_t ino, int delta, int *out)
+{
+	inode_t inode;
+	long count;
+	errcode_t retval = get_inode(fs, ino, &inode);
+
+	if (retval)
+		return retval;
+	count = inode.i_links_count;
+	if (LINUX_S_ISDIR(inode.i_mode) && count == 1 && ext2fs_has_feature_dir_nlink(fs->super)) {
+		*out = 1;
+	} else {
+		count += delta;
+		if (count < 0)
+			return EXT2_ET_INODE_CORRUPTED;
+		if (count > EXT2_LINK_MAX) {
+			if (!LINUX_S_ISDIR(inode.i_mode) || !ext2fs_has_feature_dir_nlink(fs->super))
+				return EMLINK;
+			count = 1;
+		}
+		inode.i_links_count = (__u16) count;
+		*out = (int) count;
+	}
+	if (*out == 0)
+		return release_inode(fs, ino);
+	touch(fs, &inode, 0);
+	return put_inode(fs, ino, &inode);
+}
+
+/* Releases a directory that has just lost its last name (its own "." no longer counts). */
+EXPORT errcode_t piimg_release(ext2_filsys fs, ext2_ino_t ino)
+{
+	return release_inode(fs, ino);
+}
+
+/* ---- file data ---- */
+
+EXPORT errcode_t piimg_file_open(ext2_filsys fs, ext2_ino_t ino, int writable, ext2_file_t *out)
+{
+	return ext2fs_file_open(fs, ino, writable ? EXT2_FILE_WRITE : 0, out);
+}
+
+EXPORT errcode_t piimg_file_read(ext2_file_t file, void *buf, int length, int *got)
+{
+	unsigned int count = 0;
+	errcode_t retval = ext2fs_file_read(file, buf, (unsigned int) length, &count);
+
+	*got = (int) count;
+	return retval;
+}
+
+EXPORT errcode_t piimg_file_write(ext2_file_t file, const void *buf, int length, int *written)
+{
+	unsigned int count = 0;
+	errcode_t retval = ext2fs_file_write(file, buf, (unsigned int) length, &count);
+
+	*written = (int) count;
+	return retval;
+}
+
+EXPORT errcode_t piimg_file_seek(ext2_file_t file, double position)
+{
+	return ext2fs_file_llseek(file, (__u64) position, EXT2_SEEK_SET, NULL);
+}
+
+EXPORT errcode_t piimg_file_truncate(ext2_file_t file, double size)
+{
+	return ext2fs_file_set_size2(file, (ext2_off64_t) size);
+}
+
+/* Closes a file, stamping mtime/ctime when it was written (ext2fs_file_close() only flushes). */
+EXPORT errcode_t piimg_file_close(ext2_file_t file, int modified)
+{
+	ext2_filsys fs = ext2fs_file_get_fs(file);
+	ext2_ino_t ino = ext2fs_file_get_inode_num(file);
+	errcode_t retval = ext2fs_file_close(file);
+	inode_t inode;
+
+	if (retval || !modified)
+		return retval;
+	retval = get_inode(fs, ino, &inode);
+	if (retval)
+		return retval;
+	touch(fs, &inode, 1);
+	return put_inode(fs, ino, &inode);
+}
