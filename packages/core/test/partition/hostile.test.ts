@@ -402,3 +402,45 @@ describe('fuzz: random first sectors', () => {
     );
   });
 });
+
+describe('property: writes either apply fully or change nothing', () => {
+  const op = fc.oneof(
+    fc.record({ kind: fc.constant('resize' as const), number: fc.integer({ min: 1, max: 8 }), sectorCount: fc.oneof(fc.integer({ min: 1, max: 300 }), fc.integer({ min: -1, max: 4200 })) }),
+    fc.record({ kind: fc.constant('diskId' as const), valid: fc.boolean() }),
+  );
+
+  function check(makeImage: () => Uint8Array, ops: Array<{ kind: 'resize'; number: number; sectorCount: number } | { kind: 'diskId'; valid: boolean }>): boolean {
+    const device = new MemoryDevice(makeImage());
+    let table = readPartitionTable(device);
+    const sizes = new Map(table.partitions.map((p) => [p.number, p.sectorCount]));
+    for (const o of ops) {
+      const before = device.bytes.slice();
+      try {
+        if (o.kind === 'resize') {
+          table = resizePartition(device, table, o.number, o.sectorCount);
+          sizes.set(o.number, o.sectorCount);
+        } else {
+          const id = table.scheme === 'mbr' ? (o.valid ? 'a1b2c3d4' : 'xyz') : o.valid ? '01234567-89ab-4cde-8f01-23456789abcd' : 'a1b2c3d4';
+          table = setDiskId(device, table, id);
+        }
+      } catch (error) {
+        if (!(error instanceof PiimgError)) throw error;
+        expect(Buffer.compare(device.bytes, before), `${error.code} left the image changed`).toBe(0);
+      }
+      const reread = readPartitionTable(device);
+      expect(reread.warnings).toEqual([]);
+      expect(new Map(reread.partitions.map((p) => [p.number, p.sectorCount]))).toEqual(sizes);
+    }
+    return true;
+  }
+
+  it('GPT', () => {
+    const base = smallGpt();
+    fc.assert(fc.property(fc.array(op, { maxLength: 8 }), (ops) => check(() => base.slice(), ops)), { numRuns: 60 });
+  });
+
+  it('MBR with logical partitions', () => {
+    const base = mbrWithLogicals(4, 200);
+    fc.assert(fc.property(fc.array(op, { maxLength: 8 }), (ops) => check(() => base.slice(), ops)), { numRuns: 100 });
+  });
+});
