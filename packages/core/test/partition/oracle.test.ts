@@ -357,3 +357,28 @@ describe.skipIf(!hasTool('mkfs.fat'))('a FAT filesystem without partition table 
     expect(() => readFile(path)).toThrow(expect.objectContaining({ code: 'E_NO_PARTITION_TABLE', message: expect.stringMatching(/FAT boot sector/) }));
   });
 });
+
+describe.skipIf(!hasTool('fdisk') || !hasTool('mkfs.ext4'))('MBR with 4096-byte sectors (fdisk -b 4096, mkfs.ext4 at the 4096-based start)', () => {
+  it('detects 4096 from the ext4 superblock and reads what fdisk reads', async () => {
+    const path = join(dir, 'mbr4k.img');
+    const fd = openSync(path, 'w');
+    ftruncateSync(fd, 64 * 1024 ** 2);
+    closeSync(fd);
+    run('fdisk', ['-b', '4096', path], { input: 'o\nn\np\n1\n\n+8M\nt\nc\nn\np\n2\n\n\nw\n', allowFail: true });
+    const asIfNothingFound = readFile(path);
+    expect(asIfNothingFound.sectorSize).toBe(512); // no filesystem yet: the documented default
+    run('mkfs.ext4', ['-q', '-F', '-E', `offset=${2304 * 4096}`, path, '8M']);
+    const table = readFile(path);
+    expect(table.sectorSize).toBe(4096);
+    const listing = run('fdisk', ['-b', '4096', '-l', '-o', 'Device,Start,Sectors,Id', path]).stdout;
+    expect(listing).toContain(`Disk identifier: 0x${table.diskId}`);
+    const rows = listing
+      .split('\n')
+      .filter((line) => line.startsWith(path))
+      .map((line) => line.trim().split(/\s+/));
+    expect(rows.map(([node, start, sectors, id]) => [numberOf(node!), Number(start), Number(sectors), `0x${id!.padStart(2, '0')}`])).toEqual(
+      table.partitions.map((p) => [p.number, p.firstLba, p.sectorCount, p.type]),
+    );
+    expect(table.partitions[1]!.byteOffset).toBe(2304 * 4096);
+  });
+});
