@@ -51,7 +51,10 @@ async function readConfigFile(path: string): Promise<PlainObject> {
     value = extname(path).toLowerCase() === '.json' ? JSON.parse(text) : parseYaml(text, { prettyErrors: true, uniqueKeys: true });
   } catch (error) {
     const where = error instanceof YAMLParseError && error.linePos ? ` (line ${error.linePos[0].line})` : '';
-    throw configError(`config file ${path}${where} is not valid ${extname(path) === '.json' ? 'JSON' : 'YAML'}: ${(error as Error).message.split('\n')[0]}`, { file: path }, error);
+    // Only the first line of the parser's message, and no cause: the rest quotes the
+    // offending source line, which may hold a password.
+    const reason = (error as Error).message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
+    throw configError(`config file ${path}${where} is not valid ${extname(path) === '.json' ? 'JSON' : 'YAML'}: ${reason}`, { file: path });
   }
   if (value === null || value === undefined) return {};
   if (!isPlainObject(value)) throw configError(`config file ${path} must hold a mapping of settings`, { file: path });

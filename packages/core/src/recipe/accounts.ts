@@ -64,11 +64,11 @@ export async function readAccounts(editor: Editor): Promise<Accounts> {
 }
 
 /** Writes the tables back; unchanged ones are skipped by ensureFile. */
-export async function writeAccounts(editor: Editor, accounts: Accounts): Promise<void> {
+export async function writeAccounts(editor: Editor, accounts: Accounts, user: string): Promise<void> {
   // shadow and gshadow are 0640 root:shadow on Debian; existing files keep their mode and owner.
   const shadowGid = Number(accounts.group.get('shadow')?.[2] ?? 0);
-  await editor.ensureFile('root', '/etc/passwd', accounts.passwd.text(), { summary: 'accounts' });
-  await editor.ensureFile('root', '/etc/group', accounts.group.text(), { summary: 'groups' });
+  await editor.ensureFile('root', '/etc/passwd', accounts.passwd.text(), { summary: `account ${user}` });
+  await editor.ensureFile('root', '/etc/group', accounts.group.text(), { summary: `groups of ${user}` });
   if (!(await editor.exists('root', '/etc/shadow'))) {
     await editor.ensureFile('root', '/etc/shadow', accounts.shadow.text(), { mode: 0o640, gid: shadowGid, summary: 'password hashes (redacted)' });
   } else {

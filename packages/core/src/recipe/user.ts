@@ -41,6 +41,25 @@ export function chooseHash(ctx: RecipeContext, current: string | undefined): str
   return sha512Crypt(user.password, { random: ctx.editor.random });
 }
 
+function addToGroups(ctx: RecipeContext, accounts: Accounts, user: string, groups: string[], warnMissing: boolean): void {
+  for (const name of groups) {
+    const fields = accounts.group.get(name);
+    if (!fields) {
+      if (warnMissing) ctx.editor.warn(`group ${name} does not exist in the image; ${user} is not added to it`);
+      continue;
+    }
+    const members = fields[3] ? fields[3].split(',') : [];
+    if (!members.includes(user)) accounts.group.set([fields[0]!, fields[1]!, fields[2]!, [...members, user].join(',')]);
+    const shadowFields = accounts.gshadow.get(name);
+    if (shadowFields) {
+      const shadowMembers = shadowFields[3] ? shadowFields[3].split(',') : [];
+      if (!shadowMembers.includes(user)) {
+        accounts.gshadow.set([shadowFields[0]!, shadowFields[1] ?? '!', shadowFields[2] ?? '', [...shadowMembers, user].join(',')]);
+      }
+    }
+  }
+}
+
 async function copySkel(ctx: RecipeContext, from: string, to: string, uid: number, gid: number, budget: { left: number }): Promise<void> {
   const root = ctx.editor.volume('root');
   for (const entry of (await root.readdir(from)).sort((a, b) => (a.name < b.name ? -1 : 1))) {
@@ -93,31 +112,19 @@ export async function applyUser(ctx: RecipeContext): Promise<void> {
     entry = [user.name, 'x', String(uid), String(gid), ',,,', home, user.shell ?? '/bin/bash'];
     accounts.passwd.set(entry);
     accounts.shadow.set([user.name, '!', today, '0', '99999', '7', '', '', '']);
-    const wanted = user.groups ?? DEFAULT_USER_GROUPS;
-    for (const name of wanted) {
-      const fields = accounts.group.get(name);
-      if (!fields) {
-        if (user.groups) editor.warn(`group ${name} does not exist in the image; ${user.name} is not added to it`);
-        continue;
-      }
-      const members = fields[3] ? fields[3].split(',') : [];
-      if (!members.includes(user.name)) accounts.group.set([fields[0]!, fields[1]!, fields[2]!, [...members, user.name].join(',')]);
-      const shadowFields = accounts.gshadow.get(name);
-      if (shadowFields) {
-        const shadowMembers = shadowFields[3] ? shadowFields[3].split(',') : [];
-        if (!shadowMembers.includes(user.name)) {
-          accounts.gshadow.set([shadowFields[0]!, shadowFields[1] ?? '!', shadowFields[2] ?? '', [...shadowMembers, user.name].join(',')]);
-        }
-      }
-    }
+    addToGroups(ctx, accounts, user.name, user.groups ?? DEFAULT_USER_GROUPS, user.groups !== undefined);
     // Debian's adduser makes homes 0700 since Bookworm (DIR_MODE), 0755 before.
     const homeMode = ctx.release.version !== undefined && ctx.release.version < 12 ? 0o755 : 0o700;
     if (!(await editor.exists('root', home))) {
       await editor.ensureDir('root', home, { mode: homeMode, uid, gid });
       if (await editor.exists('root', '/etc/skel')) await copySkel(ctx, '/etc/skel', home, uid, gid, { left: MAX_SKEL_ENTRIES });
     }
-  } else if (user.uid !== undefined && Number(entry[2]) !== user.uid) {
-    editor.warn(`user ${user.name} exists with uid ${entry[2]}; piimg does not change the uid of an existing user`);
+  } else {
+    if (user.uid !== undefined && Number(entry[2]) !== user.uid) {
+      editor.warn(`user ${user.name} exists with uid ${entry[2]}; piimg does not change the uid of an existing user`);
+    }
+    // An existing user joins the listed groups; memberships are never removed.
+    if (user.groups) addToGroups(ctx, accounts, user.name, user.groups, true);
   }
   const shadow = accounts.shadow.get(user.name) ?? [user.name, '!', today, '0', '99999', '7', '', '', ''];
   const hash = chooseHash(ctx, shadow[1]);
@@ -129,7 +136,7 @@ export async function applyUser(ctx: RecipeContext): Promise<void> {
     }
   }
   accounts.shadow.set(shadow);
-  await writeAccounts(editor, accounts);
+  await writeAccounts(editor, accounts, user.name);
   await disableRenameUserFlow(ctx);
 }
 

@@ -129,6 +129,9 @@ describe('loadConfig', () => {
   it('reports YAML syntax errors with the line, and extends cycles', async () => {
     await writeFile(join(dir, 'broken.yaml'), 'hostname: a\nuser: [\n');
     await expectConfigError(loadConfig(join(dir, 'broken.yaml')), /broken\.yaml \(line \d+\) is not valid YAML/);
+    await writeFile(join(dir, 'leak.yaml'), 'user:\n  name: pi\n  password: "hunter2-in-yaml\n');
+    const leak = await expectConfigError(loadConfig(join(dir, 'leak.yaml')), /leak\.yaml \(line \d+\) is not valid YAML/);
+    expect(leak.message + JSON.stringify(leak.data) + String(leak.cause)).not.toContain('hunter2');
     await writeFile(join(dir, 'a.yaml'), 'extends: b.yaml\n');
     await writeFile(join(dir, 'b.yaml'), 'extends: a.yaml\n');
     await expectConfigError(loadConfig(join(dir, 'a.yaml')), /extends cycle/);

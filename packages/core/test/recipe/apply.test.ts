@@ -280,6 +280,15 @@ describe('user recipe', () => {
     expect(verifySha512Crypt('second-password', await hashOf())).toBe(true);
   });
 
+  it('adds an existing user to listed groups without touching its other memberships', async () => {
+    const t = await target('bookworm');
+    const report = await applyConfig(t.target, load({ user: { name: 'pi', groups: ['www-data', 'docker'] } }), options());
+    expect(await t.root.text('/etc/group')).toContain('\nwww-data:x:33:pi\n');
+    expect(await t.root.text('/etc/group')).toContain('\nsudo:x:27:pi\n');
+    expect(await t.root.text('/etc/gshadow')).toContain('\nwww-data:*::pi\n');
+    expect(report.warnings.join('\n')).toMatch(/group docker does not exist/);
+  });
+
   it('leaves images without the rename-user flow alone', async () => {
     const root = await bookwormRoot({ userconf: false });
     const boot = await bootVolume();
