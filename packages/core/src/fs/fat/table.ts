@@ -151,6 +151,8 @@ export class FatTable {
       throw corrupt(`${what} starts at cluster ${first}, which the FAT marks free`, { cluster: first, path: options.path });
     }
     const clusters = [first];
+    // A loop shorter than the limit would otherwise repeat data silently.
+    const seen = new Set<number>([first]);
     let cluster = first;
     for (;;) {
       if (options.stopAtLimit && clusters.length >= options.limit) return clusters;
@@ -163,6 +165,10 @@ export class FatTable {
       if (clusters.length >= options.limit) {
         throw corrupt(`${what} from cluster ${first} is longer than ${options.limit} clusters (a loop?)`, { cluster: first, path: options.path });
       }
+      if (seen.has(next)) {
+        throw corrupt(`${what} loops back to cluster ${next}`, { cluster: first, next, path: options.path });
+      }
+      seen.add(next);
       clusters.push(next);
       cluster = next;
     }

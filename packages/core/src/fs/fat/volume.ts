@@ -86,6 +86,7 @@ export class FatVolume implements Volume, FatContext {
   private closed = false;
   private dirtyMarked = false;
   private fsInfoValid = false;
+  private verified = false;
 
   private constructor(reader: BlockReader, geometry: FatGeometry, options: FatMountOptions) {
     this.reader = reader;
@@ -141,12 +142,56 @@ export class FatVolume implements Volume, FatContext {
     this.checkOpen();
     if (!this.device) throw new PiimgError('EROFS', 'the FAT volume is mounted read-only', { path });
     if (!this.dirtyMarked) {
+      if (!this.verified) {
+        this.verifyForWrite();
+        this.verified = true;
+      }
       // Count free clusters before the first change, so FSInfo ends up exact.
       void this.alloc.freeCount;
       if (!this.wasDirty) this.setDirtyFlag(true);
       this.dirtyMarked = true;
     }
     return this.device;
+  }
+
+  /**
+   * Before the first change, walks the whole tree once and checks that every
+   * chain is well formed, long enough for its file and owned by one entry
+   * only. Freeing a cross-linked or looping chain would damage other files,
+   * so such a volume is refused for writing (E_FAT_CORRUPT; run fsck.fat).
+   * The cost is one pass over the directories and used chains.
+   */
+  private verifyForWrite(): void {
+    const owner = new Uint8Array(this.geometry.clusterCount + 2);
+    const claim = (clusters: readonly number[], path: string): void => {
+      for (const cluster of clusters) {
+        if (owner[cluster]) {
+          throw new PiimgError('E_FAT_CORRUPT', `cluster ${cluster} of ${path} is also used elsewhere (cross-linked chains or a directory loop); refusing to write`, { path, cluster });
+        }
+        owner[cluster] = 1;
+      }
+    };
+    const pending: { dir: Directory; path: string }[] = [{ dir: this.root(), path: '' }];
+    while (pending.length > 0) {
+      const { dir, path } = pending.pop()!;
+      claim(dir.clusters, path || '/');
+      for (const entry of dir.entries()) {
+        const child = `${path}/${entry.name}`;
+        if (isDirectory(entry)) {
+          pending.push({ dir: this.subdir(entry, child), path: child });
+          continue;
+        }
+        if (entry.firstCluster === 0) {
+          if (entry.size !== 0) throw new PiimgError('E_FAT_CORRUPT', `file ${child} of ${entry.size} bytes has no clusters`, { path: child });
+          continue;
+        }
+        const chain = wholeChain(this, entry.firstCluster, child);
+        if (chain.length < Math.ceil(entry.size / this.geometry.clusterSize)) {
+          throw new PiimgError('E_FAT_CORRUPT', `file ${child} is ${entry.size} bytes but its chain holds ${chain.length} clusters`, { path: child });
+        }
+        claim(chain, child);
+      }
+    }
   }
 
   /** Linux and dosfstools keep "mounted, not cleanly unmounted" in bit 0 of BS_Reserved1. */
