@@ -1,8 +1,13 @@
 import type { RecipeContext } from './types.js';
 
-/** Sets one KEY=value line of a shell-style defaults file, keeping every other line. */
-export function setShellVariable(text: string, key: string, value: string): string {
-  const line = `${key}="${value.replace(/(["\\$`])/g, '\\$1')}"`;
+/**
+ * Sets one KEY=value line of a shell-style defaults file, keeping every other
+ * line. `quote: 'when-needed'` writes plain values bare, as update-locale(8)
+ * does in /etc/default/locale; keyboard(5) files quote every value.
+ */
+export function setShellVariable(text: string, key: string, value: string, options: { quote?: 'always' | 'when-needed' } = {}): string {
+  const bare = options.quote === 'when-needed' && /^[A-Za-z0-9_.@:+-]+$/.test(value);
+  const line = bare ? `${key}=${value}` : `${key}="${value.replace(/(["\\$`])/g, '\\$1')}"`;
   const lines = text === '' ? [] : text.replace(/\n$/, '').split('\n');
   const pattern = new RegExp(`^\\s*${key}=`);
   const index = lines.findIndex((l) => pattern.test(l));
@@ -52,7 +57,7 @@ export async function applyLocale(ctx: RecipeContext): Promise<void> {
   if (locale === undefined) return;
   const { editor } = ctx;
   const current = (await editor.readText('root', '/etc/default/locale')) ?? '';
-  await editor.ensureFile('root', '/etc/default/locale', setShellVariable(current, 'LANG', locale), { summary: `LANG=${locale}` });
+  await editor.ensureFile('root', '/etc/default/locale', setShellVariable(current, 'LANG', locale, { quote: 'when-needed' }), { summary: `LANG=${locale}` });
   if (/^C(\.UTF-8)?$/i.test(locale)) return;
   const gen = await editor.readText('root', '/etc/locale.gen');
   if (gen === undefined) {

@@ -69,6 +69,8 @@ describe('small parsers', () => {
   it('sets shell variables, dropping later duplicates', () => {
     expect(setShellVariable('A=1\nB=2\nA=3\n', 'A', 'x"y')).toBe('A="x\\"y"\nB=2\n');
     expect(setShellVariable('', 'LANG', 'C.UTF-8')).toBe('LANG="C.UTF-8"\n');
+    expect(setShellVariable('LANG="C"\n', 'LANG', 'en_US.UTF-8', { quote: 'when-needed' })).toBe('LANG=en_US.UTF-8\n');
+    expect(setShellVariable('', 'X', 'a b', { quote: 'when-needed' })).toBe('X="a b"\n');
   });
 
   it('resolves owners through the image tables, never the host', () => {
