@@ -176,12 +176,13 @@ export class Ext4Volume implements Volume {
     return encoder.encode('/' + parts.join('/'));
   }
 
-  private resolve(path: string, follow: boolean): number {
+  /** The inode at `path`; errors name `reportPath` (the path the caller asked about). */
+  private resolve(path: string, follow: boolean, reportPath = path): number {
     const parts = splitPath(path);
     try {
-      return this.fs.namei(this.pathBytes(parts, path), follow);
+      return this.fs.namei(this.pathBytes(parts, reportPath), follow);
     } catch (error) {
-      throw toPiimgError(error, { path });
+      throw toPiimgError(error, { path: reportPath });
     }
   }
 
@@ -190,7 +191,7 @@ export class Ext4Volume implements Volume {
     const parts = splitPath(path);
     const last = parts.pop();
     if (last === undefined) throw new PiimgError('EINVAL', 'the root directory has no parent', { path });
-    const dir = this.resolve('/' + parts.join('/'), true);
+    const dir = this.resolve('/' + parts.join('/'), true, path);
     if (typeOfMode(this.fs.stat(dir).mode) !== 'directory') throw new PiimgError('ENOTDIR', `not a directory: ${'/' + parts.join('/')}`, { path });
     return { dir, name: encodeName(last, path), parts: [...parts, last] };
   }
