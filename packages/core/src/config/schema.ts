@@ -68,7 +68,8 @@ const userSchema = z
     groups: z.array(z.string().regex(/^[a-z_][a-z0-9_-]*$/, 'must be a group name')).optional()
       .describe('Supplementary groups for a new user (those missing in the image are skipped). Default: the groups of the Raspberry Pi OS first user.'),
     uid: z.number().int().min(1).max(60000).optional().describe('uid for a new user; the first free uid >= 1000 by default.'),
-    shell: absolutePath.optional().describe('Login shell of a new user, /bin/bash by default.'),
+    shell: z.string().regex(/^\/[A-Za-z0-9_.+\/-]+$/, 'must be an absolute path such as /bin/bash').optional()
+      .describe('Login shell of a new user, /bin/bash by default.'),
   })
   .refine((user) => !(user.password !== undefined && user.passwordHash !== undefined), {
     message: 'give either password or passwordHash, not both',
@@ -83,7 +84,7 @@ const sshSchema = z.strictObject({
 
 const wifiNetwork = z
   .strictObject({
-    ssid: z.string().min(1).refine((s) => new TextEncoder().encode(s).length <= 32, 'must be at most 32 bytes'),
+    ssid: z.string().min(1).refine((s) => new TextEncoder().encode(s).length <= 32, 'must be 1-32 bytes (IEEE 802.11 SSID)'),
     password: z.string().regex(/^[\x20-\x7e]{8,63}$/, 'must be 8-63 printable ASCII characters').optional()
       .describe('WPA passphrase. Stored as the derived 64-hex PSK, never in clear.'),
     psk: z.string().regex(/^[0-9A-Fa-f]{64}$/, 'must be 64 hex digits').optional().describe('Pre-computed WPA PSK (64 hex digits).'),
@@ -148,7 +149,9 @@ const fileSchema = z
     message: 'give exactly one of source, content or contentBase64',
   });
 
-const configTxtValue = z.union([z.string(), z.array(z.string())]);
+// One config.txt line per value: a newline would smuggle in other settings.
+const configTxtItem = z.string().regex(/^[^\r\n#]*$/, 'must be one line without "#"');
+const configTxtValue = z.union([configTxtItem, z.array(configTxtItem)]);
 const bootSchema = z.strictObject({
   config: z
     .strictObject({

@@ -43,7 +43,10 @@ function keyfileSsid(ssid: string): string {
 
 function nmKeyfile(ctx: RecipeContext, network: WifiNetwork): string {
   const psk = networkPsk(ctx, network);
-  const lines = ['[connection]', `id=${keyfileSsid(network.ssid)}`, `uuid=${stableUuid(`wifi\0${network.ssid}`)}`, 'type=wifi'];
+  // The id is free text for nmcli; fall back to a stable name when the SSID is not plain text.
+  const plain = keyfileSsid(network.ssid) === network.ssid;
+  const id = plain ? network.ssid : `wifi-${createHash('sha1').update(network.ssid).digest('hex').slice(0, 8)}`;
+  const lines = ['[connection]', `id=${id}`, `uuid=${stableUuid(`wifi\0${network.ssid}`)}`, 'type=wifi'];
   if (network.priority !== undefined) lines.push(`autoconnect-priority=${network.priority}`);
   lines.push('', '[wifi]', 'mode=infrastructure', `ssid=${keyfileSsid(network.ssid)}`);
   if (network.hidden) lines.push('hidden=true');

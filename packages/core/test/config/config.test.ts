@@ -163,6 +163,8 @@ describe('parseConfig validation', () => {
           files: [{ target: 'relative', content: 'x' }, { target: '/a', content: 'x', mode: '999' }],
           services: { enable: ['agent'] },
           diskId: 'xyz',
+          boot: { config: { set: { enable_uart: '1\ndtoverlay=evil' } } },
+          user: { name: 'pi', shell: '/bin/sh:0:0' },
         }),
       /hostname: must be 1-63/,
     );
@@ -180,6 +182,8 @@ describe('parseConfig validation', () => {
       'files[1].mode',
       'services.enable[0]',
       'diskId',
+      'boot.config.set.enable_uart',
+      'user.shell',
     ]) {
       expect(error.message).toContain(`\n  ${path}: `);
     }

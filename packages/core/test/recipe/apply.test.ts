@@ -254,6 +254,25 @@ describe('applyConfig on a Bullseye image', () => {
   });
 });
 
+describe('Wi-Fi names that are not plain text', () => {
+  it('writes byte-list SSIDs in keyfiles and hex SSIDs in wpa_supplicant.conf', async () => {
+    const ssid = 'Café;"Gäste"';
+    const nm = await target('bookworm');
+    await applyConfig(nm.target, load({ wifi: { country: 'FR', networks: [{ ssid }] } }), options());
+    const dir = '/etc/NetworkManager/system-connections';
+    const [file] = await nm.root.readdir(dir);
+    const keyfile = await nm.root.text(`${dir}/${file!.name}`);
+    expect(file!.name).toMatch(/^Caf_+G_+ste_-[0-9a-f]{6}\.nmconnection$/);
+    expect(keyfile).toContain(`ssid=${[...Buffer.from(ssid)].map((b) => `${b};`).join('')}\n`);
+    expect(keyfile).toMatch(/\nid=wifi-[0-9a-f]{8}\n/);
+    expect(keyfile).not.toContain('[wifi-security]');
+    const wpa = await target('bullseye');
+    await applyConfig(wpa.target, load({ wifi: { country: 'FR', networks: [{ ssid }] } }), options());
+    const conf = await wpa.root.text('/etc/wpa_supplicant/wpa_supplicant.conf');
+    expect(conf).toContain(`\tssid=${Buffer.from(ssid).toString('hex')}\n\tkey_mgmt=NONE\n`);
+  });
+});
+
 describe('user recipe', () => {
   it('creates a new user with its group, gshadow, supplementary groups and a home from /etc/skel', async () => {
     const t = await target('bookworm');
