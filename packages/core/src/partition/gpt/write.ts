@@ -54,9 +54,13 @@ export function writeGpt(device: BlockDevice, state: GptState, change: GptChange
   const { sectorSize, used } = state;
   const place = gptPlacement(state);
   const entries = change.resize ? resizedEntries(state, place, change.resize.partition, change.resize.sectorCount) : used.entries;
-  for (const p of state.table.partitions) {
-    const sectorCount = p.number === change.resize?.partition.number ? change.resize.sectorCount : p.sectorCount;
-    const lastLba = p.firstLba + sectorCount - 1;
+  const effective = state.table.partitions.map((p) => ({
+    number: p.number,
+    firstLba: p.firstLba,
+    sectorCount: p.number === change.resize?.partition.number ? change.resize.sectorCount : p.sectorCount,
+  }));
+  for (const p of effective) {
+    const lastLba = p.firstLba + p.sectorCount - 1;
     if (lastLba > place.lastUsableLba) {
       throw new PiimgError(
         'E_PARTITION_OUT_OF_RANGE',
@@ -86,8 +90,12 @@ export function writeGpt(device: BlockDevice, state: GptState, change: GptChange
   device.write(1 * sectorSize, header(1, place.backupLba, place.primaryEntriesLba));
   // A backup left behind by a grown image would be found by scanners inside
   // the usable area: wipe its header.
+  // Not when a partition already held that sector before this write (possible
+  // only with copies that disagree): it may be data.
   if (state.backup.ok && state.backup.header.myLba !== place.backupLba) {
-    device.write(state.backup.header.myLba * sectorSize, new Uint8Array(sectorSize));
+    const oldBackupLba = state.backup.header.myLba;
+    const covered = state.table.partitions.some((p) => oldBackupLba >= p.firstLba && oldBackupLba < p.firstLba + p.sectorCount);
+    if (!covered) device.write(oldBackupLba * sectorSize, new Uint8Array(sectorSize));
   }
   fixProtectiveMbr(device, state.totalSectors);
   device.flush();
