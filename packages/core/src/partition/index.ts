@@ -15,6 +15,12 @@ export { guidFromBytes, guidToBytes, isGuid, randomGuid } from './guid.js';
 export { GPT_TYPE, GPT_TYPE_NAMES, MBR_TYPE_NAMES, gptTypeName, mbrTypeName } from './type-names.js';
 export { mbrPartUuid } from './mbr/read.js';
 
+/**
+ * Error codes: E_NO_PARTITION_TABLE (empty, too small, no signature, a bare
+ * filesystem), E_BAD_MBR, E_BAD_GPT (both GPT copies unusable), E_EBR_LOOP,
+ * E_PARTITION_OUT_OF_RANGE, E_PARTITION_OVERLAP; for writes also
+ * E_INVALID_ARGUMENT and E_PARTITION_NOT_FOUND.
+ */
 const SECTOR_SIZES = [512, 4096] as const;
 
 /**

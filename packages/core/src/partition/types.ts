@@ -5,7 +5,7 @@ export type PartitionScheme = 'mbr' | 'gpt';
 export interface Partition {
   /** Partition number as Linux names it: 1-4 primary, 5+ logical (MBR); 1-based entry index (GPT). */
   number: number;
-  /** 'primary' | 'extended' | 'logical' for MBR, 'gpt' for GPT. Extended containers are not listed. */
+  /** 'primary' or 'logical' for MBR, 'gpt' for GPT. The extended container is not listed: see `PartitionTable.extended`. */
   kind: 'primary' | 'logical' | 'gpt';
   firstLba: number;
   sectorCount: number;
