@@ -2,7 +2,7 @@ import { stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { PiimgError } from '../errors.js';
 import { defaultClock, type Volume } from '../fs/volume.js';
-import type { LoadedConfig } from '../config/load.js';
+import { checkSources, type LoadedConfig } from '../config/load.js';
 import type { DeviceConfig } from '../config/schema.js';
 import { readAccounts } from './accounts.js';
 import { Editor, type ApplyReport } from './context.js';
@@ -100,6 +100,15 @@ async function preflight(ctx: RecipeContext, target: ApplyTarget): Promise<void>
       editor.warn(`files[${index}]: ${entry.target} is on the FAT boot partition, which has no owners; owner ignored`);
     }
   }
+  for (const [index, entry] of (config.files ?? []).entries()) {
+    const { volume, path } = routeTarget(entry.target, ctx.release.bootMount);
+    const existing = await editor.lstat(volume, path).catch(() => undefined);
+    const sourceIsDir = entry.source !== undefined && (await stat(resolve(ctx.baseDir, entry.source)).catch(() => undefined))?.isDirectory();
+    if (existing?.type === 'directory' && !sourceIsDir) problems.push(`files[${index}].target: ${entry.target} is a directory in the image`);
+    if (existing && existing.type !== 'directory' && existing.type !== 'symlink' && sourceIsDir) {
+      problems.push(`files[${index}].target: ${entry.target} is a file in the image, but the source is a directory`);
+    }
+  }
   if (config.ssh?.authorizedKeys && !config.user && !loginUser(ctx, accounts)) {
     problems.push('ssh.authorizedKeys: the image has no regular user; set user.name');
   }
@@ -137,6 +146,8 @@ export async function applyConfig(target: ApplyTarget, loaded: LoadedConfig, opt
     secrets: new Set(configSecrets(loaded.config)),
     now: options.now ?? defaultClock(),
   };
+  // Sources were checked by loadConfig; check again for configs built with parseConfig.
+  await checkSources(loaded.config, loaded.baseDir);
   await preflight(ctx, target);
   await applyDiskId(ctx, target);
   await applyHostname(ctx);

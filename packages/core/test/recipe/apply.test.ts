@@ -395,6 +395,12 @@ describe('boot seeds and disk identifier', () => {
 });
 
 describe('preflight', () => {
+  it('checks file sources of configs built with parseConfig', async () => {
+    const t = await target();
+    const loaded = load({ files: [{ source: './missing-here', target: '/opt/x' }] });
+    await expect(applyConfig(t.target, loaded, options())).rejects.toThrow(/files\[0\]\.source: .*missing-here does not exist/);
+  });
+
   it('fails with E_CONFIG before touching the image', async () => {
     const t = await target();
     const before = t.root.snapshot() + t.boot.snapshot();
@@ -402,7 +408,7 @@ describe('preflight', () => {
       hostname: 'new-name',
       timezone: 'Mars/Olympus',
       services: { enable: ['nothing.service'] },
-      files: [{ target: '/x', content: 'x', owner: 'ghost:nobody' }],
+      files: [{ target: '/x', content: 'x', owner: 'ghost:nobody' }, { target: '/etc/ssh', content: 'x' }],
       diskId: 'hostname',
     });
     let caught: unknown;
@@ -418,6 +424,7 @@ describe('preflight', () => {
     expect(message).toContain('files[0].owner: user "ghost"');
     expect(message).toContain('files[0].owner: group "nobody"');
     expect(message).toContain('diskId: the image has no MBR disk identifier');
+    expect(message).toContain('files[1].target: /etc/ssh is a directory in the image');
     expect(t.root.snapshot() + t.boot.snapshot()).toBe(before);
   });
 });
