@@ -198,3 +198,43 @@ describe('saving', () => {
     expect(run('sfdisk', ['--dump', base]).stdout).toContain('label-id: 0x5e3da7a1');
   });
 });
+
+describe('data maps', () => {
+  it('a raw base is scanned once, the map is reused, and a changed base is scanned again', async () => {
+    const { dataMapFor, scanDataMap } = await import('../packages/core/src/image/datamap.js');
+    const work = join(dir, 'maps');
+    const base = await rawFixture('pi-bookworm', work);
+    const cacheDir = join(work, 'cache');
+    const size = statSync(base).size;
+    const map = dataMapFor(base, cacheDir);
+    expect(map.length).toBeGreaterThan(0);
+    const covered = map.reduce((sum, r) => sum + r.length, 0);
+    expect(covered).toBeLessThan(size / 4);
+    // Everything outside the map is zero.
+    const bytes = readFileSync(base);
+    let outside = 0;
+    let at = 0;
+    for (const r of [...map, { byteOffset: size, length: 0 }]) {
+      for (let i = at; i < r.byteOffset; i++) outside |= bytes[i]!;
+      at = r.byteOffset + r.length;
+    }
+    expect(outside).toBe(0);
+    expect(readdirSync(join(cacheDir, 'maps'))).toHaveLength(1);
+    expect(dataMapFor(base, cacheDir)).toEqual(map);
+    // Data written where the map said zeros: the file's identity changed, so it is scanned again.
+    const fd = (await import('node:fs')).openSync(base, 'r+');
+    (await import('node:fs')).writeSync(fd, Buffer.from([7]), 0, 1, size - 1);
+    (await import('node:fs')).closeSync(fd);
+    const after = dataMapFor(base, cacheDir);
+    expect(after[after.length - 1]!.byteOffset + after[after.length - 1]!.length).toBe(size);
+    expect(after).toEqual(scanDataMap(base, size));
+  });
+
+  it('decompressing records the map beside the cache entry', async () => {
+    await using image = await openImage(fixturePath('pi-gpt'), { cacheDir: join(dir, 'fresh-cache') });
+    expect(existsSync(`${image.rawPath}.map.json`)).toBe(true);
+    const map = JSON.parse(readFileSync(`${image.rawPath}.map.json`, 'utf8'));
+    const { scanDataMap } = await import('../packages/core/src/image/datamap.js');
+    expect(map).toEqual(scanDataMap(image.rawPath, image.size));
+  });
+});

@@ -25,7 +25,8 @@ export {
 } from './partition/index.js';
 export type { Partition, PartitionTable, PartitionScheme, ReadPartitionTableOptions } from './partition/index.js';
 export * from './image/index.js';
-export { mountFat, probeFat } from './fs/fat/index.js';
+export { mountFat, probeFat, formatFat, FatVolume } from './fs/fat/index.js';
+export type { FatMountOptions, FormatFatOptions, FatProbe } from './fs/fat/index.js';
 export { mountExt4, probeExt, verifyExt4, formatExt4 } from './fs/ext4/index.js';
 export { walk } from './fs/walk.js';
 export type { WalkEntry } from './fs/walk.js';

@@ -12,7 +12,8 @@ import { randomDiskId, readPartitionTable, setDiskId as writeDiskId } from '../p
 import type { Partition, PartitionTable } from '../partition/types.js';
 import { detectFilesystem, type FilesystemInfo } from './detect.js';
 import { saveOverlay, type SaveOptions, type SaveResult } from './save.js';
-import { resolveSource, type Compression, type SourceOptions } from './source.js';
+import { dataMapFor } from './datamap.js';
+import { defaultCacheDir, resolveSource, type Compression, type SourceOptions } from './source.js';
 
 export interface OpenImageOptions extends SourceOptions {
   /**
@@ -53,6 +54,7 @@ export class Image implements AsyncDisposable {
   /** True when a decompressed copy of a compressed base was found in the cache. */
   readonly cached: boolean;
   readonly inPlace: boolean;
+  private readonly cacheDir: string;
   private readonly base: FileReader;
   private readonly overlay: Overlay;
   private tableValue: PartitionTable;
@@ -61,12 +63,13 @@ export class Image implements AsyncDisposable {
   private closed = false;
 
   /** @internal use openImage(). */
-  constructor(init: { sourcePath: string; rawPath: string; compression?: Compression; cached?: boolean; inPlace: boolean; base: FileReader; overlay: Overlay; sectorSize?: 512 | 4096 }) {
+  constructor(init: { sourcePath: string; rawPath: string; compression?: Compression; cached?: boolean; cacheDir: string; inPlace: boolean; base: FileReader; overlay: Overlay; sectorSize?: 512 | 4096 }) {
     this.sourcePath = init.sourcePath;
     this.rawPath = init.rawPath;
     this.compression = init.compression;
     this.cached = init.cached ?? false;
     this.inPlace = init.inPlace;
+    this.cacheDir = init.cacheDir;
     this.base = init.base;
     this.overlay = init.overlay;
     this.tableValue = readPartitionTable(this.overlay, init.sectorSize ? { sectorSize: init.sectorSize } : {});
@@ -203,7 +206,7 @@ export class Image implements AsyncDisposable {
     if (sameFile(target, this.rawPath) || sameFile(target, this.sourcePath)) {
       throw new PiimgError('E_SAME_FILE', `refusing to overwrite the base image ${outPath}; open it with inPlace to edit it`, { path: outPath });
     }
-    return saveOverlay(this.rawPath, this.overlay, target, options);
+    return saveOverlay(this.rawPath, this.overlay, target, () => dataMapFor(this.rawPath, this.cacheDir), options);
   }
 
   private saveInPlace(options: SaveOptions): SaveResult {
@@ -282,6 +285,7 @@ export async function openImage(path: string, options: OpenImageOptions = {}): P
       rawPath: source.rawPath,
       ...(source.compression ? { compression: source.compression } : {}),
       cached: source.cached,
+      cacheDir: options.cacheDir ?? defaultCacheDir(),
       inPlace: options.inPlace ?? false,
       base,
       overlay,

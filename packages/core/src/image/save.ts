@@ -4,35 +4,37 @@ import { basename, dirname, join } from 'node:path';
 import { writeFully } from '../device/file.js';
 import type { Overlay } from '../device/overlay.js';
 import { PiimgError } from '../errors.js';
+import type { DataMap } from './datamap.js';
 import type { Progress } from './source.js';
 
-const COPY_BLOCK = 1 << 20;
-const SPARSE_BLOCK = 64 * 1024;
-const ZERO_BLOCK = Buffer.alloc(SPARSE_BLOCK);
+const COPY_BUFFER = 8 << 20;
 
 /**
- * Copies a file keeping holes: 64 KiB blocks of zeros are not written, and
- * the length is set at the end, so a sparse base gives a sparse copy.
+ * Copies the given ranges of a file into `toFd` at the same offsets and sets
+ * the length to `size`: what lies outside the ranges stays a hole.
  */
-export function sparseCopy(fromPath: string, toFd: number, size: number, onProgress?: (progress: Progress) => void): void {
+export function copyRanges(fromPath: string, toFd: number, size: number, ranges: DataMap, onProgress?: (progress: Progress) => void): void {
   const fromFd = openSync(fromPath, 'r');
-  const buffer = Buffer.allocUnsafe(COPY_BLOCK);
+  const buffer = Buffer.allocUnsafe(COPY_BUFFER);
+  const bytesTotal = ranges.reduce((sum, r) => sum + r.length, 0);
+  let bytesDone = 0;
   try {
-    for (let position = 0; position < size; position += COPY_BLOCK) {
-      const length = Math.min(COPY_BLOCK, size - position);
-      let filled = 0;
-      while (filled < length) {
-        const count = readSync(fromFd, buffer, filled, length - filled, position + filled);
-        if (count === 0) throw new PiimgError('E_TRUNCATED', `${fromPath} changed size while being copied`, { path: fromPath });
-        filled += count;
-      }
-      for (let start = 0; start < length; start += SPARSE_BLOCK) {
-        const block = buffer.subarray(start, Math.min(start + SPARSE_BLOCK, length));
-        if (block.length !== SPARSE_BLOCK || !block.equals(ZERO_BLOCK)) writeFully(toFd, block, position + start);
-      }
-      onProgress?.({ phase: 'save', bytesDone: position + length, bytesTotal: size });
-    }
     ftruncateSync(toFd, size);
+    for (const range of ranges) {
+      for (let position = range.byteOffset; position < range.byteOffset + range.length; ) {
+        const length = Math.min(COPY_BUFFER, range.byteOffset + range.length - position);
+        let filled = 0;
+        while (filled < length) {
+          const count = readSync(fromFd, buffer, filled, length - filled, position + filled);
+          if (count === 0) throw new PiimgError('E_TRUNCATED', `${fromPath} changed size while being copied`, { path: fromPath });
+          filled += count;
+        }
+        writeFully(toFd, buffer.subarray(0, length), position);
+        position += length;
+        bytesDone += length;
+        onProgress?.({ phase: 'save', bytesDone, bytesTotal });
+      }
+    }
   } finally {
     closeSync(fromFd);
   }
@@ -62,7 +64,13 @@ export interface SaveResult {
  * one, a sparse copy otherwise), the changed chunks are written over it, and
  * only then is it renamed into place. A failure leaves no output behind.
  */
-export function saveOverlay(basePath: string, overlay: Overlay, outPath: string, options: SaveOptions = {}): SaveResult {
+export function saveOverlay(
+  basePath: string,
+  overlay: Overlay,
+  outPath: string,
+  dataMap: () => DataMap,
+  options: SaveOptions = {},
+): SaveResult {
   const temporary = join(dirname(outPath), `.${basename(outPath)}.${randomBytes(6).toString('hex')}.piimg-partial`);
   let fd: number | undefined;
   try {
@@ -79,7 +87,7 @@ export function saveOverlay(basePath: string, overlay: Overlay, outPath: string,
       }
     }
     fd = openSync(temporary, reflinked ? 'r+' : 'wx', 0o644);
-    if (!reflinked) sparseCopy(basePath, fd, overlay.size, options.onProgress);
+    if (!reflinked) copyRanges(basePath, fd, overlay.size, dataMap(), options.onProgress);
     let changedBytes = 0;
     for (const chunk of overlay.changedChunks()) {
       writeFully(fd, chunk.data, chunk.byteOffset);

@@ -6,6 +6,7 @@ import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { PiimgError } from '../errors.js';
 import { writeFully } from '../device/file.js';
+import { cacheEntryMapPath, DATA_MAP_BLOCK, DataMapBuilder, writeDataMap, type DataMap } from './datamap.js';
 
 export type Compression = 'xz' | 'gzip' | 'zip';
 
@@ -94,15 +95,16 @@ async function openDecompressed(path: string, compression: Compression): Promise
   }
 }
 
-const SPARSE_BLOCK = 64 * 1024;
-const ZERO_BLOCK = Buffer.alloc(SPARSE_BLOCK);
+const SPARSE_BLOCK = DATA_MAP_BLOCK;
 
 /**
  * Writes a stream into a file at increasing positions, leaving all-zero
- * 64 KiB blocks as holes, so a mostly empty image stays small on disk.
+ * 64 KiB blocks as holes, so a mostly empty image stays small on disk, and
+ * records where the data is (the data map that makes later saves fast).
  */
 export class SparseWriter {
   private readonly staging = Buffer.alloc(16 * SPARSE_BLOCK);
+  private readonly map = new DataMapBuilder();
   private staged = 0;
   position = 0;
 
@@ -123,17 +125,17 @@ export class SparseWriter {
     for (let start = 0; start < this.staged; start += SPARSE_BLOCK) {
       const length = Math.min(SPARSE_BLOCK, this.staged - start);
       const block = this.staging.subarray(start, start + length);
-      if (length !== SPARSE_BLOCK || !block.equals(ZERO_BLOCK)) writeFully(this.fd, block, this.position + start);
+      if (this.map.add(this.position + start, block)) writeFully(this.fd, block, this.position + start);
     }
     this.position += this.staged;
     this.staged = 0;
   }
 
   /** Flushes what is staged and sets the file length (trailing holes included). */
-  finish(): number {
+  finish(): { size: number; dataMap: DataMap } {
     this.drain();
     ftruncateSync(this.fd, this.position);
-    return this.position;
+    return { size: this.position, dataMap: this.map.ranges };
   }
 }
 
@@ -180,11 +182,17 @@ export async function resolveSource(path: string, options: SourceOptions = {}): 
       if (error instanceof PiimgError) throw error;
       throw new PiimgError('E_BAD_COMPRESSED', `${path} is not a valid ${compression} file: ${(error as Error).message}`, { path, compression }, { cause: error });
     }
-    if (writer.finish() === 0) {
+    const { size, dataMap } = writer.finish();
+    if (size === 0) {
       throw new PiimgError('E_BAD_COMPRESSED', `${path} decompresses to nothing`, { path, compression });
     }
     closeSync(fd);
     renameSync(partial, rawPath);
+    try {
+      writeDataMap(cacheEntryMapPath(rawPath), dataMap);
+    } catch {
+      // Without its map the entry still works; the first save scans it.
+    }
   } catch (error) {
     try {
       closeSync(fd);

@@ -1,0 +1,110 @@
+import { createHash } from 'node:crypto';
+import { closeSync, mkdirSync, openSync, readFileSync, readSync, realpathSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ByteRange } from '../device/types.js';
+
+/**
+ * A data map lists the byte ranges of a base image that hold anything but
+ * zeros, at 64 KiB granularity. Node has no SEEK_DATA, so without a map every
+ * save would read the holes too; with one, a save copies only real data, as
+ * `cp --sparse=always` does.
+ *
+ * Maps of decompressed bases are recorded while decompressing (free); maps of
+ * raw bases are scanned once and cached, keyed by the file's identity (path,
+ * device, inode, size, modification time in ns), so a changed file is scanned again.
+ */
+export const DATA_MAP_BLOCK = 64 * 1024;
+const ZERO_BLOCK = Buffer.alloc(DATA_MAP_BLOCK);
+const SCAN_BUFFER = 8 << 20;
+
+export type DataMap = ByteRange[];
+
+/** Collects non-zero blocks into merged ranges, in increasing order. */
+export class DataMapBuilder {
+  readonly ranges: DataMap = [];
+
+  /** Records `block` (at most DATA_MAP_BLOCK bytes) found at `byteOffset`, if it is not all zeros. */
+  add(byteOffset: number, block: Buffer): boolean {
+    const zero = block.length === DATA_MAP_BLOCK ? block.equals(ZERO_BLOCK) : block.equals(ZERO_BLOCK.subarray(0, block.length));
+    if (zero) return false;
+    const last = this.ranges[this.ranges.length - 1];
+    if (last && last.byteOffset + last.length === byteOffset) last.length += block.length;
+    else this.ranges.push({ byteOffset, length: block.length });
+    return true;
+  }
+}
+
+export function scanDataMap(path: string, size: number): DataMap {
+  const builder = new DataMapBuilder();
+  const fd = openSync(path, 'r');
+  const buffer = Buffer.allocUnsafe(SCAN_BUFFER);
+  try {
+    for (let position = 0; position < size; position += SCAN_BUFFER) {
+      const length = Math.min(SCAN_BUFFER, size - position);
+      let filled = 0;
+      while (filled < length) {
+        const count = readSync(fd, buffer, filled, length - filled, position + filled);
+        if (count === 0) break;
+        filled += count;
+      }
+      for (let start = 0; start < filled; start += DATA_MAP_BLOCK) {
+        builder.add(position + start, buffer.subarray(start, Math.min(start + DATA_MAP_BLOCK, filled)));
+      }
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return builder.ranges;
+}
+
+function isDataMap(value: unknown, size: number): value is DataMap {
+  if (!Array.isArray(value)) return false;
+  let end = 0;
+  for (const range of value) {
+    const r = range as ByteRange;
+    if (!Number.isSafeInteger(r?.byteOffset) || !Number.isSafeInteger(r?.length) || r.byteOffset < end || r.length <= 0) return false;
+    end = r.byteOffset + r.length;
+  }
+  return end <= size;
+}
+
+export function writeDataMap(mapPath: string, map: DataMap): void {
+  const partial = `${mapPath}.${process.pid}.partial`;
+  writeFileSync(partial, JSON.stringify(map));
+  renameSync(partial, mapPath);
+}
+
+export function readDataMap(mapPath: string, size: number): DataMap | undefined {
+  try {
+    const value: unknown = JSON.parse(readFileSync(mapPath, 'utf8'));
+    return isDataMap(value, size) ? value : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The map file next to a decompressed cache entry. */
+export function cacheEntryMapPath(rawPath: string): string {
+  return `${rawPath}.map.json`;
+}
+
+/** The cached map of any raw file, keyed by its identity; scanned and stored when missing or stale. */
+export function dataMapFor(path: string, cacheDir: string): DataMap {
+  const st = statSync(path, { bigint: true });
+  const size = Number(st.size);
+  const beside = readDataMap(cacheEntryMapPath(path), size);
+  if (beside) return beside;
+  const identity = [realpathSync(path), st.dev, st.ino, st.size, st.mtimeNs].join('\0');
+  const dir = join(cacheDir, 'maps');
+  const mapPath = join(dir, `${createHash('sha256').update(identity).digest('hex')}.json`);
+  const cached = readDataMap(mapPath, size);
+  if (cached) return cached;
+  const map = scanDataMap(path, size);
+  try {
+    mkdirSync(dir, { recursive: true });
+    writeDataMap(mapPath, map);
+  } catch {
+    // A read-only cache only costs the next save another scan.
+  }
+  return map;
+}
