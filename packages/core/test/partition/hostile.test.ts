@@ -342,9 +342,19 @@ describe('writes on inputs built in memory', () => {
     const device = new MemoryDevice(mbrWithLogicals(3));
     const table = readPartitionTable(device);
     expect(codeOf(() => resizePartition(device, table, 6, 9))).toBe('E_PARTITION_OVERLAP'); // would cover the next EBR
-    expect(codeOf(() => resizePartition(device, table, 7, 9))).toBe('E_PARTITION_OUT_OF_RANGE');
+    expect(codeOf(() => resizePartition(device, table, 7, 17))).toBe('E_PARTITION_OUT_OF_RANGE'); // past the image
     const after = resizePartition(device, table, 6, 4);
     expect(after.partitions.map((p) => p.sectorCount)).toEqual([8, 4, 8]);
+    // The last logical partition grows its extended partition with it, up to the end of the image.
+    const grown = resizePartition(device, after, 7, 16);
+    expect(grown.partitions.map((p) => p.sectorCount)).toEqual([8, 4, 16]);
+    expect(grown.extended).toMatchObject({ firstLba: 64, sectorCount: 99 - 64 });
+    // A primary right after the extended partition stops that.
+    const blocked = mbrWithLogicals(3);
+    put(blocked, 0, mbrSector([{ type: 0x0f, start: 64, count: 27 }, { type: 0x83, start: 91, count: 8 }]));
+    const blockedDevice = new MemoryDevice(blocked);
+    expect(codeOf(() => resizePartition(blockedDevice, readPartitionTable(blockedDevice), 7, 9))).toBe('E_PARTITION_OVERLAP');
+    expect(codeOf(() => resizePartition(blockedDevice, readPartitionTable(blockedDevice), 5, 9))).toBe('E_PARTITION_OVERLAP');
   });
 });
 

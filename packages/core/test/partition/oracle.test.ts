@@ -242,6 +242,22 @@ describe.skipIf(!hasTool('sfdisk'))('partition tables against sfdisk and partiti
     verify(path);
   });
 
+  it('resizePartition grows the last logical partition together with its extended partition', () => {
+    const script =
+      'label: dos\nlabel-id: 0x0badcafe\nstart=2048, size=20480, type=c\nstart=22528, size=60000, type=f\n' +
+      'start=24576, size=10240, type=83\nstart=36864, size=10240, type=82\nstart=49152, size=33376, type=83\n';
+    const path = makeImage('logical-grow.img', 128 * 1024 ** 2, script);
+    const before = readFile(path);
+    expect(before.extended).toMatchObject({ firstLba: 22528, sectorCount: 60000 });
+    const last = before.partitions.at(-1)!;
+    expect(last.firstLba + last.sectorCount).toBe(22528 + 60000);
+    const table = withDevice(path, (device) => resizePartition(device, before, 7, last.sectorCount + 40000));
+    expect(table.extended).toMatchObject({ firstLba: 22528, sectorCount: 100000 });
+    expect(run('sfdisk', ['--dump', path]).stdout).toMatch(/start=\s*22528, size=\s*100000, type=f/);
+    expectSameAsSfdisk(table, path);
+    verify(path);
+  });
+
   it('resizePartition (GPT) keeps both entry arrays and headers consistent, as sfdisk -N does', () => {
     const [path, theirs] = twin('gpt-resize.img', 64 * 1024 ** 2, GPT_SCRIPT);
     run('sfdisk', ['--quiet', '--no-reread', '--no-tell-kernel', '-N', '2', theirs], { input: ',30000\n' });

@@ -59,6 +59,8 @@ function writeEntrySize(device: BlockDevice, sectorSize: number, sectorLba: numb
  * logical partition the EBR's data entry changes, and so does the link
  * entry of the EBR before it, whose size by convention spans the next EBR
  * through the end of its logical partition (libfdisk writes it so).
+ * Growing the last logical partition past its extended partition grows
+ * the extended partition too.
  */
 export function resizeMbrPartition(device: BlockDevice, table: PartitionTable, target: Partition, sectorCount: number): void {
   const { sectorSize } = table;
@@ -86,14 +88,32 @@ export function resizeMbrPartition(device: BlockDevice, table: PartitionTable, t
   if (!extended || target.ebrLba === undefined) {
     throw new PiimgError('E_BAD_MBR', `logical partition ${target.number} has no extended partition or EBR`, { partition: target.number });
   }
-  assertInside(resized, extended.firstLba, extended.firstLba + extended.sectorCount, `extended partition ${extended.number}`);
   const logical = table.partitions.filter((p) => p.kind === 'logical');
+  const extendedEndLba = extended.firstLba + extended.sectorCount; // exclusive
+  let grownExtendedCount: number | undefined;
+  const isLastInExtended = logical.every((p) => p.number === target.number || (p.ebrLba ?? 0) < target.firstLba);
+  if (endLba >= extendedEndLba && isLastInExtended) {
+    // The last logical partition can only grow with its container, as
+    // parted's resizepart grows it; the container must still fit the image
+    // and miss the other primaries.
+    const grown: SectorRun = { label: `extended partition ${extended.number}`, firstLba: extended.firstLba, sectorCount: endLba + 1 - extended.firstLba };
+    assertInside(grown, 1, totalSectors, `the image (${totalSectors} sectors of ${sectorSize} bytes)`);
+    assertNoOverlap([
+      grown,
+      ...table.partitions.filter((p) => p.kind === 'primary').map((p) => ({ label: `partition ${p.number}`, firstLba: p.firstLba, sectorCount: p.sectorCount })),
+    ]);
+    grownExtendedCount = grown.sectorCount;
+  } else {
+    assertInside(resized, extended.firstLba, extendedEndLba, `extended partition ${extended.number}`);
+  }
   const runs: SectorRun[] = [resized];
   for (const p of logical) {
     if (p.ebrLba !== undefined) runs.push({ label: `EBR at LBA ${p.ebrLba}`, firstLba: p.ebrLba, sectorCount: 1 });
     if (p.number !== target.number) runs.push({ label: `partition ${p.number}`, firstLba: p.firstLba, sectorCount: p.sectorCount });
   }
   assertNoOverlap(runs);
+  // Container first: a container larger than its contents is valid if the second write never happens.
+  if (grownExtendedCount !== undefined) writeEntrySize(device, sectorSize, 0, extended.number - 1, grownExtendedCount, endLba);
   writeEntrySize(device, sectorSize, target.ebrLba, 0, sectorCount, endLba);
   const previous = logical.find((p) => p.number === target.number - 1);
   if (previous?.ebrLba !== undefined) {
