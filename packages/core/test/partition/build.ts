@@ -1,7 +1,7 @@
 /**
  * Builds partition tables in memory for hostile-input tests. Deliberately
- * written from the specs with plain DataView code (not with the reader's
- * helpers, except CRC-32 and GUID encoding, which have their own tests).
+ * written from the specs with plain DataView code (not with the reader's own
+ * functions, except CRC-32 and GUID encoding, which have their own tests).
  */
 import { crc32 } from '../../src/partition/crc32.js';
 import { guidToBytes } from '../../src/partition/guid.js';
