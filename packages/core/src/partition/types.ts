@@ -19,6 +19,8 @@ export interface Partition {
   name?: string;
   /** PARTUUID as Linux shows it: GPT unique GUID, or `${diskId}-${number as 2 hex digits}` for MBR. */
   partUuid: string;
+  /** GPT Attributes as 16 hex digits with 0x (bit 0 required, bit 2 legacy BIOS bootable, 48-63 type-specific). */
+  attributes?: string;
   /** MBR boot flag (0x80). */
   bootable?: boolean;
   /** Logical MBR partitions: LBA of the Extended Boot Record that describes this partition. */

@@ -143,7 +143,7 @@ const LOGICAL_SCRIPT =
 const GPT_SCRIPT =
   'label: gpt\nlabel-id: 0A0B0C0D-1111-2222-3333-444455556666\n' +
   'start=2048, size=20480, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, uuid=11111111-2222-3333-4444-555555555555, name="BOOT"\n' +
-  'start=22528, size=40960, type=B921B045-1DF0-41C3-AF44-4C6F280D3FAE, uuid=66666666-7777-8888-9999-AAAAAAAAAAAA, name="ROOT"\n' +
+  'start=22528, size=40960, type=B921B045-1DF0-41C3-AF44-4C6F280D3FAE, uuid=66666666-7777-8888-9999-AAAAAAAAAAAA, name="ROOT", attrs="LegacyBIOSBootable GUID:63"\n' +
   'size=8192, type=0657FD6D-A4AB-43C4-84E5-0933C84B4F4F, uuid=BBBBBBBB-CCCC-4DDD-8EEE-FFFFFFFFFFFF, name="swap ünïcode"\n';
 
 describe.skipIf(!hasTool('sfdisk'))('partition tables against sfdisk and partitioninfo', () => {
@@ -181,6 +181,7 @@ describe.skipIf(!hasTool('sfdisk'))('partition tables against sfdisk and partiti
       ['ROOT', 'Linux root (ARM-64)'],
       ['swap ünïcode', 'Linux swap'],
     ]);
+    expect(table.partitions.map((p) => p.attributes)).toEqual(['0x0000000000000000', '0x8000000000000004', '0x0000000000000000']);
     expectSameAsSfdisk(table, path);
     await expectSameAsPartitioninfo(table, path);
   });

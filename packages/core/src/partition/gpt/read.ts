@@ -242,6 +242,7 @@ function decodeGptTable(header: GptHeader, sectorSize: number, totalSectors: num
       type,
       partUuid: guidFromBytes(entries, base + GPT_ENTRY.uniquePartitionGuid.byteOffset),
       name: decodeName(entries, base + GPT_ENTRY.partitionName.byteOffset),
+      attributes: `0x${view.getBigUint64(base + GPT_ENTRY.attributes.byteOffset, true).toString(16).padStart(16, '0')}`,
     };
     const typeName = gptTypeName(type);
     if (typeName !== undefined) partition.typeName = typeName;
