@@ -23,7 +23,8 @@ export {
   mbrTypeName,
   gptTypeName,
 } from './partition/index.js';
-export type { Partition, PartitionTable, PartitionScheme, ReadPartitionTableOptions } from './partition/index.js';
+export type { Partition, PartitionTable, PartitionScheme, ReadPartitionTableOptions, ExtendedPartition } from './partition/index.js';
+export { crc32, mbrPartUuid, GPT_TYPE } from './partition/index.js';
 export * from './image/index.js';
 export { mountFat, probeFat, formatFat, FatVolume } from './fs/fat/index.js';
 export type { FatMountOptions, FormatFatOptions, FatProbe } from './fs/fat/index.js';

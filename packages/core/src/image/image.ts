@@ -206,7 +206,7 @@ export class Image implements AsyncDisposable {
     if (sameFile(target, this.rawPath) || sameFile(target, this.sourcePath)) {
       throw new PiimgError('E_SAME_FILE', `refusing to overwrite the base image ${outPath}; open it with inPlace to edit it`, { path: outPath });
     }
-    return saveOverlay(this.rawPath, this.overlay, target, () => dataMapFor(this.rawPath, this.cacheDir), options);
+    return await saveOverlay(this.rawPath, this.overlay, target, () => dataMapFor(this.rawPath, this.cacheDir), options);
   }
 
   private saveInPlace(options: SaveOptions): SaveResult {

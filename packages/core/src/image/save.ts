@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, copyFileSync, fsyncSync, ftruncateSync, openSync, readSync, renameSync, unlinkSync } from 'node:fs';
+import { constants } from 'node:fs';
+import { copyFile, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { writeFully } from '../device/file.js';
 import type { Overlay } from '../device/overlay.js';
 import { PiimgError } from '../errors.js';
 import type { DataMap } from './datamap.js';
@@ -9,34 +9,54 @@ import type { Progress } from './source.js';
 
 const COPY_BUFFER = 8 << 20;
 
+async function readFullyAt(handle: FileHandle, buffer: Buffer, length: number, position: number, path: string): Promise<void> {
+  let filled = 0;
+  while (filled < length) {
+    const { bytesRead } = await handle.read(buffer, filled, length - filled, position + filled);
+    if (bytesRead === 0) throw new PiimgError('E_TRUNCATED', `${path} changed size while being copied`, { path });
+    filled += bytesRead;
+  }
+}
+
+async function writeFullyAt(handle: FileHandle, buffer: Buffer, length: number, position: number): Promise<void> {
+  let done = 0;
+  while (done < length) {
+    const { bytesWritten } = await handle.write(buffer, done, length - done, position + done);
+    done += bytesWritten;
+  }
+}
+
 /**
- * Copies the given ranges of a file into `toFd` at the same offsets and sets
- * the length to `size`: what lies outside the ranges stays a hole.
+ * Copies the given ranges of a file into `to` at the same offsets and sets
+ * the length to `size`: what lies outside the ranges stays a hole. Reads run
+ * one block ahead of writes (two buffers on the thread pool), so reading and
+ * writing overlap.
  */
-export function copyRanges(fromPath: string, toFd: number, size: number, ranges: DataMap, onProgress?: (progress: Progress) => void): void {
-  const fromFd = openSync(fromPath, 'r');
-  const buffer = Buffer.allocUnsafe(COPY_BUFFER);
+export async function copyRanges(fromPath: string, to: FileHandle, size: number, ranges: DataMap, onProgress?: (progress: Progress) => void): Promise<void> {
+  const from = await open(fromPath, 'r');
+  const buffers = [Buffer.allocUnsafe(COPY_BUFFER), Buffer.allocUnsafe(COPY_BUFFER)];
+  const writes: Promise<void>[] = [Promise.resolve(), Promise.resolve()];
   const bytesTotal = ranges.reduce((sum, r) => sum + r.length, 0);
   let bytesDone = 0;
+  let turn = 0;
   try {
-    ftruncateSync(toFd, size);
+    await to.truncate(size);
     for (const range of ranges) {
       for (let position = range.byteOffset; position < range.byteOffset + range.length; ) {
         const length = Math.min(COPY_BUFFER, range.byteOffset + range.length - position);
-        let filled = 0;
-        while (filled < length) {
-          const count = readSync(fromFd, buffer, filled, length - filled, position + filled);
-          if (count === 0) throw new PiimgError('E_TRUNCATED', `${fromPath} changed size while being copied`, { path: fromPath });
-          filled += count;
-        }
-        writeFully(toFd, buffer.subarray(0, length), position);
+        const slot = turn++ & 1;
+        await writes[slot]; // this buffer's previous write must be done before it is refilled
+        await readFullyAt(from, buffers[slot]!, length, position, fromPath);
+        writes[slot] = writeFullyAt(to, buffers[slot]!, length, position);
         position += length;
         bytesDone += length;
         onProgress?.({ phase: 'save', bytesDone, bytesTotal });
       }
     }
+    await Promise.all(writes);
   } finally {
-    closeSync(fromFd);
+    await Promise.allSettled(writes);
+    await from.close();
   }
 }
 
@@ -64,53 +84,39 @@ export interface SaveResult {
  * one, a sparse copy otherwise), the changed chunks are written over it, and
  * only then is it renamed into place. A failure leaves no output behind.
  */
-export function saveOverlay(
+export async function saveOverlay(
   basePath: string,
   overlay: Overlay,
   outPath: string,
   dataMap: () => DataMap,
   options: SaveOptions = {},
-): SaveResult {
+): Promise<SaveResult> {
   const temporary = join(dirname(outPath), `.${basename(outPath)}.${randomBytes(6).toString('hex')}.piimg-partial`);
-  let fd: number | undefined;
+  let handle: FileHandle | undefined;
   try {
     let reflinked = false;
     try {
-      copyFileSync(basePath, temporary, constants.COPYFILE_FICLONE_FORCE);
+      await copyFile(basePath, temporary, constants.COPYFILE_FICLONE_FORCE);
       reflinked = true;
     } catch {
-      // No reflink here (ext4, tmpfs, NTFS...): a sparse copy it is.
-      try {
-        unlinkSync(temporary);
-      } catch {
-        // Nothing was created.
-      }
+      // No reflink here (ext4, tmpfs, NTFS...): copy the data ranges.
+      await unlink(temporary).catch(() => undefined);
     }
-    fd = openSync(temporary, reflinked ? 'r+' : 'wx', 0o644);
-    if (!reflinked) copyRanges(basePath, fd, overlay.size, dataMap(), options.onProgress);
+    handle = await open(temporary, reflinked ? 'r+' : 'wx', 0o644);
+    if (!reflinked) await copyRanges(basePath, handle, overlay.size, dataMap(), options.onProgress);
     let changedBytes = 0;
     for (const chunk of overlay.changedChunks()) {
-      writeFully(fd, chunk.data, chunk.byteOffset);
+      await writeFullyAt(handle, Buffer.from(chunk.data.buffer, chunk.data.byteOffset, chunk.data.length), chunk.data.length, chunk.byteOffset);
       changedBytes += chunk.data.length;
     }
-    if (options.sync ?? false) fsyncSync(fd);
-    closeSync(fd);
-    fd = undefined;
-    renameSync(temporary, outPath);
+    if (options.sync ?? false) await handle.sync();
+    await handle.close();
+    handle = undefined;
+    await rename(temporary, outPath);
     return { path: outPath, changedBytes, reflinked };
   } catch (error) {
-    if (fd !== undefined) {
-      try {
-        closeSync(fd);
-      } catch {
-        // Already closed.
-      }
-    }
-    try {
-      unlinkSync(temporary);
-    } catch {
-      // Never created.
-    }
+    await handle?.close().catch(() => undefined);
+    await unlink(temporary).catch(() => undefined);
     if (error instanceof PiimgError) throw error;
     const code = (error as NodeJS.ErrnoException).code;
     throw new PiimgError(code === 'ENOSPC' ? 'ENOSPC' : 'E_IO', `cannot write ${outPath}: ${(error as Error).message}`, { path: outPath }, { cause: error });
