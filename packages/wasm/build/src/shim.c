@@ -305,13 +305,263 @@ static int file_type(unsigned int mode)
 	}
 }
 
-/* ext2fs_link() reports a full directory; grow it by a block and retry, as debugfs does. */
+/* ---- hashed directories ---- */
+
+struct dx_item {
+	ext2_dirhash_t hash;
+	ext2_ino_t ino;
+	int type;
+	int name_len;
+	char name[EXT2_NAME_LEN];
+};
+
+static int dx_item_compare(const void *a, const void *b)
+{
+	const struct dx_item *x = a, *y = b;
+
+	if (x->hash != y->hash)
+		return x->hash < y->hash ? -1 : 1;
+	return 0;
+}
+
+/* Fills a leaf block with items [from, to), the last entry taking the rest. */
+static errcode_t dx_fill_leaf(ext2_filsys fs, char *buf, struct dx_item *items, int from, int to)
+{
+	int csum_size = ext2fs_has_feature_metadata_csum(fs->super) ? sizeof(struct ext2_dir_entry_tail) : 0;
+	unsigned int end = fs->blocksize - csum_size;
+	unsigned int offset = 0;
+	struct ext2_dir_entry *dirent = NULL;
+	errcode_t retval;
+	int i;
+
+	memset(buf, 0, fs->blocksize);
+	for (i = from; i < to; i++) {
+		unsigned int rec_len = EXT2_DIR_REC_LEN(items[i].name_len);
+		if (offset + rec_len > end)
+			return EXT2_ET_DIR_NO_SPACE;
+		dirent = (struct ext2_dir_entry *) (buf + offset);
+		dirent->inode = items[i].ino;
+		ext2fs_dirent_set_name_len(dirent, items[i].name_len);
+		ext2fs_dirent_set_file_type(dirent, items[i].type);
+		memcpy(dirent->name, items[i].name, items[i].name_len);
+		retval = ext2fs_set_rec_len(fs, rec_len, dirent);
+		if (retval)
+			return retval;
+		offset += rec_len;
+	}
+	if (dirent == NULL) {
+		dirent = (struct ext2_dir_entry *) buf;
+		dirent->inode = 0;
+		offset = 0;
+	} else {
+		offset -= EXT2_DIR_REC_LEN(ext2fs_dirent_name_len(dirent));
+	}
+	retval = ext2fs_set_rec_len(fs, end - offset, dirent);
+	if (retval)
+		return retval;
+	if (csum_size)
+		ext2fs_initialize_dirent_tail(fs, EXT2_DIRENT_TAIL(buf, fs->blocksize));
+	return 0;
+}
+
+/*
+ * Turns a full one-block linear directory into a hashed (htree) one, as the
+ * kernel does in make_indexed_dir(): block 0 becomes the dx root, the
+ * entries go, sorted by hash, into two new leaf blocks. libext2fs adds to
+ * hashed directories (dx_link) but never creates them, and a large linear
+ * directory costs a linear scan per lookup, here and on the Pi.
+ * Ref: ext4 wiki "Hash Tree Directories"; kernel fs/ext4/namei.c.
+ */
+static errcode_t make_indexed(ext2_filsys fs, ext2_ino_t dir)
+{
+	inode_t inode;
+	blk64_t pblock[3];
+	char *buf = NULL;
+	struct dx_item *items = NULL;
+	int count = 0, capacity, split, i, hash_alg, csum_size;
+	ext2_ino_t parent = 0;
+	unsigned int offset;
+	struct ext2_dx_root_info *root;
+	struct ext2_dx_countlimit *limits;
+	struct ext2_dx_entry *entries;
+	errcode_t retval;
+
+	retval = ext2fs_get_mem(fs->blocksize, &buf);
+	if (retval)
+		return retval;
+	retval = get_inode(fs, dir, &inode);
+	if (retval)
+		goto out;
+	retval = ext2fs_bmap2(fs, dir, (struct ext2_inode *) &inode, NULL, 0, 0, NULL, &pblock[0]);
+	if (retval)
+		goto out;
+	retval = ext2fs_read_dir_block4(fs, pblock[0], buf, 0, dir);
+	if (retval)
+		goto out;
+	capacity = fs->blocksize / 12 + 1;
+	items = calloc(capacity, sizeof(*items));
+	if (!items) {
+		retval = EXT2_ET_NO_MEMORY;
+		goto out;
+	}
+	hash_alg = fs->super->s_def_hash_version;
+	if (hash_alg <= EXT2_HASH_TEA && (fs->super->s_flags & EXT2_FLAGS_UNSIGNED_HASH))
+		hash_alg += 3;
+	for (offset = 0; offset < fs->blocksize;) {
+		struct ext2_dir_entry *dirent = (struct ext2_dir_entry *) (buf + offset);
+		unsigned int rec_len;
+		int name_len = ext2fs_dirent_name_len(dirent);
+
+		retval = ext2fs_get_rec_len(fs, dirent, &rec_len);
+		if (retval)
+			goto out;
+		if (rec_len < 8 || offset + rec_len > fs->blocksize || name_len + 8 > (int) rec_len) {
+			retval = EXT2_ET_DIR_CORRUPTED;
+			goto out;
+		}
+		if (dirent->inode != 0 && !(name_len == 0 && rec_len == sizeof(struct ext2_dir_entry_tail))) {
+			if (name_len == 1 && dirent->name[0] == '.') {
+				/* "." stays in the root */
+			} else if (name_len == 2 && dirent->name[0] == '.' && dirent->name[1] == '.') {
+				parent = dirent->inode;
+			} else if (count < capacity) {
+				struct dx_item *item = &items[count++];
+				item->ino = dirent->inode;
+				item->type = ext2fs_dirent_file_type(dirent);
+				item->name_len = name_len;
+				memcpy(item->name, dirent->name, name_len);
+				retval = ext2fs_dirhash2(hash_alg, item->name, name_len, fs->encoding, 0,
+							 fs->super->s_hash_seed, &item->hash, NULL);
+				if (retval)
+					goto out;
+				/* The low bit of a dx hash marks a collision continuation. */
+				item->hash &= ~1U;
+			}
+		}
+		offset += rec_len;
+	}
+	if (parent == 0 || count < 2) {
+		retval = EXT2_ET_DIR_CORRUPTED;
+		goto out;
+	}
+	qsort(items, count, sizeof(*items), dx_item_compare);
+	/* Split in the middle, never between two equal hashes. */
+	split = count / 2;
+	while (split < count && items[split].hash == items[split - 1].hash)
+		split++;
+	if (split == count) {
+		split = count / 2;
+		while (split > 1 && items[split].hash == items[split - 1].hash)
+			split--;
+		if (items[split].hash == items[split - 1].hash) {
+			retval = EXT2_ET_DIR_NO_SPACE;
+			goto out;
+		}
+	}
+
+	/* Two new blocks at logical 1 and 2. */
+	for (i = 1; i <= 2; i++) {
+		retval = ext2fs_expand_dir(fs, dir);
+		if (retval)
+			goto out;
+	}
+	retval = get_inode(fs, dir, &inode);
+	if (retval)
+		goto out;
+	for (i = 1; i <= 2; i++) {
+		retval = ext2fs_bmap2(fs, dir, (struct ext2_inode *) &inode, NULL, 0, i, NULL, &pblock[i]);
+		if (retval)
+			goto out;
+	}
+	retval = dx_fill_leaf(fs, buf, items, 0, split);
+	if (!retval)
+		retval = ext2fs_write_dir_block4(fs, pblock[1], buf, 0, dir);
+	if (!retval)
+		retval = dx_fill_leaf(fs, buf, items, split, count);
+	if (!retval)
+		retval = ext2fs_write_dir_block4(fs, pblock[2], buf, 0, dir);
+	if (retval)
+		goto out;
+
+	/* The root: ".", ".." spanning the block, dx_root_info, then the index. */
+	csum_size = ext2fs_has_feature_metadata_csum(fs->super) ? sizeof(struct ext2_dx_tail) : 0;
+	memset(buf, 0, fs->blocksize);
+	{
+		struct ext2_dir_entry *dot = (struct ext2_dir_entry *) buf;
+		struct ext2_dir_entry *dotdot = (struct ext2_dir_entry *) (buf + 12);
+		dot->inode = dir;
+		ext2fs_dirent_set_name_len(dot, 1);
+		ext2fs_dirent_set_file_type(dot, ext2fs_has_feature_filetype(fs->super) ? EXT2_FT_DIR : 0);
+		dot->name[0] = '.';
+		retval = ext2fs_set_rec_len(fs, 12, dot);
+		if (retval)
+			goto out;
+		dotdot->inode = parent;
+		ext2fs_dirent_set_name_len(dotdot, 2);
+		ext2fs_dirent_set_file_type(dotdot, ext2fs_has_feature_filetype(fs->super) ? EXT2_FT_DIR : 0);
+		dotdot->name[0] = '.';
+		dotdot->name[1] = '.';
+		retval = ext2fs_set_rec_len(fs, fs->blocksize - 12, dotdot);
+		if (retval)
+			goto out;
+	}
+	root = (struct ext2_dx_root_info *) (buf + 24);
+	root->reserved_zero = 0;
+	root->hash_version = fs->super->s_def_hash_version;
+	root->info_length = 8;
+	root->indirect_levels = 0;
+	root->unused_flags = 0;
+	limits = (struct ext2_dx_countlimit *) (buf + 32);
+	limits->limit = ext2fs_cpu_to_le16((fs->blocksize - (32 + csum_size)) / sizeof(struct ext2_dx_entry));
+	limits->count = ext2fs_cpu_to_le16(2);
+	entries = (struct ext2_dx_entry *) (buf + 32);
+	entries[0].block = ext2fs_cpu_to_le32(1);
+	entries[1].hash = ext2fs_cpu_to_le32(items[split].hash);
+	entries[1].block = ext2fs_cpu_to_le32(2);
+	retval = ext2fs_write_dir_block4(fs, pblock[0], buf, 0, dir);
+	if (retval)
+		goto out;
+
+	retval = get_inode(fs, dir, &inode);
+	if (retval)
+		goto out;
+	inode.i_flags |= EXT2_INDEX_FL;
+	retval = put_inode(fs, dir, &inode);
+out:
+	free(items);
+	ext2fs_free_mem(&buf);
+	return retval;
+}
+
+/*
+ * Makes room in a full directory: a one-block linear directory becomes
+ * hashed when the filesystem has dir_index (as the kernel does), any other
+ * grows by a block, as debugfs does.
+ */
+static errcode_t make_room(ext2_filsys fs, ext2_ino_t dir)
+{
+	inode_t inode;
+	errcode_t retval = get_inode(fs, dir, &inode);
+
+	if (retval)
+		return retval;
+	if (ext2fs_has_feature_dir_index(fs->super) && !(inode.i_flags & (EXT2_INDEX_FL | EXT4_INLINE_DATA_FL)) &&
+	    !(inode.i_flags & (EXT4_CASEFOLD_FL | EXT4_ENCRYPT_FL)) && EXT2_I_SIZE(&inode) == fs->blocksize &&
+	    fs->super->s_def_hash_version <= EXT2_HASH_TEA) {
+		retval = make_indexed(fs, dir);
+		if (retval != EXT2_ET_DIR_NO_SPACE)
+			return retval;
+	}
+	return ext2fs_expand_dir(fs, dir);
+}
+
+/* ext2fs_link() reports a full directory; make room and retry. */
 static errcode_t link_growing(ext2_filsys fs, ext2_ino_t dir, const char *name, ext2_ino_t ino, int type)
 {
 	errcode_t retval = ext2fs_link(fs, dir, name, ino, type);
 
 	if (retval == EXT2_ET_DIR_NO_SPACE) {
-		retval = ext2fs_expand_dir(fs, dir);
+		retval = make_room(fs, dir);
 		if (retval)
 			return retval;
 		retval = ext2fs_link(fs, dir, name, ino, type);
@@ -544,8 +794,8 @@ EXPORT errcode_t piimg_mkdir(ext2_filsys fs, ext2_ino_t dir, const char *name, i
 		return retval;
 	retval = ext2fs_mkdir(fs, dir, ino, name);
 	if (retval == EXT2_ET_DIR_NO_SPACE) {
-		/* ext2fs_mkdir() released what it allocated; grow the parent and try again. */
-		retval = ext2fs_expand_dir(fs, dir);
+		/* ext2fs_mkdir() released what it allocated; make room and try again. */
+		retval = make_room(fs, dir);
 		if (retval)
 			return retval;
 		retval = ext2fs_mkdir(fs, dir, ino, name);
@@ -581,7 +831,7 @@ EXPORT errcode_t piimg_symlink(ext2_filsys fs, ext2_ino_t dir, const char *name,
 		return retval;
 	retval = ext2fs_symlink(fs, dir, ino, name, target);
 	if (retval == EXT2_ET_DIR_NO_SPACE) {
-		retval = ext2fs_expand_dir(fs, dir);
+		retval = make_room(fs, dir);
 		if (retval)
 			return retval;
 		retval = ext2fs_symlink(fs, dir, ino, name, target);

@@ -1,6 +1,7 @@
 import { mke2fs } from '@piimg/wasm';
 import type { BlockDevice } from '../../device/types.js';
 import { PiimgError } from '../../errors.js';
+import { defaultClock } from '../volume.js';
 
 export interface FormatExt4Options {
   /** ext4 by default. */
@@ -21,6 +22,8 @@ export interface FormatExt4Options {
   hashSeed?: string;
   /** Reserved blocks percentage (mke2fs -m), 5 by default. */
   reservedPercent?: number;
+  /** Timestamp of the new filesystem; the default clock (SOURCE_DATE_EPOCH aware) when absent. */
+  now?: Date;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -54,7 +57,9 @@ export async function formatExt4(device: BlockDevice, options: FormatExt4Options
   args.push('-E', extended.join(','));
   const sizeKiB = Math.floor(device.size / 1024);
   if (sizeKiB < 64) throw new PiimgError('ENOSPC', `device of ${device.size} bytes is too small for ext4`, { size: device.size });
-  const result = mke2fs(device, args, `${sizeKiB}k`);
+  // mke2fs takes its clock from SOURCE_DATE_EPOCH (lib/ext2fs/initialize.c).
+  const now = options.now ?? defaultClock()();
+  const result = mke2fs(device, args, { env: { SOURCE_DATE_EPOCH: String(Math.max(0, Math.floor(now.getTime() / 1000))) } });
   if (result.status !== 0) {
     throw new PiimgError('E_EXT4_FORMAT', `mke2fs failed (status ${result.status}): ${(result.stderr || result.stdout).trim().slice(0, 2000)}`, {
       status: result.status,

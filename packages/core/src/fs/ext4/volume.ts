@@ -138,6 +138,7 @@ export class Ext4Volume implements Volume {
   readonly kind = 'ext4' as const;
   readonly readOnly: boolean;
   private closed = false;
+  private readonly names: NameIndex;
   /** Operations run one at a time: libext2fs state must not interleave across awaits. */
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -147,6 +148,7 @@ export class Ext4Volume implements Volume {
     private readonly clock: () => Date,
   ) {
     this.readOnly = !writable;
+    this.names = new NameIndex(fs);
   }
 
   /** Block size, block and inode counts of the filesystem. */
@@ -167,6 +169,28 @@ export class Ext4Volume implements Volume {
     });
     this.queue = next.catch(() => undefined);
     return next;
+  }
+
+  /**
+   * Throws ENOSPC unless `byteCount` more bytes fit with room to spare for
+   * extent tree blocks. libext2fs does not undo a write that runs out of
+   * blocks half way (the extent tree can be left inconsistent), so running
+   * out must be detected before libext2fs allocates anything.
+   */
+  private reserve(byteCount: number, path: string): void {
+    if (byteCount === 0) return;
+    const info = this.fs.info();
+    const dataBlocks = Math.ceil(byteCount / info.blockSize);
+    // One extent leaf block holds (blockSize - 12) / 12 extents; assume the
+    // worst case of one extent per 16 blocks, plus index blocks.
+    const treeBlocks = 4 + Math.ceil(dataBlocks / 16 / Math.floor((info.blockSize - 12) / 12));
+    if (dataBlocks + treeBlocks > info.freeBlocksCount) {
+      throw new PiimgError('ENOSPC', `no space left on the filesystem for ${byteCount} bytes: ${path}`, {
+        path,
+        freeBlocks: info.freeBlocksCount,
+        blockSize: info.blockSize,
+      });
+    }
   }
 
   // ---- path resolution ----
@@ -291,8 +315,12 @@ export class Ext4Volume implements Volume {
     return this.run(path, true, async () => {
       if (options.mode !== undefined) checkMode(options.mode, path);
       const { dir, name } = this.parentOf(path);
-      let ino = this.fs.lookup(dir, name);
+      let ino = this.names.lookup(dir, name);
       let created = false;
+      // Refuse up front what cannot fit, before anything is created.
+      if (ino === 0 && (typeof data === 'string' || data instanceof Uint8Array)) {
+        this.reserve(typeof data === 'string' ? encoder.encode(data).length : data.length, path);
+      }
       if (ino !== 0) {
         let type = typeOfMode(this.fs.stat(ino).mode);
         if (type === 'symlink') {
@@ -302,7 +330,7 @@ export class Ext4Volume implements Volume {
         if (type === 'directory') throw new PiimgError('EISDIR', `is a directory: ${path}`, { path });
         if (type !== 'file') throw new PiimgError('EINVAL', `not a regular file: ${path}`, { path });
       } else {
-        ino = this.fs.create(
+        ino = this.names.create(
           dir,
           name,
           options.mode ?? 0o644,
@@ -315,12 +343,16 @@ export class Ext4Volume implements Volume {
         const file = this.fs.openFile(ino, { writable: true });
         try {
           if (!created) file.truncate(0);
-          if (typeof data === 'string') file.write(encoder.encode(data));
-          else if (data instanceof Uint8Array) file.write(data);
+          const put = (chunk: Uint8Array): void => {
+            this.reserve(chunk.length, path);
+            file.write(chunk);
+          };
+          if (typeof data === 'string') put(encoder.encode(data));
+          else if (data instanceof Uint8Array) put(data);
           else if (Symbol.asyncIterator in data) {
-            for await (const chunk of data as AsyncIterable<Uint8Array>) file.write(toBytes(chunk, path));
+            for await (const chunk of data as AsyncIterable<Uint8Array>) put(toBytes(chunk, path));
           } else {
-            for (const chunk of data as Iterable<Uint8Array>) file.write(toBytes(chunk, path));
+            for (const chunk of data as Iterable<Uint8Array>) put(toBytes(chunk, path));
           }
         } finally {
           file.close();
@@ -330,7 +362,7 @@ export class Ext4Volume implements Volume {
         // so a failed call leaves no half-written file behind.
         if (created) {
           try {
-            this.fs.unlink(dir, name);
+            this.names.unlink(dir, name);
             this.fs.adjustLinks(ino, -1);
           } catch {
             // The original error says more than a failed cleanup.
@@ -360,17 +392,17 @@ export class Ext4Volume implements Volume {
       }
       if (!options.recursive) {
         const { dir, name } = this.parentOf(path);
-        if (this.fs.lookup(dir, name) !== 0) throw new PiimgError('EEXIST', `file exists: ${path}`, { path });
-        this.fs.mkdir(dir, name, mode, uid, gid);
+        if (this.names.lookup(dir, name) !== 0) throw new PiimgError('EEXIST', `file exists: ${path}`, { path });
+        this.names.mkdir(dir, name, mode, uid, gid);
         return;
       }
       let dir = this.resolve('/', true);
       for (let i = 0; i < parts.length; i++) {
         const name = encodeName(parts[i]!, path);
         const here = '/' + parts.slice(0, i + 1).join('/');
-        const existing = this.fs.lookup(dir, name);
+        const existing = this.names.lookup(dir, name);
         if (existing === 0) {
-          dir = this.fs.mkdir(dir, name, mode, uid, gid);
+          dir = this.names.mkdir(dir, name, mode, uid, gid);
           continue;
         }
         // Existing components may be symlinks to directories, as with mkdir -p.
@@ -392,8 +424,8 @@ export class Ext4Volume implements Volume {
         throw new PiimgError('ENAMETOOLONG', `symlink target must be shorter than the block size: ${path}`, { path });
       }
       const { dir, name } = this.parentOf(path);
-      if (this.fs.lookup(dir, name) !== 0) throw new PiimgError('EEXIST', `file exists: ${path}`, { path });
-      this.fs.symlink(dir, name, targetBytes, checkId(options.uid ?? 0, 'uid', path), checkId(options.gid ?? 0, 'gid', path));
+      if (this.names.lookup(dir, name) !== 0) throw new PiimgError('EEXIST', `file exists: ${path}`, { path });
+      this.names.symlink(dir, name, targetBytes, checkId(options.uid ?? 0, 'uid', path), checkId(options.gid ?? 0, 'gid', path));
     });
   }
 
@@ -404,10 +436,10 @@ export class Ext4Volume implements Volume {
         throw new PiimgError('EPERM', `hard links to directories are not allowed: ${existingPath}`, { path: existingPath });
       }
       const { dir, name } = this.parentOf(newPath);
-      if (this.fs.lookup(dir, name) !== 0) throw new PiimgError('EEXIST', `file exists: ${newPath}`, { path: newPath });
+      if (this.names.lookup(dir, name) !== 0) throw new PiimgError('EEXIST', `file exists: ${newPath}`, { path: newPath });
       this.fs.adjustLinks(ino, +1);
       try {
-        this.fs.link(dir, name, ino);
+        this.names.link(dir, name, ino);
       } catch (error) {
         this.fs.adjustLinks(ino, -1);
         throw error;
@@ -444,7 +476,7 @@ export class Ext4Volume implements Volume {
     return this.run(path, true, () => {
       if (splitPath(path).length === 0) throw new PiimgError('EPERM', 'cannot remove the root directory', { path });
       const { dir, name } = this.parentOf(path);
-      const ino = this.fs.lookup(dir, name);
+      const ino = this.names.lookup(dir, name);
       if (ino === 0) {
         if (options.force) return;
         throw new PiimgError('ENOENT', `no such file or directory: ${path}`, { path });
@@ -455,7 +487,7 @@ export class Ext4Volume implements Volume {
         }
         this.removeTree(dir, name, ino, path, 0);
       } else {
-        this.fs.unlink(dir, name);
+        this.names.unlink(dir, name);
         this.fs.adjustLinks(ino, -1);
       }
     });
@@ -469,23 +501,23 @@ export class Ext4Volume implements Volume {
       if (childType === 'directory') {
         this.removeTree(ino, entry.name, entry.ino, path, depth + 1);
       } else {
-        this.fs.unlink(ino, entry.name);
+        this.names.unlink(ino, entry.name);
         this.fs.adjustLinks(entry.ino, -1);
       }
     }
-    this.fs.unlink(parent, name);
-    this.fs.release(ino);
+    this.names.unlink(parent, name);
+    this.names.release(ino);
     this.fs.adjustLinks(parent, -1);
   }
 
   rename(from: string, to: string): Promise<void> {
     return this.run(to, true, () => {
       const source = this.parentOf(from);
-      const ino = this.fs.lookup(source.dir, source.name);
+      const ino = this.names.lookup(source.dir, source.name);
       if (ino === 0) throw new PiimgError('ENOENT', `no such file or directory: ${from}`, { path: from });
       const target = this.parentOf(to);
       const isDir = typeOfMode(this.fs.stat(ino).mode) === 'directory';
-      const existing = this.fs.lookup(target.dir, target.name);
+      const existing = this.names.lookup(target.dir, target.name);
       if (existing === ino) return;
 
       if (isDir) {
@@ -494,7 +526,7 @@ export class Ext4Volume implements Volume {
         for (let depth = 0; ; depth++) {
           if (up === ino) throw new PiimgError('EINVAL', `cannot move a directory into itself: ${from} -> ${to}`, { path: to });
           if (depth > MAX_SYMLINK_DEPTH_DIRS) throw new PiimgError('E_LIMIT', 'directory tree too deep', { path: to });
-          const parent = this.fs.lookup(up, encoder.encode('..'));
+          const parent = this.names.lookup(up, encoder.encode('..'));
           if (parent === up || parent === 0) break;
           up = parent;
         }
@@ -509,17 +541,17 @@ export class Ext4Volume implements Volume {
           throw new PiimgError('ENOTEMPTY', `directory not empty: ${to}`, { path: to });
         }
         // One directory block write switches the name to the new inode.
-        this.fs.replaceEntry(target.dir, target.name, ino);
+        this.names.replaceEntry(target.dir, target.name, ino);
         if (existingIsDir) {
-          this.fs.release(existing);
+          this.names.release(existing);
           replacedDir = true;
         } else {
           this.fs.adjustLinks(existing, -1);
         }
       } else {
-        this.fs.link(target.dir, target.name, ino);
+        this.names.link(target.dir, target.name, ino);
       }
-      this.fs.unlink(source.dir, source.name);
+      this.names.unlink(source.dir, source.name);
       // rename(2) updates the ctime of the moved inode.
       this.fs.setattr(ino, {});
       if (isDir && source.dir !== target.dir) {
@@ -555,6 +587,72 @@ export class Ext4Volume implements Volume {
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
+  }
+}
+
+/** Directories at least this large get an in-memory name index: ext2fs_lookup() scans linearly. */
+const INDEX_DIRECTORY_BYTES = 64 * 1024;
+
+function nameKey(name: Uint8Array): string {
+  return String.fromCharCode(...name);
+}
+
+/**
+ * Directory entry changes and lookups go through here. For large
+ * directories it keeps a name -> inode map, built once from readdir and
+ * kept up to date by every change this volume makes (it is the only writer
+ * while mounted), so creating 20,000 files is not quadratic.
+ */
+class NameIndex {
+  private readonly maps = new Map<number, Map<string, number>>();
+
+  constructor(private readonly fs: Ext2Filesystem) {}
+
+  private mapOf(dir: number): Map<string, number> | undefined {
+    let map = this.maps.get(dir);
+    if (map === undefined && this.fs.stat(dir).size >= INDEX_DIRECTORY_BYTES) {
+      map = new Map();
+      for (const entry of this.fs.readdir(dir)) map.set(nameKey(entry.name), entry.ino);
+      this.maps.set(dir, map);
+    }
+    return map;
+  }
+
+  lookup(dir: number, name: Uint8Array): number {
+    const map = this.maps.get(dir) ?? this.mapOf(dir);
+    if (map !== undefined) return map.get(nameKey(name)) ?? 0;
+    return this.fs.lookup(dir, name);
+  }
+
+  private added(dir: number, name: Uint8Array, ino: number): number {
+    this.maps.get(dir)?.set(nameKey(name), ino);
+    return ino;
+  }
+
+  create(dir: number, name: Uint8Array, mode: number, uid: number, gid: number): number {
+    return this.added(dir, name, this.fs.create(dir, name, mode, uid, gid));
+  }
+  mkdir(dir: number, name: Uint8Array, mode: number, uid: number, gid: number): number {
+    return this.added(dir, name, this.fs.mkdir(dir, name, mode, uid, gid));
+  }
+  symlink(dir: number, name: Uint8Array, target: Uint8Array, uid: number, gid: number): number {
+    return this.added(dir, name, this.fs.symlink(dir, name, target, uid, gid));
+  }
+  link(dir: number, name: Uint8Array, ino: number): void {
+    this.fs.link(dir, name, ino);
+    this.added(dir, name, ino);
+  }
+  replaceEntry(dir: number, name: Uint8Array, ino: number): void {
+    this.fs.replaceEntry(dir, name, ino);
+    this.added(dir, name, ino);
+  }
+  unlink(dir: number, name: Uint8Array): void {
+    this.fs.unlink(dir, name);
+    this.maps.get(dir)?.delete(nameKey(name));
+  }
+  release(ino: number): void {
+    this.fs.release(ino);
+    this.maps.delete(ino);
   }
 }
 
