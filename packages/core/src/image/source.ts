@@ -70,18 +70,32 @@ async function hashFile(path: string, onProgress?: (progress: Progress) => void)
   return hash.digest('hex');
 }
 
+/** CommonJS packages imported from ESM: named exports may only exist on `default`. */
+function interop<T>(module: T & { default?: T }): T {
+  return (module.default ?? module) as T;
+}
+
+/**
+ * Opens the decompressed stream. Module loading happens before any data is
+ * read, so a failure here is never mistaken for a corrupt file.
+ */
 async function openDecompressed(path: string, compression: Compression): Promise<AsyncIterable<Uint8Array>> {
   switch (compression) {
     case 'gzip':
       return createReadStream(path).pipe(createGunzip());
     case 'xz': {
-      const { XzReadableStream } = await import('xz-decompress');
+      const { XzReadableStream } = interop(await import('xz-decompress'));
       const web = new XzReadableStream(Readable.toWeb(createReadStream(path)) as ReadableStream<Uint8Array>);
       return Readable.fromWeb(web as import('node:stream/web').ReadableStream<Uint8Array>);
     }
     case 'zip': {
-      const unzipper = await import('unzipper');
-      const directory = await unzipper.Open.file(path);
+      const unzipper = interop(await import('unzipper'));
+      let directory: Awaited<ReturnType<typeof unzipper.Open.file>>;
+      try {
+        directory = await unzipper.Open.file(path);
+      } catch (error) {
+        throw new PiimgError('E_BAD_ARCHIVE', `${path} is not a readable zip archive: ${(error as Error).message}`, { path }, { cause: error });
+      }
       const images = directory.files.filter((file) => file.type === 'File' && /\.img$/i.test(file.path));
       if (images.length !== 1) {
         throw new PiimgError(
@@ -169,8 +183,9 @@ export async function resolveSource(path: string, options: SourceOptions = {}): 
   try {
     const writer = new SparseWriter(fd);
     let bytesDone = 0;
+    const stream = await openDecompressed(path, compression);
     try {
-      for await (const chunk of await openDecompressed(path, compression)) {
+      for await (const chunk of stream) {
         bytesDone += chunk.length;
         if (bytesDone > maxImageSize) {
           throw new PiimgError('E_LIMIT', `${path} decompresses to more than ${maxImageSize} bytes`, { path, maxImageSize });
