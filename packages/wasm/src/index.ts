@@ -45,12 +45,25 @@ interface EmscriptenModule {
 
 type Factory = (options: Record<string, unknown>) => unknown;
 
+// The project compiles without the DOM library, where WebAssembly's types
+// live; this is the little of it used here.
+interface WasmModule {
+  readonly __wasmModule?: never;
+}
+interface WasmInstance {
+  readonly exports: Record<string, unknown>;
+}
+declare const WebAssembly: {
+  Module: new (bytes: Uint8Array) => WasmModule;
+  Instance: new (module: WasmModule, imports: Record<string, unknown>) => WasmInstance;
+};
+
 const require = createRequire(import.meta.url);
 const distUrl = new URL('../dist/', import.meta.url);
 
 interface Compiled {
   factory: Factory;
-  module: WebAssembly.Module;
+  module: WasmModule;
 }
 const compiled = new Map<string, Compiled>();
 
@@ -76,7 +89,7 @@ function instantiate(name: 'ext2fs' | 'e2fsck' | 'mke2fs', io: IoBridge, print?:
     noInitialRun: true,
     print: print ?? (() => {}),
     printErr: printErr ?? (() => {}),
-    instantiateWasm(imports: WebAssembly.Imports, receive: (instance: WebAssembly.Instance, module: WebAssembly.Module) => void) {
+    instantiateWasm(imports: Record<string, unknown>, receive: (instance: WasmInstance, module: WasmModule) => void) {
       const instance = new WebAssembly.Instance(module, imports);
       receive(instance, module);
       return instance.exports;
@@ -445,6 +458,15 @@ export class Ext2Filesystem {
     }
   }
 
+  /**
+   * A sequential writer appending to `ino` from byte `offset`. Data is staged
+   * in WebAssembly memory and handed over in block-aligned 1 MiB pieces, so
+   * whole runs of blocks are allocated and written at once.
+   */
+  openWriter(ino: number, offset = 0): Ext2Writer {
+    return new Ext2Writer(this.lib, this.handle, ino, offset);
+  }
+
   openFile(ino: number, options: { writable: boolean }): Ext2File {
     this.call('file_open', 'open file', ino, options.writable ? 1 : 0, this.lib.outPtr());
     return new Ext2File(this.lib, this.lib.u32(this.lib.outPtr()));
@@ -463,6 +485,55 @@ export class Ext2Filesystem {
     } finally {
       this.closed = true;
       this.lib.io.remove(this.deviceId);
+    }
+  }
+}
+
+export class Ext2Writer {
+  private buffer: number;
+  private fill = 0;
+
+  constructor(
+    private readonly lib: Ext2fs,
+    private readonly fsHandle: number,
+    private readonly ino: number,
+    private offset: number,
+  ) {
+    this.buffer = lib.wasm._malloc(CHUNK_BYTES);
+    if (this.buffer === 0) throw new Ext2fsCallError('ENOMEM', 'out of WebAssembly memory', 'malloc');
+  }
+
+  /** Bytes accepted so far, counted from the start offset. */
+  get position(): number {
+    return this.offset + this.fill;
+  }
+
+  private flushStage(): void {
+    if (this.fill === 0) return;
+    this.lib.check(this.lib.fn('write_at')(this.fsHandle, this.ino, this.offset, this.buffer, this.fill), 'write');
+    this.offset += this.fill;
+    this.fill = 0;
+  }
+
+  write(data: Uint8Array): void {
+    if (this.buffer === 0) throw new Ext2fsCallError('EXT2_ET_MAGIC_EXT2_FILE', 'writer is closed', 'write');
+    for (let at = 0; at < data.length; ) {
+      const count = Math.min(CHUNK_BYTES - this.fill, data.length - at);
+      this.lib.heap.set(data.subarray(at, at + count), this.buffer + this.fill);
+      this.fill += count;
+      at += count;
+      if (this.fill === CHUNK_BYTES) this.flushStage();
+    }
+  }
+
+  /** Writes what is staged and releases the buffer; `abort` drops it instead. */
+  close(options: { abort?: boolean } = {}): void {
+    if (this.buffer === 0) return;
+    try {
+      if (!options.abort) this.flushStage();
+    } finally {
+      this.lib.wasm._free(this.buffer);
+      this.buffer = 0;
     }
   }
 }

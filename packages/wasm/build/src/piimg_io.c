@@ -5,9 +5,11 @@
  * so e2fsck and mke2fs use it without source changes: a device is named
  * "piimg:<id>", <id> being the handle the JavaScript side gave it.
  *
- * No cache here: the caller's BlockDevice decides how to cache, and every
- * write reaches it before the call returns, so nothing is lost on a crash
- * of the WebAssembly instance.
+ * Writes go through to the BlockDevice before the call returns (nothing is
+ * lost if the WebAssembly instance dies). Single-block reads are served from
+ * a small direct-mapped cache kept coherent by those writes: libext2fs
+ * rereads the same inode table and bitmap blocks constantly, and each
+ * uncached read is a call into JavaScript and usually a system call.
  *
  * Ref: e2fsprogs lib/ext2fs/ext2_io.h (struct struct_io_manager).
  */
@@ -28,10 +30,70 @@ extern double piimg_js_size(int device);
 
 #define PIIMG_PREFIX "piimg:"
 
+/* About 1 MiB of cached blocks, at least 16 entries. */
+#define CACHE_BYTES (1 << 20)
+#define CACHE_MIN_ENTRIES 16
+
+struct cache_entry {
+	unsigned long long block;
+	int valid;
+};
+
 struct piimg_private {
 	errcode_t magic;
 	int device;
+	int cache_entries;
+	struct cache_entry *cache;
+	char *cache_data;
 };
+
+static void cache_free(struct piimg_private *data)
+{
+	free(data->cache);
+	free(data->cache_data);
+	data->cache = NULL;
+	data->cache_data = NULL;
+	data->cache_entries = 0;
+}
+
+/* (Re)creates the cache for a block size; without memory it just stays off. */
+static void cache_setup(struct piimg_private *data, int block_size)
+{
+	int entries = CACHE_BYTES / block_size;
+
+	cache_free(data);
+	if (entries < CACHE_MIN_ENTRIES)
+		entries = CACHE_MIN_ENTRIES;
+	data->cache = calloc(entries, sizeof(struct cache_entry));
+	data->cache_data = malloc((size_t) entries * block_size);
+	if (!data->cache || !data->cache_data) {
+		cache_free(data);
+		return;
+	}
+	data->cache_entries = entries;
+}
+
+/* After a write of [first, first + count) blocks: refresh or drop cached copies. */
+static void cache_written(io_channel channel, unsigned long long first, unsigned long long count, const char *buf,
+			  int whole_blocks)
+{
+	struct piimg_private *data = channel->private_data;
+	unsigned long long i;
+
+	if (!data->cache)
+		return;
+	for (i = 0; i < count; i++) {
+		unsigned long long block = first + i;
+		struct cache_entry *entry = &data->cache[block % data->cache_entries];
+		if (!entry->valid || entry->block != block)
+			continue;
+		if (whole_blocks)
+			memcpy(data->cache_data + (size_t) (block % data->cache_entries) * channel->block_size,
+			       buf + (size_t) i * channel->block_size, channel->block_size);
+		else
+			entry->valid = 0;
+	}
+}
 
 static struct struct_io_manager piimg_io_manager_struct;
 
@@ -61,6 +123,7 @@ static errcode_t piimg_open(const char *name, int flags, io_channel *channel)
 	io->private_data = data;
 	data->magic = EXT2_ET_MAGIC_UNIX_IO_CHANNEL;
 	data->device = atoi(name + strlen(PIIMG_PREFIX));
+	cache_setup(data, io->block_size);
 	*channel = io;
 	return 0;
 fail:
@@ -83,6 +146,7 @@ static errcode_t piimg_close(io_channel channel)
 		return 0;
 	if (piimg_js_flush(data->device))
 		retval = EXT2_ET_SHORT_WRITE;
+	cache_free(data);
 	ext2fs_free_mem(&channel->private_data);
 	if (channel->name)
 		ext2fs_free_mem(&channel->name);
@@ -92,7 +156,10 @@ static errcode_t piimg_close(io_channel channel)
 
 static errcode_t piimg_set_blksize(io_channel channel, int blksize)
 {
-	channel->block_size = blksize;
+	if (channel->block_size != blksize) {
+		channel->block_size = blksize;
+		cache_setup(channel->private_data, blksize);
+	}
 	return 0;
 }
 
@@ -107,11 +174,26 @@ static errcode_t piimg_read_blk64(io_channel channel, unsigned long long block, 
 	struct piimg_private *data = channel->private_data;
 	size_t size = piimg_span(channel, count);
 	double offset = (double) block * (double) channel->block_size;
+	struct cache_entry *entry = NULL;
+	char *cached = NULL;
 
+	if (count == 1 && data->cache) {
+		entry = &data->cache[block % data->cache_entries];
+		cached = data->cache_data + (size_t) (block % data->cache_entries) * channel->block_size;
+		if (entry->valid && entry->block == block) {
+			memcpy(buf, cached, channel->block_size);
+			return 0;
+		}
+	}
 	if (piimg_js_read(data->device, offset, buf, (int) size)) {
 		if (channel->read_error)
 			return (channel->read_error)(channel, block, count, buf, size, 0, EXT2_ET_SHORT_READ);
 		return EXT2_ET_SHORT_READ;
+	}
+	if (entry) {
+		memcpy(cached, buf, channel->block_size);
+		entry->block = block;
+		entry->valid = 1;
 	}
 	return 0;
 }
@@ -132,6 +214,10 @@ static errcode_t piimg_write_blk64(io_channel channel, unsigned long long block,
 			return (channel->write_error)(channel, block, count, buf, size, 0, EXT2_ET_SHORT_WRITE);
 		return EXT2_ET_SHORT_WRITE;
 	}
+	if (count >= 0)
+		cache_written(channel, block, (unsigned long long) count, buf, 1);
+	else
+		cache_written(channel, block, (size + channel->block_size - 1) / channel->block_size, buf, 0);
 	return 0;
 }
 
@@ -146,7 +232,11 @@ static errcode_t piimg_write_byte(io_channel channel, unsigned long offset, int 
 
 	if (size < 0)
 		return EXT2_ET_INVALID_ARGUMENT;
-	return piimg_js_write(data->device, (double) offset, buf, size) ? EXT2_ET_SHORT_WRITE : 0;
+	if (piimg_js_write(data->device, (double) offset, buf, size))
+		return EXT2_ET_SHORT_WRITE;
+	cache_written(channel, offset / channel->block_size,
+		      (offset % channel->block_size + size + channel->block_size - 1) / channel->block_size, buf, 0);
+	return 0;
 }
 
 static errcode_t piimg_flush(io_channel channel)

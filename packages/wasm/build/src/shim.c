@@ -1013,6 +1013,140 @@ EXPORT errcode_t piimg_file_truncate(ext2_file_t file, double size)
 	return ext2fs_file_set_size2(file, (ext2_off64_t) size);
 }
 
+/* Writes through the ext2fs_file_* path: any offset and length. */
+static errcode_t write_via_file(ext2_filsys fs, ext2_ino_t ino, __u64 offset, const char *buf, unsigned int len)
+{
+	ext2_file_t file;
+	unsigned int written = 0;
+	errcode_t retval = ext2fs_file_open(fs, ino, EXT2_FILE_WRITE, &file);
+
+	if (retval)
+		return retval;
+	retval = ext2fs_file_llseek(file, offset, EXT2_SEEK_SET, NULL);
+	if (!retval)
+		retval = ext2fs_file_write(file, buf, len, &written);
+	if (!retval && written != len)
+		retval = EXT2_ET_SHORT_WRITE;
+	if (retval) {
+		ext2fs_file_close(file);
+		return retval;
+	}
+	return ext2fs_file_close(file);
+}
+
+/* The physical run behind logical block `lblk` of an extent-mapped inode, at most `max` blocks long. */
+static errcode_t extent_run(ext2_filsys fs, ext2_ino_t ino, inode_t *inode, blk64_t lblk, blk64_t max, blk64_t *pblk,
+			    blk64_t *count)
+{
+	ext2_extent_handle_t handle;
+	struct ext2fs_extent extent;
+	errcode_t retval = ext2fs_extent_open2(fs, ino, (struct ext2_inode *) inode, &handle);
+
+	if (retval)
+		return retval;
+	retval = ext2fs_extent_goto2(handle, 0, lblk);
+	if (!retval)
+		retval = ext2fs_extent_get(handle, EXT2_EXTENT_CURRENT, &extent);
+	ext2fs_extent_free(handle);
+	if (retval)
+		return retval;
+	if (lblk < extent.e_lblk || lblk >= extent.e_lblk + extent.e_len || (extent.e_flags & EXT2_EXTENT_FLAGS_UNINIT))
+		return EXT2_ET_EXTENT_NOT_FOUND;
+	*pblk = extent.e_pblk + (lblk - extent.e_lblk);
+	*count = extent.e_lblk + extent.e_len - lblk;
+	if (*count > max)
+		*count = max;
+	return 0;
+}
+
+/*
+ * Writes `len` bytes at `offset` into a file, growing it. Whole blocks at a
+ * block-aligned offset are allocated in one go (ext2fs_fallocate for
+ * extents, so they come out contiguous) and written as long runs, instead
+ * of ext2fs_file_write()'s block-at-a-time allocate, map and write; the
+ * rest goes through ext2fs_file_write(). The range must not be allocated
+ * yet (writeFile truncates first and writes in order).
+ */
+EXPORT errcode_t piimg_write_at(ext2_filsys fs, ext2_ino_t ino, double offset_d, const char *buf, int len)
+{
+	__u64 offset = (__u64) offset_d;
+	unsigned int bs = fs->blocksize;
+	blk64_t start, nblocks, done = 0;
+	inode_t inode;
+	errcode_t retval;
+
+	if (len <= 0)
+		return 0;
+	if (offset % bs != 0 || (unsigned int) len < bs)
+		return write_via_file(fs, ino, offset, buf, (unsigned int) len);
+	start = offset / bs;
+	nblocks = (unsigned int) len / bs;
+	retval = get_inode(fs, ino, &inode);
+	if (retval)
+		return retval;
+	if (inode.i_flags & EXT4_EXTENTS_FL) {
+		blk64_t goal = ext2fs_find_inode_goal(fs, ino, (struct ext2_inode *) &inode, start);
+		retval = ext2fs_fallocate(fs, EXT2_FALLOCATE_FORCE_INIT, ino, (struct ext2_inode *) &inode, goal, start, nblocks);
+		if (retval)
+			return retval;
+		retval = get_inode(fs, ino, &inode);
+		if (retval)
+			return retval;
+		while (done < nblocks) {
+			blk64_t pblk, count;
+			retval = extent_run(fs, ino, &inode, start + done, nblocks - done, &pblk, &count);
+			if (retval)
+				return retval;
+			retval = io_channel_write_blk64(fs->io, pblk, (int) count, buf + done * bs);
+			if (retval)
+				return retval;
+			done += count;
+		}
+	} else {
+		/* Block-mapped files (ext2/ext3): allocate block by block without
+		 * zeroing (ext2fs_fallocate would zero them first), write runs. */
+		blk64_t run_start = 0, run_len = 0;
+		while (done < nblocks) {
+			blk64_t pblk = 0;
+			retval = ext2fs_bmap2(fs, ino, (struct ext2_inode *) &inode, NULL, BMAP_ALLOC, start + done, NULL, &pblk);
+			if (retval)
+				return retval;
+			if (run_len && pblk == run_start + run_len && run_len < 65536) {
+				run_len++;
+			} else {
+				if (run_len) {
+					retval = io_channel_write_blk64(fs->io, run_start, (int) run_len,
+									buf + (done - run_len) * bs);
+					if (retval)
+						return retval;
+				}
+				run_start = pblk;
+				run_len = 1;
+			}
+			done++;
+		}
+		if (run_len) {
+			retval = io_channel_write_blk64(fs->io, run_start, (int) run_len, buf + (done - run_len) * bs);
+			if (retval)
+				return retval;
+		}
+		retval = get_inode(fs, ino, &inode);
+		if (retval)
+			return retval;
+	}
+	if (EXT2_I_SIZE(&inode) < offset + (__u64) nblocks * bs) {
+		retval = ext2fs_inode_size_set(fs, (struct ext2_inode *) &inode, offset + (__u64) nblocks * bs);
+		if (retval)
+			return retval;
+		retval = put_inode(fs, ino, &inode);
+		if (retval)
+			return retval;
+	}
+	if ((unsigned int) len > nblocks * bs)
+		return write_via_file(fs, ino, offset + nblocks * bs, buf + nblocks * bs, (unsigned int) len - nblocks * bs);
+	return 0;
+}
+
 /* Closes a file, stamping mtime/ctime when it was written (ext2fs_file_close() only flushes). */
 EXPORT errcode_t piimg_file_close(ext2_file_t file, int modified)
 {

@@ -36,6 +36,8 @@ const MAX_SYMLINK_DEPTH_DIRS = 4096;
 /** readFile returns one array; anything larger must be streamed. */
 const MAX_READFILE_BYTES = 2 ** 31 - 1;
 const READ_CHUNK_BYTES = 1 << 20;
+/** The writer of @piimg/wasm hands data to libext2fs in pieces of this size. */
+const STAGE_BYTES = 1 << 20;
 
 const S_IFMT = 0o170000;
 const typesByMode: Record<number, FileType> = {
@@ -177,10 +179,12 @@ export class Ext4Volume implements Volume {
    * blocks half way (the extent tree can be left inconsistent), so running
    * out must be detected before libext2fs allocates anything.
    */
-  private reserve(byteCount: number, path: string): void {
+  private reserve(byteCount: number, path: string, alreadyAllocatedBytes = 0): void {
     if (byteCount === 0) return;
     const info = this.fs.info();
-    const dataBlocks = Math.ceil(byteCount / info.blockSize);
+    // Staged bytes are allocated in 1 MiB steps: count from the last step.
+    const allocated = Math.floor(alreadyAllocatedBytes / STAGE_BYTES) * STAGE_BYTES;
+    const dataBlocks = Math.ceil(byteCount / info.blockSize) - Math.floor(allocated / info.blockSize);
     // One extent leaf block holds (blockSize - 12) / 12 extents; assume the
     // worst case of one extent per 16 blocks, plus index blocks.
     const treeBlocks = 4 + Math.ceil(dataBlocks / 16 / Math.floor((info.blockSize - 12) / 12));
@@ -191,6 +195,10 @@ export class Ext4Volume implements Volume {
         blockSize: info.blockSize,
       });
     }
+  }
+
+  private nowTime(): Time {
+    return toTime(this.clock());
   }
 
   // ---- path resolution ----
@@ -340,12 +348,20 @@ export class Ext4Volume implements Volume {
         created = true;
       }
       try {
-        const file = this.fs.openFile(ino, { writable: true });
+        if (!created) {
+          const file = this.fs.openFile(ino, { writable: true });
+          try {
+            file.truncate(0);
+          } finally {
+            file.close();
+          }
+        }
+        const writer = this.fs.openWriter(ino);
+        let failed = true;
         try {
-          if (!created) file.truncate(0);
           const put = (chunk: Uint8Array): void => {
-            this.reserve(chunk.length, path);
-            file.write(chunk);
+            this.reserve(writer.position + chunk.length, path, writer.position);
+            writer.write(chunk);
           };
           if (typeof data === 'string') put(encoder.encode(data));
           else if (data instanceof Uint8Array) put(data);
@@ -354,8 +370,9 @@ export class Ext4Volume implements Volume {
           } else {
             for (const chunk of data as Iterable<Uint8Array>) put(toBytes(chunk, path));
           }
+          failed = false;
         } finally {
-          file.close();
+          writer.close({ abort: failed });
         }
       } catch (error) {
         // A new file that could not be written completely is removed again,
@@ -370,13 +387,13 @@ export class Ext4Volume implements Volume {
         }
         throw error;
       }
-      const attr: Parameters<Ext2Filesystem['setattr']>[1] = {};
+      const attr: Parameters<Ext2Filesystem['setattr']>[1] = { mtime: this.nowTime() };
       if (!created && options.mode !== undefined) attr.mode = options.mode;
       if (!created && options.uid !== undefined) attr.uid = checkId(options.uid, 'uid', path);
       if (!created && options.gid !== undefined) attr.gid = checkId(options.gid, 'gid', path);
       if (options.mtime) attr.mtime = toTime(options.mtime);
       if (options.atime) attr.atime = toTime(options.atime);
-      if (Object.keys(attr).length > 0) this.fs.setattr(ino, attr);
+      this.fs.setattr(ino, attr);
     });
   }
 

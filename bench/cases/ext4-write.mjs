@@ -1,0 +1,42 @@
+// Writes host files into an ext4 image with @piimg/core, like
+// `debugfs -w -R "write FILE /DIR/NAME" IMAGE` for each file.
+// Usage: node bench/cases/ext4-write.mjs IMAGE TARGET_DIR FILE...
+// PIIMG_BENCH_MODE / PIIMG_BENCH_UID / PIIMG_BENCH_GID set mode and owner of each file.
+// Files are streamed in 4 MiB chunks through one reused buffer, so memory stays flat.
+import { closeSync, openSync, readSync } from 'node:fs';
+import { basename } from 'node:path';
+
+// PIIMG_CORE may point at another build of the core package (for A/B runs).
+const { FileDevice, mountExt4 } = await import(process.env.PIIMG_CORE ?? '@piimg/core');
+
+const [image, targetDir, ...files] = process.argv.slice(2);
+const buffer = new Uint8Array(4 * 1024 * 1024);
+
+function* chunks(file) {
+  const fd = openSync(file, 'r');
+  try {
+    for (;;) {
+      const n = readSync(fd, buffer, 0, buffer.length, null);
+      if (n === 0) return;
+      yield buffer.subarray(0, n);
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+const options = {};
+if (process.env.PIIMG_BENCH_MODE) options.mode = Number.parseInt(process.env.PIIMG_BENCH_MODE, 8);
+if (process.env.PIIMG_BENCH_UID) options.uid = Number(process.env.PIIMG_BENCH_UID);
+if (process.env.PIIMG_BENCH_GID) options.gid = Number(process.env.PIIMG_BENCH_GID);
+
+const started = performance.now();
+const device = FileDevice.open(image);
+const volume = await mountExt4(device);
+for (const file of files) {
+  await volume.writeFile(`${targetDir === '/' ? '' : targetDir}/${basename(file)}`, chunks(file), options);
+}
+await volume.close();
+device.close();
+// Time spent on the job itself, without Node's start-up and module loading.
+if (process.env.PIIMG_BENCH_REPORT) console.log(JSON.stringify({ jobSeconds: (performance.now() - started) / 1000 }));
