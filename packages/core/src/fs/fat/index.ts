@@ -8,3 +8,5 @@ export type { FatProbe, FatGeometry } from './boot.js';
 export type { FatType } from './codec.js';
 export { formatFat } from './format.js';
 export type { FormatFatOptions } from './format.js';
+export { checkFat } from './check.js';
+export type { FatCheckOptions, FatCheckResult } from './check.js';

@@ -1,0 +1,492 @@
+/**
+ * Read-only consistency check of a FAT volume, comparable to `fsck.fat -n`:
+ * nothing is written and nothing is repaired; every finding is a line in
+ * `problems`. Work and memory are bounded by the volume: one copy of the FAT,
+ * one 32-bit owner per cluster, one pass over each chain and each directory.
+ */
+import type { BlockReader } from '../../device/types.js';
+import { PiimgError } from '../../errors.js';
+import { type FatGeometry, parseBootSector } from './boot.js';
+import { BAD, END, FREE, type FatType, codecs } from './codec.js';
+import { clusterToByteOffset } from './directory.js';
+import { parseShortEntry } from './dirent.js';
+import {
+  ATTR_DIRECTORY,
+  ATTR_LONG_NAME,
+  ATTR_LONG_NAME_MASK,
+  ATTR_VOLUME_ID,
+  BPB,
+  DIRENT_SIZE,
+  DIR_NAME_END,
+  DIR_NAME_FREE,
+  DIR_NAME_KANJI_E5,
+  FIRST_CLUSTER,
+  FSINFO,
+  FSI_LEAD_SIG,
+  FSI_STRUC_SIG,
+  FSI_TRAIL_SIG,
+  FSI_UNKNOWN,
+  LAST_LONG_ENTRY,
+  LDIR,
+  MAX_DIR_ENTRIES,
+  STATE_DIRTY,
+  readUint,
+  viewOf,
+} from './layout.js';
+import { decodeLongNameSlot } from './lfn.js';
+import { decodeShortName, shortNameChecksum } from './names.js';
+
+export interface FatCheckOptions {
+  /** Problems listed at most; the rest are counted in a last line. Default 200. */
+  maxProblems?: number;
+}
+
+export interface FatCheckResult {
+  /** True when no problem was found. */
+  clean: boolean;
+  /** One line per problem, naming the path (or the on-disk structure) concerned. */
+  problems: string[];
+  fatType: FatType;
+  clusterCount: number;
+  freeClusters: number;
+  files: number;
+  directories: number;
+}
+
+/** Characters dosfstools refuses in short names (check.c bad_name). */
+const BAD_SHORT_NAME_CHARS = new Set([...'*?<>|"\\/:'].map((c) => c.charCodeAt(0)));
+/** Owner value of clusters found lost (used, reachable from no entry). */
+const LOST = 0xffffffff;
+/** Device reads of a FAT copy for comparison are done in pieces of this size. */
+const COMPARE_BYTES = 1024 * 1024;
+/** Long names are at most 20 slots (255 UTF-16 units, FAT spec §7). */
+const MAX_LONG_SLOTS = 20;
+
+class Report {
+  readonly problems: string[] = [];
+  private omitted = 0;
+  constructor(private readonly max: number) {}
+  add(message: string): void {
+    if (this.problems.length < this.max) this.problems.push(message);
+    else this.omitted++;
+  }
+  get count(): number {
+    return this.problems.length + this.omitted;
+  }
+  finish(): string[] {
+    if (this.omitted > 0) this.problems.push(`... and ${this.omitted} more problems`);
+    return this.problems;
+  }
+}
+
+interface PendingDirectory {
+  path: string;
+  /** First cluster, 0 for the fixed root of FAT12/16. */
+  firstCluster: number;
+  /** Clusters to read (at most a directory's worth: MAX_DIR_ENTRIES slots). */
+  clusters: number[];
+  isRoot: boolean;
+  /** First cluster of the parent, 0 when the parent is the root (FAT spec §6.7). */
+  parentCluster: number;
+}
+
+/**
+ * Checks a FAT12/16/32 volume without changing it. Throws PiimgError
+ * (E_FAT_BAD_BPB, E_FAT_UNSUPPORTED) only when the boot sector does not
+ * describe a FAT volume at all; any damage behind a usable boot sector is
+ * reported in `problems`.
+ */
+export function checkFat(reader: BlockReader, options: FatCheckOptions = {}): FatCheckResult {
+  if (reader.size < 512) throw new PiimgError('E_FAT_BAD_BPB', 'device is too small for a FAT volume', { size: reader.size });
+  const boot = reader.read(0, 512).slice();
+  const geometry = parseBootSector(boot, reader.size);
+  const report = new Report(options.maxProblems ?? 200);
+  checkBootSector(reader, geometry, boot, report);
+
+  const codec = codecs[geometry.fatType];
+  const maxCluster = geometry.clusterCount + 1;
+  const fatBytes = geometry.fatSectors * geometry.sectorSize;
+  const usedBytes = Math.min(fatBytes, codec.byteOffsetOf(maxCluster) + codec.span);
+  const active = geometry.activeFat ?? 0;
+  const fat = reader.read(geometry.fatByteOffset + active * fatBytes, usedBytes).slice();
+  const fatView = viewOf(fat);
+  const get = (cluster: number): number => codec.get(fat, fatView, cluster);
+  compareFatCopies(reader, geometry, fat, active, report);
+  checkReservedEntries(fat, boot, report);
+
+  // owner[cluster]: 0 = not reached, else the id of the chain (index into `paths`) that holds it.
+  const owner = new Uint32Array(maxCluster + 1);
+  const paths: string[] = [''];
+  let files = 0;
+  let directories = 0;
+  const clusterSize = geometry.clusterSize;
+  const dirClusterLimit = Math.max(1, Math.floor((MAX_DIR_ENTRIES * DIRENT_SIZE) / clusterSize));
+
+  /**
+   * Claims the chain from `first` for `path`. Returns how many clusters it
+   * holds and whether it ended cleanly. Each step claims an unowned cluster,
+   * so the walk ends after at most clusterCount steps, loops included.
+   */
+  const claimChain = (first: number, path: string, collect?: number[]): { count: number; ok: boolean } => {
+    if (first < FIRST_CLUSTER || first > maxCluster) {
+      report.add(`${path}: first cluster ${first} is outside 2..${maxCluster}`);
+      return { count: 0, ok: false };
+    }
+    const head = get(first);
+    if (head === FREE) {
+      report.add(`${path}: starts at cluster ${first}, which the FAT marks free`);
+      return { count: 0, ok: false };
+    }
+    const id = paths.length;
+    paths.push(path);
+    let cluster = first;
+    let count = 0;
+    for (;;) {
+      const holder = owner[cluster]!;
+      if (holder !== 0) {
+        if (holder === id) report.add(`${path}: cluster chain loops back to cluster ${cluster}`);
+        else report.add(`${path}: cluster ${cluster} is also used by ${paths[holder]} (cross-linked chains)`);
+        return { count, ok: false };
+      }
+      owner[cluster] = id;
+      count++;
+      if (collect && collect.length < dirClusterLimit) collect.push(cluster);
+      const next = get(cluster);
+      if (next === END) return { count, ok: true };
+      if (next === FREE) {
+        report.add(`${path}: cluster ${cluster} links to free cluster (the chain ends in free space)`);
+        return { count, ok: false };
+      }
+      if (next === BAD) {
+        report.add(`${path}: cluster ${cluster} links to a cluster marked bad`);
+        return { count, ok: false };
+      }
+      if (next < FIRST_CLUSTER || next > maxCluster) {
+        report.add(`${path}: cluster ${cluster} links to cluster ${next}, outside 2..${maxCluster}`);
+        return { count, ok: false };
+      }
+      cluster = next;
+    }
+  };
+
+  const pending: PendingDirectory[] = [];
+  if (geometry.fatType === 'fat32') {
+    const clusters: number[] = [];
+    claimChain(geometry.rootCluster, '/', clusters);
+    pending.push({ path: '/', firstCluster: geometry.rootCluster, clusters, isRoot: true, parentCluster: 0 });
+  } else {
+    pending.push({ path: '/', firstCluster: 0, clusters: [], isRoot: true, parentCluster: 0 });
+  }
+
+  while (pending.length > 0) {
+    const dir = pending.pop()!;
+    directories++;
+    const bytes = readDirectory(reader, geometry, dir);
+    const entries = scanDirectory(bytes, geometry.fatType, dir, report);
+    for (const entry of entries) {
+      const path = dir.path === '/' ? `/${entry.name}` : `${dir.path}/${entry.name}`;
+      if (entry.attr & ATTR_DIRECTORY) {
+        if (entry.size !== 0) report.add(`${path}: directory entry has size ${entry.size}, should be 0`);
+        if (entry.firstCluster === 0 || (geometry.fatType === 'fat32' && entry.firstCluster === geometry.rootCluster)) {
+          report.add(`${path}: directory points to the root directory (cluster ${entry.firstCluster})`);
+          continue;
+        }
+        const clusters: number[] = [];
+        const { count } = claimChain(entry.firstCluster, path, clusters);
+        // A directory whose first cluster belongs to another chain is not descended into (it would loop).
+        if (count > 0) pending.push({ path, firstCluster: entry.firstCluster, clusters, isRoot: false, parentCluster: dir.isRoot ? 0 : dir.firstCluster });
+        continue;
+      }
+      files++;
+      const needed = Math.ceil(entry.size / clusterSize);
+      if (entry.firstCluster === 0) {
+        if (entry.size !== 0) report.add(`${path}: file of ${entry.size} bytes has no clusters`);
+        continue;
+      }
+      const { count, ok } = claimChain(entry.firstCluster, path);
+      if (ok && count !== needed) {
+        report.add(`${path}: file size ${entry.size} bytes needs ${needed} clusters, its cluster chain has ${count}`);
+      }
+    }
+  }
+
+  // Lost clusters: used in the FAT, reached from no entry (fsck.fat "unused clusters").
+  let freeClusters = 0;
+  let lost = 0;
+  for (let cluster = FIRST_CLUSTER; cluster <= maxCluster; cluster++) {
+    const value = get(cluster);
+    if (value === FREE) freeClusters++;
+    else if (value !== BAD && owner[cluster] === 0) {
+      owner[cluster] = LOST;
+      lost++;
+    }
+  }
+  if (lost > 0) {
+    // A lost chain starts at a lost cluster that no other lost cluster links to.
+    const linked = new Uint8Array(maxCluster + 1);
+    for (let cluster = FIRST_CLUSTER; cluster <= maxCluster; cluster++) {
+      if (owner[cluster] !== LOST) continue;
+      const next = get(cluster);
+      if (next >= FIRST_CLUSTER && next <= maxCluster && owner[next] === LOST) linked[next] = 1;
+    }
+    const starts: number[] = [];
+    let chains = 0;
+    for (let cluster = FIRST_CLUSTER; cluster <= maxCluster; cluster++) {
+      if (owner[cluster] === LOST && linked[cluster] === 0) {
+        chains++;
+        if (starts.length < 5) starts.push(cluster);
+      }
+    }
+    report.add(
+      `${lost} lost clusters (marked used, reachable from no file) in ${chains || 'looping'} chains` +
+        (starts.length > 0 ? `, starting at cluster ${starts.join(', ')}${chains > starts.length ? ', ...' : ''}` : ''),
+    );
+  }
+  if (geometry.fatType === 'fat32') checkFsInfo(reader, geometry, freeClusters, report);
+
+  return {
+    clean: report.count === 0,
+    problems: report.finish(),
+    fatType: geometry.fatType,
+    clusterCount: geometry.clusterCount,
+    freeClusters,
+    files,
+    directories,
+  };
+}
+
+function checkBootSector(reader: BlockReader, geometry: FatGeometry, boot: Uint8Array, report: Report): void {
+  const media = boot[BPB.BPB_Media.byteOffset]!;
+  // Ref: FAT spec §3.1 BPB_Media: 0xF0 or 0xF8..0xFF.
+  if (media !== 0xf0 && media < 0xf8) report.add(`boot sector: BPB_Media 0x${media.toString(16)} is not a valid media byte`);
+  if (geometry.hasExtendedBpb && boot[geometry.extendedOffset + 1]! & STATE_DIRTY) {
+    report.add('boot sector: dirty bit is set (the volume was not cleanly unmounted)');
+  }
+  if (geometry.fatType === 'fat32' && geometry.backupBootSector !== 0) {
+    const backup = reader.read(geometry.backupBootSector * geometry.sectorSize, 512);
+    let differences = 0;
+    let first = -1;
+    for (let i = 0; i < 512; i++) {
+      if (backup[i] !== boot[i]) {
+        differences++;
+        if (first < 0) first = i;
+      }
+    }
+    if (differences > 0) {
+      report.add(`boot sector: differs from its backup in sector ${geometry.backupBootSector} (${differences} bytes, first at offset 0x${first.toString(16)})`);
+    }
+  }
+}
+
+/** Every FAT copy must equal the active one (FAT spec §3.1 BPB_NumFATs). */
+function compareFatCopies(reader: BlockReader, geometry: FatGeometry, fat: Uint8Array, active: number, report: Report): void {
+  const fatBytes = geometry.fatSectors * geometry.sectorSize;
+  // Bytes that hold entries 0 .. clusterCount + 1, as dosfstools compares them.
+  const bits = geometry.fatType === 'fat12' ? 12 : geometry.fatType === 'fat16' ? 16 : 32;
+  const compared = Math.min(fat.length, Math.floor(((geometry.clusterCount + 2) * bits) / 8));
+  for (let copy = 0; copy < geometry.numFats; copy++) {
+    if (copy === active) continue;
+    const base = geometry.fatByteOffset + copy * fatBytes;
+    let firstByte = -1;
+    let differing = 0;
+    for (let start = 0; start < compared; start += COMPARE_BYTES) {
+      const length = Math.min(COMPARE_BYTES, compared - start);
+      const other = reader.read(base + start, length);
+      for (let i = 0; i < length; i++) {
+        if (other[i] !== fat[start + i]) {
+          differing++;
+          if (firstByte < 0) firstByte = start + i;
+        }
+      }
+    }
+    if (differing > 0) {
+      const cluster = Math.floor((firstByte * 8) / bits);
+      report.add(`FAT copy ${copy + 1} differs from FAT copy ${active + 1} in ${differing} bytes, first at the entry of cluster ${cluster}`);
+    }
+  }
+}
+
+/** FAT[0] holds the media byte in its low 8 bits (FAT spec §4.2). */
+function checkReservedEntries(fat: Uint8Array, boot: Uint8Array, report: Report): void {
+  const media = boot[BPB.BPB_Media.byteOffset]!;
+  if (fat[0] !== media) report.add(`FAT: entry 0 holds media byte 0x${fat[0]!.toString(16)}, the boot sector says 0x${media.toString(16)}`);
+}
+
+function readDirectory(reader: BlockReader, geometry: FatGeometry, dir: PendingDirectory): Uint8Array {
+  if (dir.firstCluster === 0) return reader.read(geometry.rootByteOffset, geometry.rootByteLength);
+  const { clusters } = dir;
+  const clusterSize = geometry.clusterSize;
+  const bytes = new Uint8Array(clusters.length * clusterSize);
+  for (let i = 0; i < clusters.length; ) {
+    let j = i + 1;
+    while (j < clusters.length && clusters[j] === clusters[j - 1]! + 1) j++;
+    bytes.set(reader.read(clusterToByteOffset(geometry, clusters[i]!), (j - i) * clusterSize), i * clusterSize);
+    i = j;
+  }
+  return bytes;
+}
+
+interface FoundEntry {
+  name: string;
+  attr: number;
+  firstCluster: number;
+  size: number;
+}
+
+/** dosfstools check.c bad_name: control characters, DOS-reserved characters, a leading space. */
+function badShortName(raw: Uint8Array): boolean {
+  if (raw[0] === 0x20) return true;
+  for (let i = 0; i < 11; i++) {
+    const c = raw[i]!;
+    if ((c < 0x20 && !(i === 0 && c === DIR_NAME_KANJI_E5)) || c === 0x7f || BAD_SHORT_NAME_CHARS.has(c)) return true;
+  }
+  return false;
+}
+
+function latin1(raw: Uint8Array): string {
+  let key = '';
+  for (let i = 0; i < raw.length; i++) key += String.fromCharCode(raw[i]!);
+  return key;
+}
+
+/**
+ * Parses one directory: checks "." and "..", short names, duplicates and
+ * long-name sequences, and returns the files and subdirectories in it.
+ */
+function scanDirectory(bytes: Uint8Array, fatType: FatType, dir: PendingDirectory, report: Report): FoundEntry[] {
+  const entries: FoundEntry[] = [];
+  const seen = new Set<string>();
+  const where = dir.path;
+  const slots = bytes.length / DIRENT_SIZE;
+  // Long-name sequence being collected (FAT spec §7: last part first, ordinals counting down to 1).
+  let parts: string[] = [];
+  let expected = 0;
+  let checksum = -1;
+  let startSlot = -1;
+  const abandon = (why: string): void => {
+    if (startSlot >= 0) report.add(`${where}: ${why} (long-name slots from ${startSlot})`);
+    parts = [];
+    expected = 0;
+    startSlot = -1;
+  };
+  let sawDot = false;
+  let sawDotDot = false;
+  for (let slot = 0; slot < slots; slot++) {
+    const at = slot * DIRENT_SIZE;
+    const lead = bytes[at]!;
+    if (lead === DIR_NAME_END) {
+      if (expected > 0 || startSlot >= 0) abandon('long name not followed by its short entry');
+      break;
+    }
+    if (lead === DIR_NAME_FREE) {
+      if (startSlot >= 0) abandon('long name followed by a deleted entry');
+      continue;
+    }
+    const attr = bytes[at + 11]!;
+    if ((attr & ATTR_LONG_NAME_MASK) === ATTR_LONG_NAME) {
+      const slotBytes = bytes.subarray(at, at + DIRENT_SIZE);
+      const ord = slotBytes[LDIR.LDIR_Ord.byteOffset]!;
+      const number = ord & 0x3f;
+      const sum = slotBytes[LDIR.LDIR_Chksum.byteOffset]!;
+      if (ord & LAST_LONG_ENTRY) {
+        if (startSlot >= 0) abandon('unfinished long name');
+        if (number === 0 || number > MAX_LONG_SLOTS) {
+          report.add(`${where}: long-name slot ${slot} has invalid ordinal ${number}`);
+          continue;
+        }
+        parts = new Array<string>(number).fill('');
+        parts[number - 1] = decodeLongNameSlot(slotBytes).text;
+        expected = number - 1;
+        checksum = sum;
+        startSlot = slot;
+        continue;
+      }
+      if (startSlot < 0) {
+        report.add(`${where}: orphaned long-name slot ${slot} (no sequence start before it)`);
+        continue;
+      }
+      if (number !== expected || number === 0) {
+        abandon(`long-name slot ${slot} has ordinal ${number}, expected ${expected}`);
+        continue;
+      }
+      if (sum !== checksum) {
+        abandon(`long-name slot ${slot} has checksum 0x${sum.toString(16)}, the sequence has 0x${checksum.toString(16)}`);
+        continue;
+      }
+      parts[number - 1] = decodeLongNameSlot(slotBytes).text;
+      expected = number - 1;
+      continue;
+    }
+    const raw = bytes.subarray(at, at + 11);
+    if (attr & ATTR_VOLUME_ID) {
+      if (startSlot >= 0) abandon('long name followed by a volume label');
+      if (!dir.isRoot) report.add(`${where}: volume label entry in a subdirectory (slot ${slot})`);
+      continue;
+    }
+    const short = parseShortEntry(bytes, at, fatType);
+    const isDot = latin1(raw) === '.          ';
+    const isDotDot = latin1(raw) === '..         ';
+    if (isDot || isDotDot) {
+      if (startSlot >= 0) abandon('long name followed by a dot entry');
+      if (dir.isRoot) {
+        report.add(`${where}: the root directory contains a "${isDot ? '.' : '..'}" entry`);
+        continue;
+      }
+      const wantSlot = isDot ? 0 : 1;
+      const wantCluster = isDot ? dir.firstCluster : dir.parentCluster;
+      if (slot !== wantSlot) report.add(`${where}: "${isDot ? '.' : '..'}" entry in slot ${slot}, should be slot ${wantSlot}`);
+      if (!(short.attr & ATTR_DIRECTORY)) report.add(`${where}: "${isDot ? '.' : '..'}" entry is not a directory`);
+      if (short.firstCluster !== wantCluster) {
+        report.add(`${where}: "${isDot ? '.' : '..'}" points to cluster ${short.firstCluster}, should be ${wantCluster}`);
+      }
+      if (isDot) sawDot = true;
+      else sawDotDot = true;
+      continue;
+    }
+    let name = decodeShortName(raw, short.ntRes);
+    if (startSlot >= 0) {
+      if (expected !== 0) abandon(`long name with ${expected} missing slots before ${JSON.stringify(name)}`);
+      else if (checksum !== shortNameChecksum(raw)) abandon(`long name checksum does not match short entry ${JSON.stringify(name)}`);
+      else {
+        const long = parts.join('');
+        if (long.length > 0) name = long;
+        startSlot = -1;
+        parts = [];
+      }
+    }
+    const path = where === '/' ? `/${name}` : `${where}/${name}`;
+    if (badShortName(raw)) report.add(`${path}: invalid short name ${JSON.stringify(latin1(raw))}`);
+    const key = latin1(raw);
+    if (seen.has(key)) report.add(`${path}: duplicate short name ${JSON.stringify(decodeShortName(raw, 0))} in ${where}`);
+    seen.add(key);
+    entries.push({ name, attr: short.attr, firstCluster: short.firstCluster, size: short.size });
+  }
+  if (startSlot >= 0) abandon('long name at the end of the directory without its short entry');
+  if (!dir.isRoot) {
+    if (!sawDot) report.add(`${where}: "." entry is missing`);
+    if (!sawDotDot) report.add(`${where}: ".." entry is missing`);
+  }
+  return entries;
+}
+
+function checkFsInfo(reader: BlockReader, geometry: FatGeometry, freeClusters: number, report: Report): void {
+  if (geometry.fsInfoSector === 0) return;
+  const sector = reader.read(geometry.fsInfoSector * geometry.sectorSize, 512);
+  const view = viewOf(sector);
+  if (
+    readUint(view, FSINFO.FSI_LeadSig) !== FSI_LEAD_SIG ||
+    readUint(view, FSINFO.FSI_StrucSig) !== FSI_STRUC_SIG ||
+    readUint(view, FSINFO.FSI_TrailSig) !== FSI_TRAIL_SIG
+  ) {
+    report.add(`FSInfo sector ${geometry.fsInfoSector}: bad signature`);
+    return;
+  }
+  const count = readUint(view, FSINFO.FSI_Free_Count);
+  if (count !== FSI_UNKNOWN && count !== freeClusters) {
+    report.add(`FSInfo: free cluster count is ${count}, the FAT has ${freeClusters} free clusters`);
+  }
+  const next = readUint(view, FSINFO.FSI_Nxt_Free);
+  if (next !== FSI_UNKNOWN && (next < FIRST_CLUSTER || next > geometry.clusterCount + 1)) {
+    report.add(`FSInfo: next free cluster ${next} is outside 2..${geometry.clusterCount + 1}`);
+  }
+}

@@ -1,0 +1,347 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MemoryDevice } from '../../src/device/memory.js';
+import { isPiimgError } from '../../src/errors.js';
+import { type FatGeometry, parseBootSector } from '../../src/fs/fat/boot.js';
+import { codecs, END, FREE } from '../../src/fs/fat/codec.js';
+import { checkFat, formatFat, mountFat } from '../../src/fs/fat/index.js';
+import { hasTool } from '../../../../test/support/tools.js';
+import { FIXTURES, fsck, makeFat, mcopy, mmd, tempDir } from './support.js';
+
+const haveTools = hasTool('mkfs.fat') && hasTool('fsck.fat') && hasTool('mcopy');
+const haveFsck = hasTool('fsck.fat');
+
+function pattern(length: number, seed: number): Uint8Array {
+  const out = new Uint8Array(length);
+  let x = seed * 2654435761 + 1;
+  for (let i = 0; i < length; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    out[i] = x >>> 24;
+  }
+  return out;
+}
+
+/** Direct byte access to a volume in memory, for making damage. */
+class Image {
+  readonly geometry: FatGeometry;
+  readonly view: DataView;
+  constructor(readonly bytes: Uint8Array) {
+    this.geometry = parseBootSector(bytes.subarray(0, 512), bytes.length);
+    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  }
+  private fatCopy(copy: number): { fat: Uint8Array; view: DataView } {
+    const { fatByteOffset, fatSectors, sectorSize } = this.geometry;
+    const fat = this.bytes.subarray(fatByteOffset + copy * fatSectors * sectorSize, fatByteOffset + (copy + 1) * fatSectors * sectorSize);
+    return { fat, view: new DataView(fat.buffer, fat.byteOffset, fat.byteLength) };
+  }
+  get(cluster: number): number {
+    const { fat, view } = this.fatCopy(0);
+    return codecs[this.geometry.fatType].get(fat, view, cluster);
+  }
+  /** Sets a FAT entry in every copy (so the copies stay equal), or in one. */
+  set(cluster: number, value: number, onlyCopy?: number): void {
+    for (let copy = 0; copy < this.geometry.numFats; copy++) {
+      if (onlyCopy !== undefined && copy !== onlyCopy) continue;
+      const { fat, view } = this.fatCopy(copy);
+      codecs[this.geometry.fatType].put(fat, view, cluster, value);
+    }
+  }
+  chain(first: number): number[] {
+    const out = [first];
+    for (let next = this.get(first); next !== END; next = this.get(next)) out.push(next);
+    return out;
+  }
+  firstFree(): number {
+    for (let cluster = 2; cluster <= this.geometry.clusterCount + 1; cluster++) if (this.get(cluster) === FREE) return cluster;
+    throw new Error('no free cluster');
+  }
+  /** Byte offset of the directory entry of `path` (the volume's inode number is its slot position). */
+  async entryOffset(path: string): Promise<number> {
+    const volume = await mountFat(new MemoryDevice(this.bytes), { readOnly: true });
+    return (await volume.stat(path)).ino * 32;
+  }
+  async firstCluster(path: string): Promise<number> {
+    const at = await this.entryOffset(path);
+    return (this.view.getUint16(at + 0x14, true) << 16) | this.view.getUint16(at + 0x1a, true);
+  }
+  async setFirstCluster(path: string, cluster: number): Promise<void> {
+    const at = await this.entryOffset(path);
+    this.view.setUint16(at + 0x14, cluster >>> 16, true);
+    this.view.setUint16(at + 0x1a, cluster & 0xffff, true);
+  }
+  async size(path: string): Promise<number> {
+    return this.view.getUint32((await this.entryOffset(path)) + 0x1c, true);
+  }
+  async setSize(path: string, size: number): Promise<void> {
+    this.view.setUint32((await this.entryOffset(path)) + 0x1c, size, true);
+  }
+  clusterByteOffset(cluster: number): number {
+    return this.geometry.dataByteOffset + (cluster - 2) * this.geometry.clusterSize;
+  }
+  fsInfoFree(delta: number): void {
+    const at = this.geometry.fsInfoSector * this.geometry.sectorSize + 0x1e8;
+    this.view.setUint32(at, this.view.getUint32(at, true) + delta, true);
+  }
+}
+
+describe('checkFat without native tools', () => {
+  it('passes fresh volumes made by formatFat and files written by FatVolume', async () => {
+    for (const fatType of ['fat12', 'fat16', 'fat32'] as const) {
+      const device = new MemoryDevice(fatType === 'fat12' ? 1440 * 1024 : fatType === 'fat16' ? 32 * 2 ** 20 : 40 * 2 ** 20);
+      formatFat(device, { fatType, label: 'PIIMG', ...(fatType === 'fat32' ? { clusterSize: 512 } : {}) });
+      expect(checkFat(device)).toMatchObject({ clean: true, problems: [], fatType, files: 0, directories: 1 });
+      const volume = await mountFat(device);
+      await volume.mkdir('/overlays/deeper', { recursive: true });
+      await volume.writeFile('/overlays/Some Overlay.dtbo', pattern(10_000, 1));
+      await volume.writeFile('/overlays/deeper/x.txt', 'x');
+      await volume.writeFile('/empty', new Uint8Array(0));
+      await volume.close();
+      const result = checkFat(device);
+      expect(result.problems).toEqual([]);
+      expect(result).toMatchObject({ clean: true, files: 3, directories: 3 });
+    }
+  });
+
+  it('throws PiimgError only for a boot sector that is not FAT', () => {
+    expect(() => checkFat(new MemoryDevice(4096))).toThrow(expect.objectContaining({ code: 'E_FAT_BAD_BPB' }));
+    expect(() => checkFat(new MemoryDevice(100))).toThrow(expect.objectContaining({ code: 'E_FAT_BAD_BPB' }));
+  });
+
+  it('never throws for random damage behind a valid boot sector, and stays bounded', () => {
+    const device = new MemoryDevice(2 * 2 ** 20);
+    formatFat(device, { fatType: 'fat12' });
+    const reserved = 512;
+    let x = 7;
+    for (let round = 0; round < 200; round++) {
+      const bytes = device.bytes.slice();
+      for (let i = 0; i < 200; i++) {
+        x = (x * 1103515245 + 12345) >>> 0;
+        bytes[reserved + (x % (bytes.length - reserved))] = x >>> 24;
+      }
+      try {
+        const result = checkFat(new MemoryDevice(bytes), { maxProblems: 20 });
+        expect(result.problems.length).toBeLessThanOrEqual(21);
+      } catch (error) {
+        if (!isPiimgError(error)) throw error;
+        throw new Error(`threw ${error.code}: ${error.message}`);
+      }
+    }
+  });
+
+  it('checks a 512 MiB FAT32 volume with 512-byte clusters (~1M clusters) in well under a second', async () => {
+    const device = new MemoryDevice(512 * 2 ** 20);
+    formatFat(device, { fatType: 'fat32', clusterSize: 512 });
+    const volume = await mountFat(device);
+    await volume.writeFile('/kernel8.img', new Uint8Array(8 * 2 ** 20));
+    await volume.mkdir('/overlays');
+    for (let i = 0; i < 300; i++) await volume.writeFile(`/overlays/overlay-${i}.dtbo`, pattern(2000 + i, i));
+    await volume.close();
+    checkFat(device);
+    const started = performance.now();
+    const result = checkFat(device);
+    const ms = performance.now() - started;
+    expect(result.problems).toEqual([]);
+    expect(result.clusterCount).toBeGreaterThan(1_000_000);
+    expect(result.files).toBe(301);
+    expect(ms).toBeLessThan(1000);
+  });
+});
+
+interface Damage {
+  name: string;
+  /** Damages the image; returns text that a problem must contain (the path, or the structure). */
+  apply(image: Image): Promise<string> | string;
+  /** A pattern the problem must also match. */
+  expect: RegExp;
+}
+
+const DAMAGES: Damage[] = [
+  {
+    name: 'second FAT copy differs',
+    apply: async (image) => {
+      const cluster = await image.firstCluster('/big.bin');
+      image.set(cluster, cluster + 100, 1);
+      return 'FAT copy 2';
+    },
+    expect: /differs/,
+  },
+  {
+    name: 'loop in a chain',
+    apply: async (image) => {
+      const chain = image.chain(await image.firstCluster('/big.bin'));
+      image.set(chain[chain.length - 1]!, chain[1]!);
+      return '/big.bin';
+    },
+    expect: /loops/,
+  },
+  {
+    name: 'cross-linked files',
+    apply: async (image) => {
+      // /b.txt now starts in /a.txt's chain; its own cluster becomes lost.
+      await image.setFirstCluster('/b.txt', await image.firstCluster('/a.txt'));
+      return '/a.txt';
+    },
+    expect: /also used by|cross-linked/,
+  },
+  {
+    name: 'lost cluster',
+    apply: (image) => {
+      image.set(image.firstFree(), END);
+      image.fsInfoFree(-1);
+      return 'lost clusters';
+    },
+    expect: /reachable from no file/,
+  },
+  {
+    name: 'size longer than the chain',
+    apply: async (image) => {
+      await image.setSize('/big.bin', (await image.size('/big.bin')) + 3 * image.geometry.clusterSize);
+      return '/big.bin';
+    },
+    expect: /needs \d+ clusters/,
+  },
+  {
+    name: 'chain longer than the size',
+    apply: async (image) => {
+      await image.setSize('/Long File Name With Spaces.txt', 1);
+      return '/Long File Name With Spaces.txt';
+    },
+    expect: /needs 1 clusters/,
+  },
+  {
+    name: 'entry pointing into free space',
+    apply: async (image) => {
+      await image.setFirstCluster('/a.txt', image.firstFree() + 5);
+      return '/a.txt';
+    },
+    expect: /marks free/,
+  },
+  {
+    name: 'chain running into free space',
+    apply: async (image) => {
+      const chain = image.chain(await image.firstCluster('/big.bin'));
+      image.set(chain[2]!, image.firstFree() + 7);
+      return '/big.bin';
+    },
+    expect: /free cluster/,
+  },
+  {
+    name: 'bad ".."',
+    apply: async (image) => {
+      // "..": the second slot of /dir/sub's first cluster, made to point to /dir/sub itself.
+      const sub = await image.firstCluster('/dir/sub');
+      const at = image.clusterByteOffset(sub) + 32;
+      image.view.setUint16(at + 0x14, sub >>> 16, true);
+      image.view.setUint16(at + 0x1a, sub & 0xffff, true);
+      return '/dir/sub';
+    },
+    expect: /".." points to cluster/,
+  },
+  {
+    name: 'wrong FSInfo free count',
+    apply: (image) => {
+      image.fsInfoFree(-10);
+      return 'FSInfo';
+    },
+    expect: /free cluster count/,
+  },
+  {
+    name: 'dirty bit',
+    apply: (image) => {
+      image.bytes[image.geometry.extendedOffset + 1]! |= 1;
+      return 'boot sector';
+    },
+    expect: /dirty bit/,
+  },
+  {
+    name: 'long-name checksum mismatch',
+    apply: async (image) => {
+      // The slot before the short entry is the first part of the long name.
+      const at = (await image.entryOffset('/Long File Name With Spaces.txt')) - 32;
+      image.bytes[at + 0x0d] ^= 0x5a;
+      return '/';
+    },
+    expect: /checksum/,
+  },
+  {
+    name: 'invalid short name',
+    apply: async (image) => {
+      image.bytes[(await image.entryOffset('/a.txt')) + 1] = 0x3f;
+      return '?';
+    },
+    expect: /invalid short name/,
+  },
+];
+
+describe.skipIf(!haveTools)('checkFat against fsck.fat -n', () => {
+  let dir: string;
+  let cleanup: () => void;
+  beforeAll(() => {
+    ({ dir, cleanup } = tempDir());
+  });
+  afterAll(() => cleanup());
+
+  function host(name: string, data: Uint8Array): string {
+    const path = join(dir, name);
+    writeFileSync(path, data);
+    return path;
+  }
+
+  /** mkfs.fat, then content written by mtools. */
+  function mtoolsVolume(fixture: (typeof FIXTURES)[number], name: string): string {
+    const image = makeFat(dir, fixture, `${name}.img`);
+    mcopy(image, host('a.txt', pattern(300, 1)), '/a.txt');
+    mcopy(image, host('b.txt', pattern(200, 2)), '/b.txt');
+    mcopy(image, host('big.bin', pattern(20_000, 3)), '/big.bin');
+    mcopy(image, host('long.txt', pattern(5000, 4)), '/Long File Name With Spaces.txt');
+    mcopy(image, host('empty', new Uint8Array(0)), '/empty');
+    mmd(image, '/dir');
+    mmd(image, '/dir/sub');
+    mcopy(image, host('inner.txt', pattern(1500, 5)), '/dir/sub/inner.txt');
+    return image;
+  }
+
+  it.each(FIXTURES)('finds nothing on a clean volume written by mtools and by FatVolume: $name', async (fixture) => {
+    const image = mtoolsVolume(fixture, `clean-${fixture.name.replace(/\W+/g, '-')}`);
+    expect(fsck(image).clean).toBe(true);
+    const device = new MemoryDevice(new Uint8Array(readFileSync(image)));
+    expect(checkFat(device).problems).toEqual([]);
+    const volume = await mountFat(device);
+    await volume.mkdir('/ours/deep', { recursive: true });
+    await volume.writeFile('/ours/deep/Some Long Name.conf', pattern(7000, 6));
+    await volume.appendFile('/big.bin', pattern(3000, 7));
+    await volume.rm('/b.txt');
+    await volume.rename('/dir/sub', '/ours/sub');
+    await volume.close();
+    const result = checkFat(device);
+    expect(result.problems).toEqual([]);
+    expect(result.clean).toBe(true);
+    writeFileSync(image, device.bytes);
+    expect(fsck(image).clean).toBe(true);
+  });
+
+  const fat32 = FIXTURES.find((fixture) => fixture.name === 'FAT32 -s 1')!;
+  const fat16 = FIXTURES.find((fixture) => fixture.name === 'FAT16 64 MiB')!;
+  const cases = DAMAGES.flatMap((damage) =>
+    [fat32, fat16]
+      .filter((fixture) => fixture === fat32 || !/FSInfo/.test(damage.name))
+      .map((fixture) => ({ ...damage, fixture, label: `${damage.name} (${fixture.name})` })),
+  );
+
+  it.each(cases)('$label: problem reported, and fsck.fat agrees', async ({ name, apply, expect: pattern, fixture }) => {
+    const base = mtoolsVolume(fixture, `damage-${name.replace(/\W+/g, '-')}-${fixture.name.replace(/\W+/g, '-')}`);
+    const image = new Image(new Uint8Array(readFileSync(base)));
+    expect(checkFat(new MemoryDevice(image.bytes)).clean).toBe(true);
+    const where = await apply(image);
+    const result = checkFat(new MemoryDevice(image.bytes));
+    expect(result.clean).toBe(false);
+    const matching = result.problems.filter((problem) => problem.includes(where) && pattern.test(problem));
+    expect(matching, result.problems.join('\n')).not.toEqual([]);
+    if (haveFsck) {
+      writeFileSync(base, image.bytes);
+      const verdict = fsck(base);
+      expect(verdict.clean, verdict.output).toBe(false);
+    }
+  });
+});
