@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MemoryDevice } from '../../src/device/memory.js';
 import { isPiimgError } from '../../src/errors.js';
-import { formatFat, mountFat } from '../../src/fs/fat/index.js';
+import { checkFat, formatFat, mountFat } from '../../src/fs/fat/index.js';
 import { hasTool } from '../../../../test/support/tools.js';
 import { fsck, tempDir } from './support.js';
 
@@ -116,6 +116,10 @@ describe('random operations against an in-memory model', () => {
               expect(await check.readFile(join2(dir, file.name))).toEqual(file.data);
             }
           }
+          // Our own check must agree with fsck.fat: the volume is clean.
+          const checked = checkFat(device);
+          expect(checked.problems).toEqual([]);
+          expect(checked.clean).toBe(true);
           if (withFsck) {
             const image = join(tmp, `model-${counter++}.img`);
             writeFileSync(image, device.bytes);
