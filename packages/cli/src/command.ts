@@ -9,9 +9,11 @@ export interface Command {
 }
 
 type Options = NonNullable<ParseArgsConfig['options']>;
+type WithHelp<T extends Options> = T & { help: { type: 'boolean'; short: 'h' } };
+type Parsed<T extends Options> = ReturnType<typeof parseArgs<{ args: string[]; options: WithHelp<T>; allowPositionals: true; strict: true }>>;
 
 /** Strict argument parsing: unknown options and missing values are usage errors. */
-export function parse<T extends Options>(argv: string[], options: T, usage: string) {
+export function parse<T extends Options>(argv: string[], options: T, usage: string): Parsed<T> {
   try {
     return parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
   } catch (error) {
