@@ -115,3 +115,39 @@ describe('piimg ls, cat, cp and diff on the boot partition', () => {
     expect(readFileSync(join(target, 'overlays', 'vc4-kms-v3d.dtbo')).length).toBe(3000);
   });
 });
+
+describe('piimg verify', () => {
+  it('checks both filesystems of a clean image', async () => {
+    const result = await piimg(['verify', fixturePath('pi-bookworm'), '--json'], env);
+    expect(result.code).toBe(0);
+    const report = JSON.parse(result.stdout);
+    expect(report.clean).toBe(true);
+    expect(report.partitions.map((p: { filesystem: string; checked: boolean }) => [p.filesystem, p.checked])).toEqual([
+      ['fat32', true],
+      ['ext4', true],
+    ]);
+  });
+
+  it('reports a damaged FAT with exit 4, and inject writes nothing from such a base', async () => {
+    const base = await rawFixture('pi-bookworm', join(dir, 'damaged'));
+    const bytes = readFileSync(base);
+    const bootOffset = 8192 * 512;
+    const reserved = bytes.readUInt16LE(bootOffset + 0x0e);
+    const fatSectors = bytes.readUInt32LE(bootOffset + 0x24);
+    // The second FAT copy no longer matches the first: fsck.fat -n reports "FATs differ".
+    const secondFatEntry = bootOffset + (reserved + fatSectors) * 512 + 4 * 40;
+    bytes.writeUInt32LE(0x0ffffff7, secondFatEntry);
+    writeFileSync(base, bytes);
+    const verify = await piimg(['verify', base]);
+    expect(verify.code).toBe(4);
+    expect(verify.stdout).toMatch(/p1 fat32: PROBLEMS/);
+    expect(verify.stdout).toMatch(/p2 ext4: clean/);
+    const config = join(dir, 'damaged', 'device.yaml');
+    writeFileSync(config, 'hostname: dev-1\n');
+    const out = join(dir, 'damaged', 'out.img');
+    const inject = await piimg(['inject', base, '-o', out, '--config', config], env);
+    expect(inject.code).toBe(4);
+    expect(inject.stderr).toContain('nothing was written');
+    expect(existsSync(out)).toBe(false);
+  });
+});

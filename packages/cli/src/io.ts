@@ -38,6 +38,7 @@ export function exitCodeFor(error: unknown): number {
   if (error instanceof UsageError) return EXIT.usage;
   if (error instanceof PiimgError) {
     if (error.code === 'E_CONFIG') return EXIT.badConfig;
+    if (error.code === 'E_VERIFY_FAILED') return EXIT.verifyFailed;
     if (error.code === 'E_NOT_FOUND' || error.code === 'ENOENT') return EXIT.notFound;
     if (IMAGE_CODES.test(error.code)) return EXIT.badImage;
     return EXIT.failed;

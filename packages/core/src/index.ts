@@ -26,8 +26,8 @@ export {
 export type { Partition, PartitionTable, PartitionScheme, ReadPartitionTableOptions, ExtendedPartition } from './partition/index.js';
 export { crc32, mbrPartUuid, GPT_TYPE } from './partition/index.js';
 export * from './image/index.js';
-export { mountFat, probeFat, formatFat, FatVolume } from './fs/fat/index.js';
-export type { FatMountOptions, FormatFatOptions, FatProbe } from './fs/fat/index.js';
+export { mountFat, probeFat, formatFat, checkFat, FatVolume } from './fs/fat/index.js';
+export type { FatMountOptions, FormatFatOptions, FatProbe, FatCheckResult } from './fs/fat/index.js';
 export { mountExt4, probeExt, verifyExt4, formatExt4 } from './fs/ext4/index.js';
 export { walk } from './fs/walk.js';
 export type { WalkEntry } from './fs/walk.js';

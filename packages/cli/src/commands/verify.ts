@@ -4,7 +4,8 @@ import { EXIT, paint, progressReporter, useColor, writeJson, type CliIo } from '
 
 const usage = `Usage: piimg verify IMAGE [--json]
 
-Checks every filesystem of IMAGE that piimg can check, read-only: ext2/3/4 with
+Checks every filesystem of IMAGE that piimg can check, read-only: FAT12/16/32
+with its own checker (what fsck.fat -n checks), ext2/3/4 with
 e2fsck -fn (built into piimg as WebAssembly, no native tools needed).
 Exit status 0 only when every checked filesystem is clean, 4 otherwise.
 

@@ -6,7 +6,7 @@ import { Overlay, type OverlayOptions } from '../device/overlay.js';
 import { slice } from '../device/slice.js';
 import type { BlockDevice } from '../device/types.js';
 import { PiimgError } from '../errors.js';
-import { mountFat } from '../fs/fat/index.js';
+import { checkFat, mountFat } from '../fs/fat/index.js';
 import type { MountOptions, Volume } from '../fs/volume.js';
 import { randomDiskId, readPartitionTable, setDiskId as writeDiskId } from '../partition/index.js';
 import type { Partition, PartitionTable } from '../partition/types.js';
@@ -156,7 +156,11 @@ export class Image implements AsyncDisposable {
     return volume;
   }
 
-  /** Checks every filesystem piimg can check: ext2/3/4 with e2fsck -fn (WebAssembly). Flushes mounted volumes first. */
+  /**
+   * Checks every filesystem piimg can check, read-only: ext2/3/4 with e2fsck -fn
+   * (WebAssembly), FAT with piimg's own checker (what fsck.fat -n checks).
+   * Flushes mounted volumes first.
+   */
   async verify(): Promise<VerifyFinding[]> {
     await this.flushVolumes();
     const findings: VerifyFinding[] = [];
@@ -166,6 +170,9 @@ export class Image implements AsyncDisposable {
         const { verifyExt4 } = await import('../fs/ext4/index.js');
         const result = await verifyExt4(slice(this.overlay, { byteOffset: partition.byteOffset, length: partition.size }));
         findings.push({ ...base, checked: true, clean: result.clean, problems: result.problems, output: result.output });
+      } else if (isFat(partition.filesystem)) {
+        const result = checkFat(slice(this.overlay, { byteOffset: partition.byteOffset, length: partition.size }));
+        findings.push({ ...base, checked: true, clean: result.clean, problems: result.problems });
       } else {
         findings.push({ ...base, checked: false, clean: true, problems: [] });
       }
