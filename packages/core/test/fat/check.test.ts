@@ -249,7 +249,8 @@ const DAMAGES: Damage[] = [
   {
     name: 'dirty bit',
     apply: (image) => {
-      image.bytes[image.geometry.extendedOffset + 1]! |= 1;
+      const at = image.geometry.extendedOffset + 1;
+      image.bytes[at] = image.bytes[at]! | 1;
       return 'boot sector';
     },
     expect: /dirty bit/,
@@ -259,7 +260,7 @@ const DAMAGES: Damage[] = [
     apply: async (image) => {
       // The slot before the short entry is the first part of the long name.
       const at = (await image.entryOffset('/Long File Name With Spaces.txt')) - 32;
-      image.bytes[at + 0x0d] ^= 0x5a;
+      image.bytes[at + 0x0d] = image.bytes[at + 0x0d]! ^ 0x5a;
       return '/';
     },
     expect: /checksum/,

@@ -1,5 +1,5 @@
 import { PiimgError } from '../../errors.js';
-import { END, FREE } from './codec.js';
+import { FREE } from './codec.js';
 import { FIRST_CLUSTER } from './layout.js';
 import type { FatTable } from './table.js';
 
@@ -54,10 +54,8 @@ export class Allocator {
     if (this.freeCount === 0) throw new PiimgError('ENOSPC', 'no space left on the FAT volume', { path });
     const first = this.findFree();
     if (first === 0) throw new PiimgError('ENOSPC', 'no space left on the FAT volume', { path });
-    let count = 1;
-    while (count < max && first + count <= this.table.maxCluster && this.table.get(first + count) === FREE) count++;
-    for (let i = 0; i < count - 1; i++) this.table.set(first + i, first + i + 1);
-    this.table.set(first + count - 1, END);
+    const count = this.table.freeRunLength(first, Math.max(1, max));
+    this.table.setRun(first, count);
     if (previous !== 0) this.table.set(previous, first);
     this.free = this.freeCount - count;
     this.nextFree = first + count > this.table.maxCluster ? FIRST_CLUSTER : first + count;

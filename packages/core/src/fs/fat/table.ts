@@ -6,6 +6,7 @@ import { FIRST_CLUSTER, viewOf } from './layout.js';
 
 /** FAT bytes are read from the device in chunks of this size, on first use. */
 const CHUNK_BYTES = 64 * 1024;
+const LITTLE_ENDIAN = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
 
 export function corrupt(message: string, data: Record<string, unknown> = {}): PiimgError {
   return new PiimgError('E_FAT_CORRUPT', message, data);
@@ -84,9 +85,22 @@ export class FatTable {
     }
   }
 
-  /** Loads the whole table (for a full scan). */
+  /** Loads the whole table (for a full scan): one device read per run of chunks not loaded yet. */
   loadAll(): void {
-    for (let chunk = 0; chunk < this.loaded.length; chunk++) if (this.loaded[chunk] === 0) this.load(chunk);
+    const chunks = this.loaded.length;
+    for (let chunk = 0; chunk < chunks; ) {
+      if (this.loaded[chunk] === 1) {
+        chunk++;
+        continue;
+      }
+      let end = chunk;
+      while (end < chunks && this.loaded[end] === 0) end++;
+      const start = chunk * CHUNK_BYTES;
+      const stop = Math.min(end * CHUNK_BYTES, this.bytes.length);
+      this.bytes.set(this.device.read(this.sourceByteOffset + start, stop - start), start);
+      this.loaded.fill(1, chunk, end);
+      chunk = end;
+    }
   }
 
   /** Counts free clusters: one pass over the table. */
@@ -94,6 +108,13 @@ export class FatTable {
     this.loadAll();
     let free = 0;
     if (this.codec.type === 'fat32') {
+      // The table is its own buffer (4-byte aligned): read entries as 32-bit words.
+      // FAT entries are little-endian; so are the hosts Node runs on, checked once below.
+      const words = this.words();
+      if (words) {
+        for (let cluster = FIRST_CLUSTER; cluster <= this.maxCluster; cluster++) if ((words[cluster]! & 0x0fffffff) === 0) free++;
+        return free;
+      }
       for (let cluster = FIRST_CLUSTER; cluster <= this.maxCluster; cluster++) {
         if ((this.view.getUint32(cluster * 4, true) & 0x0fffffff) === 0) free++;
       }
@@ -103,6 +124,65 @@ export class FatTable {
       }
     }
     return free;
+  }
+
+  /** FAT32 entries as 32-bit words, when the host is little-endian. */
+  private words(): Uint32Array | undefined {
+    if (!LITTLE_ENDIAN || this.codec.type !== 'fat32') return undefined;
+    return new Uint32Array(this.bytes.buffer, this.bytes.byteOffset, this.bytes.length >>> 2);
+  }
+
+  /** Number of consecutive free clusters from `first` (itself included), at most `max`. */
+  freeRunLength(first: number, max: number): number {
+    const last = Math.min(this.maxCluster, first + max - 1);
+    let cluster = first;
+    const words = this.words();
+    if (words) {
+      while (cluster <= last) {
+        this.ensure(cluster);
+        // Within one loaded chunk, scan the words directly.
+        const chunkEnd = Math.min(last, ((((cluster * 4) / CHUNK_BYTES) | 0) + 1) * (CHUNK_BYTES / 4) - 1);
+        while (cluster <= chunkEnd && (words[cluster]! & 0x0fffffff) === 0) cluster++;
+        if (cluster <= chunkEnd) break;
+      }
+      return cluster - first;
+    }
+    while (cluster <= last && this.get(cluster) === FREE) cluster++;
+    return cluster - first;
+  }
+
+  /**
+   * Links clusters first .. first + count - 1 into one chain ending with END,
+   * as `set` would one by one, with the dirty sectors marked once per range.
+   */
+  setRun(first: number, count: number): void {
+    const last = first + count - 1;
+    if (count < 1 || first < FIRST_CLUSTER || last > this.maxCluster) {
+      throw new RangeError(`clusters ${first}..${last} outside 2..${this.maxCluster}`);
+    }
+    const words = this.words();
+    if (!words) {
+      for (let cluster = first; cluster < last; cluster++) this.set(cluster, cluster + 1);
+      this.set(last, END);
+      return;
+    }
+    for (let cluster = first; cluster <= last; ) {
+      this.ensure(cluster);
+      const chunkEnd = Math.min(last, ((((cluster * 4) / CHUNK_BYTES) | 0) + 1) * (CHUNK_BYTES / 4) - 1);
+      for (; cluster <= chunkEnd; cluster++) {
+        const raw = cluster === last ? 0x0fffffff : cluster + 1;
+        words[cluster] = ((words[cluster]! & 0xf0000000) | raw) >>> 0;
+      }
+    }
+    const sectorSize = this.geometry.sectorSize;
+    const firstSector = ((first * 4) / sectorSize) | 0;
+    const lastSector = ((last * 4 + 3) / sectorSize) | 0;
+    for (let sector = firstSector; sector <= lastSector; sector++) {
+      if (this.dirtySectors[sector] === 0) {
+        this.dirtySectors[sector] = 1;
+        this.dirtyCount++;
+      }
+    }
   }
 
   get dirty(): boolean {
@@ -151,26 +231,40 @@ export class FatTable {
       throw corrupt(`${what} starts at cluster ${first}, which the FAT marks free`, { cluster: first, path: options.path });
     }
     const clusters = [first];
-    // A loop shorter than the limit would otherwise repeat data silently.
-    const seen = new Set<number>([first]);
-    let cluster = first;
-    for (;;) {
-      if (options.stopAtLimit && clusters.length >= options.limit) return clusters;
-      const next = this.get(cluster);
-      if (next === END) return clusters;
-      if (next === FREE || next === BAD || next < FIRST_CLUSTER || next > this.maxCluster) {
-        const kind = next === FREE ? 'a free cluster' : next === BAD ? 'a bad cluster' : `cluster ${next}, outside 2..${this.maxCluster}`;
-        throw corrupt(`${what} links cluster ${cluster} to ${kind}`, { cluster, next, path: options.path });
+    // A loop shorter than the limit would otherwise repeat data silently. A bitmap
+    // (kept between calls and cleared after each walk) finds it without a Set per chain.
+    const seen = this.scratch();
+    seen[first] = 1;
+    try {
+      let cluster = first;
+      for (;;) {
+        if (options.stopAtLimit && clusters.length >= options.limit) return clusters;
+        const next = this.get(cluster);
+        if (next === END) return clusters;
+        if (next === FREE || next === BAD || next < FIRST_CLUSTER || next > this.maxCluster) {
+          const kind = next === FREE ? 'a free cluster' : next === BAD ? 'a bad cluster' : `cluster ${next}, outside 2..${this.maxCluster}`;
+          throw corrupt(`${what} links cluster ${cluster} to ${kind}`, { cluster, next, path: options.path });
+        }
+        if (clusters.length >= options.limit) {
+          throw corrupt(`${what} from cluster ${first} is longer than ${options.limit} clusters (a loop?)`, { cluster: first, path: options.path });
+        }
+        if (seen[next] === 1) {
+          throw corrupt(`${what} loops back to cluster ${next}`, { cluster: first, next, path: options.path });
+        }
+        seen[next] = 1;
+        clusters.push(next);
+        cluster = next;
       }
-      if (clusters.length >= options.limit) {
-        throw corrupt(`${what} from cluster ${first} is longer than ${options.limit} clusters (a loop?)`, { cluster: first, path: options.path });
-      }
-      if (seen.has(next)) {
-        throw corrupt(`${what} loops back to cluster ${next}`, { cluster: first, next, path: options.path });
-      }
-      seen.add(next);
-      clusters.push(next);
-      cluster = next;
+    } finally {
+      for (const cluster of clusters) seen[cluster] = 0;
     }
+  }
+
+  private seen: Uint8Array | undefined;
+
+  /** One byte per cluster, all 0 between uses. */
+  private scratch(): Uint8Array {
+    this.seen ??= new Uint8Array(this.maxCluster + 1);
+    return this.seen;
   }
 }

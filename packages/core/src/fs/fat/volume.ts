@@ -15,7 +15,7 @@ import {
 } from '../volume.js';
 import { Allocator } from './alloc.js';
 import { type FatGeometry, parseBootSector } from './boot.js';
-import { END } from './codec.js';
+import { BAD, END, FREE } from './codec.js';
 import { DOTDOT_NAME, DOT_NAME, type ShortEntry, encodeShortEntry } from './dirent.js';
 import { Directory, type Entry, type FatContext, clusterToByteOffset } from './directory.js';
 import { ChainWriter, readChain, wholeChain } from './file.js';
@@ -29,6 +29,7 @@ import {
   FSI_LEAD_SIG,
   FSI_STRUC_SIG,
   FSI_TRAIL_SIG,
+  FIRST_CLUSTER,
   FSI_UNKNOWN,
   STATE_DIRTY,
   readUint,
@@ -36,7 +37,7 @@ import {
 } from './layout.js';
 import { encodeLongName, longNameSlotCount } from './lfn.js';
 import { exactShortName, generateShortName, rawKey, shortNameChecksum, validateLongName } from './names.js';
-import { FatTable } from './table.js';
+import { FatTable, corrupt } from './table.js';
 import { decodeFatTime, encodeFatTime } from './time.js';
 
 export interface FatMountOptions extends MountOptions {}
@@ -171,6 +172,30 @@ export class FatVolume implements Volume, FatContext {
         owner[cluster] = 1;
       }
     };
+    // A file's chain is walked straight into the owner bitmap (no array or set per chain):
+    // a cluster met twice is a cross-link or a loop, and each step claims a new cluster, so
+    // the walk is bounded by the cluster count.
+    const table = this.table;
+    const claimChain = (first: number, path: string): number => {
+      const what = `chain of ${path}`;
+      table.checkCluster(first, what, path);
+      if (table.get(first) === FREE) throw corrupt(`${what} starts at cluster ${first}, which the FAT marks free`, { cluster: first, path });
+      let length = 0;
+      for (let cluster = first; ; ) {
+        if (owner[cluster]) {
+          throw new PiimgError('E_FAT_CORRUPT', `cluster ${cluster} of ${path} is also used elsewhere (cross-linked chains or a loop); refusing to write`, { path, cluster });
+        }
+        owner[cluster] = 1;
+        length++;
+        const next = table.get(cluster);
+        if (next === END) return length;
+        if (next === FREE || next === BAD || next < FIRST_CLUSTER || next > table.maxCluster) {
+          const kind = next === FREE ? 'a free cluster' : next === BAD ? 'a bad cluster' : `cluster ${next}, outside 2..${table.maxCluster}`;
+          throw corrupt(`${what} links cluster ${cluster} to ${kind}`, { cluster, next, path });
+        }
+        cluster = next;
+      }
+    };
     const pending: { dir: Directory; path: string }[] = [{ dir: this.root(), path: '' }];
     while (pending.length > 0) {
       const { dir, path } = pending.pop()!;
@@ -185,11 +210,10 @@ export class FatVolume implements Volume, FatContext {
           if (entry.size !== 0) throw new PiimgError('E_FAT_CORRUPT', `file ${child} of ${entry.size} bytes has no clusters`, { path: child });
           continue;
         }
-        const chain = wholeChain(this, entry.firstCluster, child);
-        if (chain.length < Math.ceil(entry.size / this.geometry.clusterSize)) {
-          throw new PiimgError('E_FAT_CORRUPT', `file ${child} is ${entry.size} bytes but its chain holds ${chain.length} clusters`, { path: child });
+        const length = claimChain(entry.firstCluster, child);
+        if (length < Math.ceil(entry.size / this.geometry.clusterSize)) {
+          throw new PiimgError('E_FAT_CORRUPT', `file ${child} is ${entry.size} bytes but its chain holds ${length} clusters`, { path: child });
         }
-        claim(chain, child);
       }
     }
   }
