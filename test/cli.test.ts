@@ -151,3 +151,20 @@ describe('piimg verify', () => {
     expect(existsSync(out)).toBe(false);
   });
 });
+
+describe('piimg cp into the root filesystem', () => {
+  it('resolves owner names through the image, not the host', async () => {
+    const base = await rawFixture('pi-bookworm', join(dir, 'owner'));
+    const host = join(dir, 'owner', 'note.txt');
+    writeFileSync(host, 'note\n');
+    const out = join(dir, 'owner', 'out.img');
+    const copy = await piimg(['cp', base, host, 'root:/home/pi/note.txt', '--owner', 'pi:pi', '--mode', '0600', '-o', out]);
+    expect(copy.stderr).toBe('');
+    expect(copy.code).toBe(0);
+    const listing = JSON.parse((await piimg(['ls', out, 'root:/home/pi/note.txt', '--json'])).stdout);
+    expect(listing[0]).toMatchObject({ uid: 1000, gid: 1000, mode: 0o600, size: 5 });
+    const unknown = await piimg(['cp', base, host, 'root:/x.txt', '--owner', 'nosuchuser', '-o', out]);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toContain('nosuchuser');
+  });
+});

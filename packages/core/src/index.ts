@@ -32,6 +32,6 @@ export { mountExt4, probeExt, verifyExt4, formatExt4 } from './fs/ext4/index.js'
 export { walk } from './fs/walk.js';
 export type { WalkEntry } from './fs/walk.js';
 export * from './config/index.js';
-export { applyConfig, detectRelease, parseOsRelease, bootMountFromFstab, editConfigTxt, editCmdline, parseInstallSection } from './recipe/index.js';
+export { applyConfig, resolveImageOwner, detectRelease, parseOsRelease, bootMountFromFstab, editConfigTxt, editCmdline, parseInstallSection } from './recipe/index.js';
 export type { ApplyReport, ApplyTarget, ApplyOptions, Change, ChangeAction, VolumeName, Release } from './recipe/index.js';
 export * from './crypto/index.js';

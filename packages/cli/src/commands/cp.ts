@@ -1,6 +1,6 @@
 import { lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join, posix } from 'node:path';
-import { openImage, PiimgError, walk, type Volume } from '@piimg/core';
+import { openImage, PiimgError, resolveImageOwner, walk, type Image, type Volume } from '@piimg/core';
 import { type Command, parse, requirePositionals, wantsHelp } from '../command.js';
 import { mountFor, parseImagePath, type ImagePath } from '../image-path.js';
 import { EXIT, UsageError, writeJson, type CliIo } from '../io.js';
@@ -16,7 +16,8 @@ is), or changes IMAGE itself with --in-place.
 Options:
   -r, --recursive   copy directories and their contents
   --mode MODE       octal permission bits of copied files (default: 0644, or 0755 when executable)
-  --owner UID:GID   numeric owner of copied files and directories (default 0:0)
+  --owner OWNER     owner of copied files and directories: UID:GID, or USER[:GROUP]
+                    resolved through the image's own /etc/passwd and /etc/group (default 0:0)
   -o, --output OUT  write the changed image to OUT
   --in-place        change IMAGE itself (raw images only)
   --json            print what was copied as JSON
@@ -28,11 +29,23 @@ function parseMode(text: string | undefined): number | undefined {
   return parseInt(text, 8);
 }
 
-function parseOwner(text: string | undefined): { uid: number; gid: number } {
+/** Numeric owners as they are; names through the image's own /etc/passwd and /etc/group. */
+async function resolveOwnerOption(image: Image, text: string | undefined): Promise<{ uid: number; gid: number }> {
   if (text === undefined) return { uid: 0, gid: 0 };
-  const match = /^(\d+):(\d+)$/.exec(text);
-  if (!match) throw new UsageError(`--owner takes numeric UID:GID such as 1000:1000, not '${text}'`);
-  return { uid: Number(match[1]), gid: Number(match[2]) };
+  if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$/.test(text)) {
+    throw new UsageError(`--owner takes UID:GID or USER[:GROUP], not '${text}'`);
+  }
+  const numeric = /^(\d+):(\d+)$/.exec(text);
+  if (numeric) return { uid: Number(numeric[1]), gid: Number(numeric[2]) };
+  const root = await image.mount('root', { readOnly: true });
+  try {
+    return await resolveImageOwner(root, text);
+  } catch (error) {
+    if (error instanceof PiimgError && error.code === 'E_CONFIG') throw new UsageError(error.message);
+    throw error;
+  } finally {
+    await root.close();
+  }
 }
 
 async function copyOut(volume: Volume, from: string, to: string, recursive: boolean, copied: string[]): Promise<void> {
@@ -106,8 +119,8 @@ export const cp: Command = {
       const target = to as ImagePath;
       if (!values.output === !values['in-place']) throw new UsageError(`copying into an image needs either -o OUT or --in-place\n\n${usage}`);
       const mode = parseMode(values.mode);
-      const owner = parseOwner(values.owner);
       await using image = await openImage(imagePath, { inPlace: values['in-place'] ?? false });
+      const owner = await resolveOwnerOption(image, values.owner);
       const volume = await mountFor(image, target, false);
       let destination = target.path;
       if (await volume.exists(destination)) {
