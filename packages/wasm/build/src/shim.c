@@ -1087,9 +1087,10 @@ EXPORT errcode_t piimg_write_at(ext2_filsys fs, ext2_ino_t ino, double offset_d,
 	if (inode.i_flags & EXT4_EXTENTS_FL) {
 		blk64_t goal = ext2fs_find_inode_goal(fs, ino, (struct ext2_inode *) &inode, start);
 		retval = ext2fs_fallocate(fs, EXT2_FALLOCATE_FORCE_INIT, ino, (struct ext2_inode *) &inode, goal, start, nblocks);
-		if (retval)
-			return retval;
-		retval = get_inode(fs, ino, &inode);
+		/* ext2fs_fallocate() only writes an inode it read itself; ours
+		 * carries the new i_blocks (and maybe the extent root). */
+		if (!retval)
+			retval = put_inode(fs, ino, &inode);
 		if (retval)
 			return retval;
 		while (done < nblocks) {
