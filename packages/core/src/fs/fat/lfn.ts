@@ -44,13 +44,13 @@ export function encodeLongName(name: string, checksum: number): Uint8Array {
 
 /** The 13 code units of one slot, up to the 0x0000 terminator. */
 export function decodeLongNameSlot(slot: Uint8Array): { text: string; terminated: boolean } {
-  let text = '';
+  const units: number[] = [];
   for (const at of LDIR_CHAR_OFFSETS) {
     const unit = slot[at]! | (slot[at + 1]! << 8);
-    if (unit === 0) return { text, terminated: true };
-    text += String.fromCharCode(unit);
+    if (unit === 0) return { text: String.fromCharCode(...units), terminated: true };
+    units.push(unit);
   }
-  return { text, terminated: false };
+  return { text: String.fromCharCode(...units), terminated: false };
 }
 
 /**

@@ -62,7 +62,7 @@ export class FatTable {
 
   /** Raw normalised entry (FREE, BAD, END or a cluster number, possibly out of range). */
   get(cluster: number): number {
-    this.ensure(cluster);
+    if (!this.allLoaded) this.ensure(cluster);
     return this.codec.get(this.bytes, this.view, cluster);
   }
 
@@ -101,7 +101,11 @@ export class FatTable {
       this.loaded.fill(1, chunk, end);
       chunk = end;
     }
+    this.allLoaded = true;
   }
+
+  /** Every chunk is in memory: `get` skips the per-entry chunk check. */
+  private allLoaded = false;
 
   /** Counts free clusters: one pass over the table. */
   countFree(): number {

@@ -143,12 +143,13 @@ export class FatVolume implements Volume, FatContext {
     this.checkOpen();
     if (!this.device) throw new PiimgError('EROFS', 'the FAT volume is mounted read-only', { path });
     if (!this.dirtyMarked) {
+      // Count free clusters before the first change, so FSInfo ends up exact. This
+      // loads the whole FAT in one read, which the check below then walks from memory.
+      void this.alloc.freeCount;
       if (!this.verified) {
         this.verifyForWrite();
         this.verified = true;
       }
-      // Count free clusters before the first change, so FSInfo ends up exact.
-      void this.alloc.freeCount;
       if (!this.wasDirty) this.setDirtyFlag(true);
       this.dirtyMarked = true;
     }
