@@ -5,11 +5,14 @@
  * so e2fsck and mke2fs use it without source changes: a device is named
  * "piimg:<id>", <id> being the handle the JavaScript side gave it.
  *
- * Writes go through to the BlockDevice before the call returns (nothing is
- * lost if the WebAssembly instance dies). Single-block reads are served from
- * a small direct-mapped cache kept coherent by those writes: libext2fs
- * rereads the same inode table and bitmap blocks constantly, and each
- * uncached read is a call into JavaScript and usually a system call.
+ * Single blocks go through a small direct-mapped write-back cache (about
+ * 1 MiB): libext2fs rereads and rewrites the same inode table, directory
+ * and bitmap blocks constantly, and each uncached access is a call into
+ * JavaScript and usually a system call. Dirty blocks reach the device when
+ * evicted, before any multi-block access overlapping them, and on flush
+ * and close (ext2fs_flush() and ext2fs_close() flush the channel), like
+ * unix_io's own write-back cache. Multi-block runs (file data) go straight
+ * to the device.
  *
  * Ref: e2fsprogs lib/ext2fs/ext2_io.h (struct struct_io_manager).
  */
@@ -37,15 +40,85 @@ extern double piimg_js_size(int device);
 struct cache_entry {
 	unsigned long long block;
 	int valid;
+	int dirty;
 };
 
 struct piimg_private {
 	errcode_t magic;
 	int device;
+	int block_size;
 	int cache_entries;
 	struct cache_entry *cache;
 	char *cache_data;
 };
+
+static char *cache_slot(struct piimg_private *data, unsigned long long block)
+{
+	return data->cache_data + (size_t) (block % data->cache_entries) * data->block_size;
+}
+
+static struct cache_entry *cache_entry_of(struct piimg_private *data, unsigned long long block)
+{
+	return &data->cache[block % data->cache_entries];
+}
+
+/* Writes one dirty entry to the device. */
+static int cache_write_back(struct piimg_private *data, struct cache_entry *entry)
+{
+	if (!entry->valid || !entry->dirty)
+		return 0;
+	if (piimg_js_write(data->device, (double) entry->block * data->block_size, cache_slot(data, entry->block),
+			   data->block_size))
+		return 1;
+	entry->dirty = 0;
+	return 0;
+}
+
+static int cache_write_back_all(struct piimg_private *data)
+{
+	int i;
+
+	for (i = 0; i < data->cache_entries; i++)
+		if (cache_write_back(data, &data->cache[i]))
+			return 1;
+	return 0;
+}
+
+/* Before the device itself is read or written over [first, first + count): write back dirty copies there. */
+static int cache_settle(struct piimg_private *data, unsigned long long first, unsigned long long count)
+{
+	unsigned long long i;
+
+	if (!data->cache)
+		return 0;
+	if (count > (unsigned long long) data->cache_entries)
+		return cache_write_back_all(data);
+	for (i = 0; i < count; i++) {
+		struct cache_entry *entry = cache_entry_of(data, first + i);
+		if (entry->valid && entry->block == first + i && cache_write_back(data, entry))
+			return 1;
+	}
+	return 0;
+}
+
+/* After the device was written over [first, first + count): refresh (whole blocks) or drop cached copies. */
+static void cache_written(struct piimg_private *data, unsigned long long first, unsigned long long count, const char *buf,
+			  int whole_blocks)
+{
+	unsigned long long i;
+
+	if (!data->cache)
+		return;
+	for (i = 0; i < count; i++) {
+		struct cache_entry *entry = cache_entry_of(data, first + i);
+		if (!entry->valid || entry->block != first + i)
+			continue;
+		if (whole_blocks)
+			memcpy(cache_slot(data, first + i), buf + (size_t) i * data->block_size, data->block_size);
+		else
+			entry->valid = 0;
+	}
+}
 
 static void cache_free(struct piimg_private *data)
 {
@@ -56,43 +129,25 @@ static void cache_free(struct piimg_private *data)
 	data->cache_entries = 0;
 }
 
-/* (Re)creates the cache for a block size; without memory it just stays off. */
-static void cache_setup(struct piimg_private *data, int block_size)
+/* (Re)creates the cache for a block size (dirty blocks written first); without memory it stays off. */
+static int cache_setup(struct piimg_private *data, int block_size)
 {
 	int entries = CACHE_BYTES / block_size;
 
+	if (data->cache && cache_write_back_all(data))
+		return 1;
 	cache_free(data);
+	data->block_size = block_size;
 	if (entries < CACHE_MIN_ENTRIES)
 		entries = CACHE_MIN_ENTRIES;
 	data->cache = calloc(entries, sizeof(struct cache_entry));
 	data->cache_data = malloc((size_t) entries * block_size);
 	if (!data->cache || !data->cache_data) {
 		cache_free(data);
-		return;
+		return 0;
 	}
 	data->cache_entries = entries;
-}
-
-/* After a write of [first, first + count) blocks: refresh or drop cached copies. */
-static void cache_written(io_channel channel, unsigned long long first, unsigned long long count, const char *buf,
-			  int whole_blocks)
-{
-	struct piimg_private *data = channel->private_data;
-	unsigned long long i;
-
-	if (!data->cache)
-		return;
-	for (i = 0; i < count; i++) {
-		unsigned long long block = first + i;
-		struct cache_entry *entry = &data->cache[block % data->cache_entries];
-		if (!entry->valid || entry->block != block)
-			continue;
-		if (whole_blocks)
-			memcpy(data->cache_data + (size_t) (block % data->cache_entries) * channel->block_size,
-			       buf + (size_t) i * channel->block_size, channel->block_size);
-		else
-			entry->valid = 0;
-	}
+	return 0;
 }
 
 static struct struct_io_manager piimg_io_manager_struct;
@@ -123,7 +178,8 @@ static errcode_t piimg_open(const char *name, int flags, io_channel *channel)
 	io->private_data = data;
 	data->magic = EXT2_ET_MAGIC_UNIX_IO_CHANNEL;
 	data->device = atoi(name + strlen(PIIMG_PREFIX));
-	cache_setup(data, io->block_size);
+	data->block_size = io->block_size;
+	(void) cache_setup(data, io->block_size);
 	*channel = io;
 	return 0;
 fail:
@@ -144,7 +200,7 @@ static errcode_t piimg_close(io_channel channel)
 
 	if (--channel->refcount > 0)
 		return 0;
-	if (piimg_js_flush(data->device))
+	if ((data->cache && cache_write_back_all(data)) || piimg_js_flush(data->device))
 		retval = EXT2_ET_SHORT_WRITE;
 	cache_free(data);
 	ext2fs_free_mem(&channel->private_data);
@@ -157,8 +213,9 @@ static errcode_t piimg_close(io_channel channel)
 static errcode_t piimg_set_blksize(io_channel channel, int blksize)
 {
 	if (channel->block_size != blksize) {
+		if (cache_setup(channel->private_data, blksize))
+			return EXT2_ET_SHORT_WRITE;
 		channel->block_size = blksize;
-		cache_setup(channel->private_data, blksize);
 	}
 	return 0;
 }
@@ -175,15 +232,18 @@ static errcode_t piimg_read_blk64(io_channel channel, unsigned long long block, 
 	size_t size = piimg_span(channel, count);
 	double offset = (double) block * (double) channel->block_size;
 	struct cache_entry *entry = NULL;
-	char *cached = NULL;
 
 	if (count == 1 && data->cache) {
-		entry = &data->cache[block % data->cache_entries];
-		cached = data->cache_data + (size_t) (block % data->cache_entries) * channel->block_size;
+		entry = cache_entry_of(data, block);
 		if (entry->valid && entry->block == block) {
-			memcpy(buf, cached, channel->block_size);
+			memcpy(buf, cache_slot(data, block), channel->block_size);
 			return 0;
 		}
+		/* The slot is about to hold this block: write back what it held. */
+		if (cache_write_back(data, entry))
+			return EXT2_ET_SHORT_WRITE;
+	} else if (cache_settle(data, block, (size + channel->block_size - 1) / channel->block_size)) {
+		return EXT2_ET_SHORT_WRITE;
 	}
 	if (piimg_js_read(data->device, offset, buf, (int) size)) {
 		if (channel->read_error)
@@ -191,9 +251,10 @@ static errcode_t piimg_read_blk64(io_channel channel, unsigned long long block, 
 		return EXT2_ET_SHORT_READ;
 	}
 	if (entry) {
-		memcpy(cached, buf, channel->block_size);
+		memcpy(cache_slot(data, block), buf, channel->block_size);
 		entry->block = block;
 		entry->valid = 1;
+		entry->dirty = 0;
 	}
 	return 0;
 }
@@ -208,16 +269,38 @@ static errcode_t piimg_write_blk64(io_channel channel, unsigned long long block,
 	struct piimg_private *data = channel->private_data;
 	size_t size = piimg_span(channel, count);
 	double offset = (double) block * (double) channel->block_size;
+	unsigned long long blocks = (size + channel->block_size - 1) / channel->block_size;
 
+	if (count == 1 && data->cache) {
+		struct cache_entry *entry = cache_entry_of(data, block);
+		if (!(entry->valid && entry->block == block) && cache_write_back(data, entry))
+			return EXT2_ET_SHORT_WRITE;
+		memcpy(cache_slot(data, block), buf, channel->block_size);
+		entry->block = block;
+		entry->valid = 1;
+		entry->dirty = 1;
+		return 0;
+	}
+	/* Partial blocks must not be overtaken by an older dirty copy written later. */
+	if (count < 0 && cache_settle(data, block, blocks))
+		return EXT2_ET_SHORT_WRITE;
 	if (piimg_js_write(data->device, offset, buf, (int) size)) {
 		if (channel->write_error)
 			return (channel->write_error)(channel, block, count, buf, size, 0, EXT2_ET_SHORT_WRITE);
 		return EXT2_ET_SHORT_WRITE;
 	}
-	if (count >= 0)
-		cache_written(channel, block, (unsigned long long) count, buf, 1);
-	else
-		cache_written(channel, block, (size + channel->block_size - 1) / channel->block_size, buf, 0);
+	/* Whole blocks replace cached copies, dirty or not: the device now has the newest data. */
+	if (count >= 0) {
+		unsigned long long i;
+		cache_written(data, block, blocks, buf, 1);
+		for (i = 0; data->cache && i < blocks; i++) {
+			struct cache_entry *entry = cache_entry_of(data, block + i);
+			if (entry->valid && entry->block == block + i)
+				entry->dirty = 0;
+		}
+	} else {
+		cache_written(data, block, blocks, buf, 0);
+	}
 	return 0;
 }
 
@@ -230,12 +313,16 @@ static errcode_t piimg_write_byte(io_channel channel, unsigned long offset, int 
 {
 	struct piimg_private *data = channel->private_data;
 
+	unsigned long long first = offset / channel->block_size;
+	unsigned long long blocks = (offset % channel->block_size + size + channel->block_size - 1) / channel->block_size;
+
 	if (size < 0)
 		return EXT2_ET_INVALID_ARGUMENT;
+	if (cache_settle(data, first, blocks))
+		return EXT2_ET_SHORT_WRITE;
 	if (piimg_js_write(data->device, (double) offset, buf, size))
 		return EXT2_ET_SHORT_WRITE;
-	cache_written(channel, offset / channel->block_size,
-		      (offset % channel->block_size + size + channel->block_size - 1) / channel->block_size, buf, 0);
+	cache_written(data, first, blocks, buf, 0);
 	return 0;
 }
 
@@ -243,6 +330,8 @@ static errcode_t piimg_flush(io_channel channel)
 {
 	struct piimg_private *data = channel->private_data;
 
+	if (data->cache && cache_write_back_all(data))
+		return EXT2_ET_SHORT_WRITE;
 	return piimg_js_flush(data->device) ? EXT2_ET_SHORT_WRITE : 0;
 }
 

@@ -607,8 +607,11 @@ export class Ext4Volume implements Volume {
   }
 }
 
-/** Directories at least this large get an in-memory name index: ext2fs_lookup() scans linearly. */
-const INDEX_DIRECTORY_BYTES = 64 * 1024;
+/**
+ * Directories of at least this many blocks get an in-memory name index:
+ * ext2fs_lookup() scans every block, even of a hashed directory.
+ */
+const INDEX_DIRECTORY_BLOCKS = 2;
 
 function nameKey(name: Uint8Array): string {
   return String.fromCharCode(...name);
@@ -622,12 +625,15 @@ function nameKey(name: Uint8Array): string {
  */
 class NameIndex {
   private readonly maps = new Map<number, Map<string, number>>();
+  private readonly indexBytes: number;
 
-  constructor(private readonly fs: Ext2Filesystem) {}
+  constructor(private readonly fs: Ext2Filesystem) {
+    this.indexBytes = INDEX_DIRECTORY_BLOCKS * fs.info().blockSize;
+  }
 
   private mapOf(dir: number): Map<string, number> | undefined {
     let map = this.maps.get(dir);
-    if (map === undefined && this.fs.stat(dir).size >= INDEX_DIRECTORY_BYTES) {
+    if (map === undefined && this.fs.stat(dir).size >= this.indexBytes) {
       map = new Map();
       for (const entry of this.fs.readdir(dir)) map.set(nameKey(entry.name), entry.ino);
       this.maps.set(dir, map);
