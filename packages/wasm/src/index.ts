@@ -459,6 +459,30 @@ export class Ext2Filesystem {
   }
 
   /**
+   * Fills `target` with the file's bytes from `offset` on; returns how many
+   * were read (fewer at the end of the file). Extent-mapped data is read in
+   * runs of contiguous blocks.
+   */
+  readInto(ino: number, offset: number, target: Uint8Array): number {
+    const buf = this.lib.wasm._malloc(CHUNK_BYTES);
+    if (buf === 0) throw new Ext2fsCallError('ENOMEM', 'out of WebAssembly memory', 'malloc');
+    try {
+      let done = 0;
+      while (done < target.length) {
+        const want = Math.min(CHUNK_BYTES, target.length - done);
+        this.call('read_at', 'read', ino, offset + done, buf, want, CHUNK_BYTES, this.lib.outPtr(2));
+        const got = this.lib.i32(this.lib.outPtr(2));
+        if (got <= 0) break;
+        target.set(this.lib.heap.subarray(buf, buf + got), done);
+        done += got;
+      }
+      return done;
+    } finally {
+      this.lib.wasm._free(buf);
+    }
+  }
+
+  /**
    * A sequential writer appending to `ino` from byte `offset`. Data is staged
    * in WebAssembly memory and handed over in block-aligned 1 MiB pieces, so
    * whole runs of blocks are allocated and written at once.

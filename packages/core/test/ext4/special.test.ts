@@ -90,6 +90,32 @@ describe.skipIf(!haveOracles)('ext4 volume: limits and safety', () => {
     });
   }
 
+  it('reads files written by native debugfs, holes included, on every fixture', async () => {
+    const { writeFileSync, openSync, writeSync, closeSync, readFileSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { workDir } = await import('./support.js');
+    const host = join(workDir, 'sparse.bin');
+    // 3 MiB + 5 bytes with data only at 0, 1 MiB and the end: debugfs leaves holes between.
+    writeFileSync(host, new Uint8Array(0));
+    const fd = openSync(host, 'r+');
+    writeSync(fd, new Uint8Array(5000).fill(1), 0, 5000, 0);
+    writeSync(fd, new Uint8Array(3).fill(2), 0, 3, 1 << 20);
+    writeSync(fd, new Uint8Array(5).fill(3), 0, 5, 3 << 20);
+    closeSync(fd);
+    const expected = new Uint8Array(readFileSync(host));
+    for (const fixture of fixtures) {
+      const path = imageFile(makeImage(fixture));
+      run('debugfs', ['-w', '-R', `write ${host} sparse`, path]);
+      const bytes = new Uint8Array(readFileSync(path));
+      rmSync(path, { force: true });
+      const volume = await mountExt4(new MemoryDevice(bytes), { readOnly: true });
+      const actual = await volume.readFile('/sparse');
+      await volume.close();
+      expect(actual.length, fixture.name).toBe(expected.length);
+      expect(Buffer.from(actual).equals(Buffer.from(expected)), fixture.name).toBe(true);
+    }
+  });
+
   it('the same operations with a fixed clock give byte-identical images', async () => {
     const base = makeImage(defaults);
     const images: Uint8Array[] = [];

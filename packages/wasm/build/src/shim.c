@@ -1148,6 +1148,66 @@ EXPORT errcode_t piimg_write_at(ext2_filsys fs, ext2_ino_t ino, double offset_d,
 	return 0;
 }
 
+/*
+ * Reads up to `len` bytes at `offset` into `buf` (which holds `capacity`
+ * bytes, a multiple of the block size). Extent-mapped data is read in runs
+ * of contiguous blocks, straight from the device; holes and unwritten
+ * extents read as zeros. Other inodes go through ext2fs_file_read().
+ */
+EXPORT errcode_t piimg_read_at(ext2_filsys fs, ext2_ino_t ino, double offset_d, char *buf, int len, int capacity,
+			       int *got)
+{
+	__u64 offset = (__u64) offset_d;
+	unsigned int bs = fs->blocksize;
+	__u64 size;
+	blk64_t start, nblocks, done = 0;
+	inode_t inode;
+	errcode_t retval = get_inode(fs, ino, &inode);
+
+	*got = 0;
+	if (retval)
+		return retval;
+	size = EXT2_I_SIZE(&inode);
+	if (len <= 0 || offset >= size)
+		return 0;
+	if ((__u64) len > size - offset)
+		len = (int) (size - offset);
+	if (!(inode.i_flags & EXT4_EXTENTS_FL) || (inode.i_flags & EXT4_INLINE_DATA_FL) || offset % bs != 0 ||
+	    (unsigned int) capacity % bs != 0 || (unsigned int) capacity < ((unsigned int) len + bs - 1) / bs * bs) {
+		ext2_file_t file;
+		unsigned int count = 0;
+		retval = ext2fs_file_open2(fs, ino, (struct ext2_inode *) &inode, 0, &file);
+		if (retval)
+			return retval;
+		retval = ext2fs_file_llseek(file, offset, EXT2_SEEK_SET, NULL);
+		if (!retval)
+			retval = ext2fs_file_read(file, buf, (unsigned int) len, &count);
+		ext2fs_file_close(file);
+		*got = (int) count;
+		return retval;
+	}
+	start = offset / bs;
+	nblocks = ((__u64) len + bs - 1) / bs;
+	while (done < nblocks) {
+		blk64_t pblk, count;
+		retval = extent_run(fs, ino, &inode, start + done, nblocks - done, &pblk, &count);
+		if (retval == EXT2_ET_EXTENT_NOT_FOUND || retval == EXT2_ET_NO_CURRENT_NODE) {
+			/* A hole or an unwritten extent: one block of zeros. */
+			memset(buf + done * bs, 0, bs);
+			done++;
+			continue;
+		}
+		if (retval)
+			return retval;
+		retval = io_channel_read_blk64(fs->io, pblk, (int) count, buf + done * bs);
+		if (retval)
+			return retval;
+		done += count;
+	}
+	*got = len;
+	return 0;
+}
+
 /* Closes a file, stamping mtime/ctime when it was written (ext2fs_file_close() only flushes). */
 EXPORT errcode_t piimg_file_close(ext2_file_t file, int modified)
 {

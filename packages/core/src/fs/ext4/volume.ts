@@ -35,7 +35,6 @@ const NAME_MAX_BYTES = 255;
 const MAX_SYMLINK_DEPTH_DIRS = 4096;
 /** readFile returns one array; anything larger must be streamed. */
 const MAX_READFILE_BYTES = 2 ** 31 - 1;
-const READ_CHUNK_BYTES = 1 << 20;
 /** The writer of @piimg/wasm hands data to libext2fs in pieces of this size. */
 const STAGE_BYTES = 1 << 20;
 
@@ -282,18 +281,8 @@ export class Ext4Volume implements Volume {
         throw new PiimgError('E_LIMIT', `file of ${stat.size} bytes is too large for readFile: ${path}`, { path, size: stat.size });
       }
       const out = new Uint8Array(stat.size);
-      const file = this.fs.openFile(ino, { writable: false });
-      try {
-        let done = 0;
-        while (done < stat.size) {
-          const chunk = file.read(Math.min(READ_CHUNK_BYTES, stat.size - done));
-          if (chunk.length === 0) throw new PiimgError('E_EXT4_CORRUPT', `file ended at ${done} of ${stat.size} bytes: ${path}`, { path });
-          out.set(chunk, done);
-          done += chunk.length;
-        }
-      } finally {
-        file.close();
-      }
+      const got = this.fs.readInto(ino, 0, out);
+      if (got !== stat.size) throw new PiimgError('E_EXT4_CORRUPT', `file ended at ${got} of ${stat.size} bytes: ${path}`, { path });
       return out;
     });
   }
