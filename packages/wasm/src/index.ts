@@ -204,8 +204,34 @@ export class Ext2fs {
     this.scratch = this.wasm._malloc(256);
   }
 
+  /** Set once WebAssembly trapped (a libext2fs abort or fault): the instance is not used again. */
+  broken = false;
+  private readonly fns = new Map<string, Fn>();
+
+  /**
+   * A shim function. Errors from the device never arrive here (library.js
+   * keeps them); anything thrown is a trap inside WebAssembly, after which
+   * the instance's state cannot be trusted: it is marked broken and
+   * loadExt2fs() makes a new one.
+   */
   fn(name: string): Fn {
-    return this.wasm[`_piimg_${name}`] as Fn;
+    let wrapped = this.fns.get(name);
+    if (wrapped === undefined) {
+      const raw = this.wasm[`_piimg_${name}`] as Fn;
+      wrapped = (...args: number[]): number => {
+        if (this.broken) throw new Ext2fsCallError('WASM_TRAP', 'libext2fs stopped after an earlier fault; mount again', name);
+        try {
+          return raw(...args);
+        } catch (error) {
+          this.broken = true;
+          throw new Ext2fsCallError('WASM_TRAP', `libext2fs faulted: ${error instanceof Error ? error.message : String(error)}`, name, {
+            cause: error,
+          });
+        }
+      };
+      this.fns.set(name, wrapped);
+    }
+    return wrapped;
   }
 
   /** Heap views are re-created each time: memory growth replaces the buffer. */
@@ -274,7 +300,7 @@ let shared: Ext2fs | undefined;
 
 /** The shared libext2fs instance, created on first use. */
 export function loadExt2fs(): Ext2fs {
-  shared ??= new Ext2fs();
+  if (shared === undefined || shared.broken) shared = new Ext2fs();
   return shared;
 }
 
@@ -652,8 +678,14 @@ function runTool(
     status = wasm.callMain(args(`piimg:${id}`));
   } catch (error) {
     const code = (error as { status?: unknown }).status;
-    if (typeof code !== 'number') throw error;
-    status = code;
+    if (typeof code === 'number') {
+      status = code;
+    } else {
+      // A trap inside the tool (hostile input can make it abort): report it
+      // as e2fsck's "operational error" rather than crash the caller.
+      status = 8;
+      stderr.push(`${name} faulted: ${error instanceof Error ? error.message : String(error)}`);
+    }
   }
   const ioError = io.takeError();
   if (ioError !== undefined) stderr.push(`device error: ${ioError instanceof Error ? ioError.message : String(ioError)}`);

@@ -39,6 +39,9 @@ const MAX_READFILE_BYTES = 2 ** 31 - 1;
 const STAGE_BYTES = 1 << 20;
 
 const S_IFMT = 0o170000;
+/** i_flags bits. Ref: ext2_fs.h. */
+const EXT4_ENCRYPT_FL = 0x800;
+const EXT4_CASEFOLD_FL = 0x40000000;
 const typesByMode: Record<number, FileType> = {
   0o100000: 'file',
   0o040000: 'directory',
@@ -223,7 +226,14 @@ export class Ext4Volume implements Volume {
     const last = parts.pop();
     if (last === undefined) throw new PiimgError('EINVAL', 'the root directory has no parent', { path });
     const dir = this.resolve('/' + parts.join('/'), true, path);
-    if (typeOfMode(this.fs.stat(dir).mode) !== 'directory') throw new PiimgError('ENOTDIR', `not a directory: ${'/' + parts.join('/')}`, { path });
+    const stat = this.fs.stat(dir);
+    if (typeOfMode(stat.mode) !== 'directory') throw new PiimgError('ENOTDIR', `not a directory: ${'/' + parts.join('/')}`, { path });
+    // Names in encrypted directories are ciphertext, and casefolded ones
+    // compare without case: libext2fs's lookup handles neither, so changing
+    // them could create duplicates or garbage names.
+    if (stat.flags & (EXT4_ENCRYPT_FL | EXT4_CASEFOLD_FL)) {
+      throw new PiimgError('ENOTSUP', `encrypted and case-insensitive directories are not supported: ${'/' + parts.join('/')}`, { path });
+    }
     return { dir, name: encodeName(last, path), parts: [...parts, last] };
   }
 
@@ -277,8 +287,12 @@ export class Ext4Volume implements Volume {
       const type = typeOfMode(stat.mode);
       if (type === 'directory') throw new PiimgError('EISDIR', `is a directory: ${path}`, { path });
       if (type !== 'file') throw new PiimgError('EINVAL', `not a regular file: ${path}`, { path });
-      if (stat.size > MAX_READFILE_BYTES) {
-        throw new PiimgError('E_LIMIT', `file of ${stat.size} bytes is too large for readFile: ${path}`, { path, size: stat.size });
+      // A hostile i_size must not make us allocate gigabytes: no file readFile
+      // returns can hold more than the filesystem itself.
+      const info = this.fs.info();
+      const limit = Math.min(MAX_READFILE_BYTES, info.blocksCount * info.blockSize);
+      if (stat.size > limit) {
+        throw new PiimgError('E_LIMIT', `file of ${stat.size} bytes is too large for readFile (limit ${limit}): ${path}`, { path, size: stat.size });
       }
       const out = new Uint8Array(stat.size);
       const got = this.fs.readInto(ino, 0, out);
