@@ -50,6 +50,22 @@ describe.skipIf(!haveOracles)('ext4 volume: limits and safety', () => {
     for (let i = 0; i < 10_000 && error === 'OK'; i++) error = await codeOf(volume.writeFile(`/f${i}`, new Uint8Array(3000)));
     expect(error).toBe('ENOSPC');
     expect(new TextDecoder().decode(await volume.readFile('/keep'))).toBe('kept');
+    // Whatever else is tried on the full filesystem fails cleanly or succeeds.
+    const outcomes = [
+      await codeOf(volume.mkdir('/newdir')),
+      await codeOf(volume.symlink('/' + 'long-target/'.repeat(20), '/slowlink')),
+      await codeOf(volume.symlink('/short', '/fastlink')),
+      await codeOf(volume.writeFile('/keep', new Uint8Array(1 << 20))),
+      await codeOf(volume.rename('/keep', '/kept')),
+    ];
+    for (const outcome of outcomes) expect(['OK', 'ENOSPC']).toContain(outcome);
+    // A replacement that cannot fit leaves the old content in place.
+    expect(outcomes[3]).toBe('ENOSPC');
+    expect(new TextDecoder().decode(await volume.readFile(outcomes[4] === 'OK' ? '/kept' : '/keep'))).toBe('kept');
+    // Freeing space makes room again.
+    await volume.rm('/f0');
+    await volume.rm('/f1');
+    await volume.writeFile('/after', 'x');
     await volume.close();
     await assertClean(device.bytes);
   });

@@ -181,16 +181,17 @@ export class Ext4Volume implements Volume {
    * blocks half way (the extent tree can be left inconsistent), so running
    * out must be detected before libext2fs allocates anything.
    */
-  private reserve(byteCount: number, path: string, alreadyAllocatedBytes = 0): void {
+  private reserve(byteCount: number, path: string, alreadyAllocatedBytes = 0, freedBytes = 0): void {
     if (byteCount === 0) return;
     const info = this.fs.info();
+    const freeBlocks = info.freeBlocksCount + Math.floor(freedBytes / info.blockSize);
     // Staged bytes are allocated in 1 MiB steps: count from the last step.
     const allocated = Math.floor(alreadyAllocatedBytes / STAGE_BYTES) * STAGE_BYTES;
     const dataBlocks = Math.ceil(byteCount / info.blockSize) - Math.floor(allocated / info.blockSize);
     // One extent leaf block holds (blockSize - 12) / 12 extents; assume the
     // worst case of one extent per 16 blocks, plus index blocks.
     const treeBlocks = 4 + Math.ceil(dataBlocks / 16 / Math.floor((info.blockSize - 12) / 12));
-    if (dataBlocks + treeBlocks > info.freeBlocksCount) {
+    if (dataBlocks + treeBlocks > freeBlocks) {
       throw new PiimgError('ENOSPC', `no space left on the filesystem for ${byteCount} bytes: ${path}`, {
         path,
         freeBlocks: info.freeBlocksCount,
@@ -328,9 +329,13 @@ export class Ext4Volume implements Volume {
       const { dir, name } = this.parentOf(path);
       let ino = this.names.lookup(dir, name);
       let created = false;
-      // Refuse up front what cannot fit, before anything is created.
-      if (ino === 0 && (typeof data === 'string' || data instanceof Uint8Array)) {
-        this.reserve(typeof data === 'string' ? encoder.encode(data).length : data.length, path);
+      // Refuse up front what cannot fit, before anything is created or
+      // truncated (the blocks of a file being replaced count as free).
+      if (typeof data === 'string' || data instanceof Uint8Array) {
+        const length = typeof data === 'string' ? encoder.encode(data).length : data.length;
+        const existing = ino === 0 ? 0 : this.fs.stat(ino);
+        const freedBytes = existing === 0 || typeOfMode(existing.mode) !== 'file' ? 0 : existing.size;
+        this.reserve(length, path, 0, freedBytes);
       }
       if (ino !== 0) {
         let type = typeOfMode(this.fs.stat(ino).mode);
