@@ -132,6 +132,20 @@ describe.skipIf(!haveOracles)('ext4 volume: limits and safety', () => {
     }
   });
 
+  it('a directory with more than 65,000 subdirectories gets the dir_nlink count of 1', async () => {
+    const count = 65_010;
+    const device = new MemoryDevice(makeImage(fixtures[3]!, 112, ['-N', String(count + 200), '-I', '128']));
+    const volume = await mountExt4(device, { now: fixedClock });
+    await volume.mkdir('/many');
+    for (let i = 0; i < count; i++) await volume.mkdir(`/many/${i}`);
+    // Past EXT2_LINK_MAX (65000) the kernel and e2fsck expect 1: "too many to count".
+    expect((await volume.stat('/many')).nlink).toBe(1);
+    await volume.rm('/many/5');
+    expect((await volume.stat('/many')).nlink).toBe(1);
+    await volume.close();
+    await assertClean(device.bytes);
+  }, 300_000);
+
   it('the same operations with a fixed clock give byte-identical images', async () => {
     const base = makeImage(defaults);
     const images: Uint8Array[] = [];

@@ -782,6 +782,9 @@ EXPORT errcode_t piimg_create(ext2_filsys fs, ext2_ino_t dir, const char *name, 
 	return touch_dir(fs, dir);
 }
 
+static errcode_t release_inode(ext2_filsys fs, ext2_ino_t ino);
+EXPORT errcode_t piimg_adjust_links(ext2_filsys fs, ext2_ino_t ino, int delta, int *out);
+
 EXPORT errcode_t piimg_mkdir(ext2_filsys fs, ext2_ino_t dir, const char *name, int mode, unsigned int uid,
 			     unsigned int gid, ext2_ino_t *out)
 {
@@ -789,22 +792,47 @@ EXPORT errcode_t piimg_mkdir(ext2_filsys fs, ext2_ino_t dir, const char *name, i
 	ext2_ino_t ino;
 	errcode_t retval;
 
+	inode_t parent;
+	int many_links;
+
+	/* ext2fs_mkdir() increments the parent's 16-bit link count blindly.
+	 * Past EXT2_LINK_MAX, dir_nlink says "1 = too many to count" (as the
+	 * kernel does); without dir_nlink there is no room for another. */
+	retval = get_inode(fs, dir, &parent);
+	if (retval)
+		return retval;
+	many_links = parent.i_links_count == 1 || parent.i_links_count >= EXT2_LINK_MAX;
+	if (many_links && parent.i_links_count != 1 && !ext2fs_has_feature_dir_nlink(fs->super))
+		return EMLINK;
 	retval = ext2fs_new_inode(fs, dir, LINUX_S_IFDIR | 0755, NULL, &ino);
 	if (retval)
 		return retval;
-	retval = ext2fs_mkdir(fs, dir, ino, name);
-	if (retval == EXT2_ET_DIR_NO_SPACE) {
-		/* ext2fs_mkdir() released what it allocated; make room and try again. */
-		retval = make_room(fs, dir);
-		if (retval)
-			return retval;
-		retval = ext2fs_mkdir(fs, dir, ino, name);
-	}
+	/* Without a name ext2fs_mkdir() neither looks the name up (a linear
+	 * scan of the whole directory, quadratic over many creations; the
+	 * caller has checked) nor links it: link_growing() does, through the
+	 * hash tree when there is one. */
+	retval = ext2fs_mkdir(fs, dir, ino, NULL);
 	if (retval)
 		return retval;
+	retval = link_growing(fs, dir, name, ino, EXT2_FT_DIR);
+	if (retval) {
+		int count;
+		release_inode(fs, ino);
+		piimg_adjust_links(fs, dir, -1, &count);
+		return retval;
+	}
 	retval = get_inode(fs, ino, &inode);
 	if (retval)
 		return retval;
+	if (many_links) {
+		retval = get_inode(fs, dir, &parent);
+		if (retval)
+			return retval;
+		parent.i_links_count = 1;
+		retval = put_inode(fs, dir, &parent);
+		if (retval)
+			return retval;
+	}
 	inode.i_mode = LINUX_S_IFDIR | (mode & 07777);
 	set_owner(&inode, uid, gid);
 	SET_TIME(fs, &inode, i_atime, now_sec, now_nsec);
@@ -829,15 +857,15 @@ EXPORT errcode_t piimg_symlink(ext2_filsys fs, ext2_ino_t dir, const char *name,
 	retval = ext2fs_new_inode(fs, dir, LINUX_S_IFLNK | 0777, NULL, &ino);
 	if (retval)
 		return retval;
-	retval = ext2fs_symlink(fs, dir, ino, name, target);
-	if (retval == EXT2_ET_DIR_NO_SPACE) {
-		retval = make_room(fs, dir);
-		if (retval)
-			return retval;
-		retval = ext2fs_symlink(fs, dir, ino, name, target);
-	}
+	/* As in piimg_mkdir(): no name, so no linear lookup; we link. */
+	retval = ext2fs_symlink(fs, dir, ino, NULL, target);
 	if (retval)
 		return retval;
+	retval = link_growing(fs, dir, name, ino, EXT2_FT_SYMLINK);
+	if (retval) {
+		release_inode(fs, ino);
+		return retval;
+	}
 	retval = get_inode(fs, ino, &inode);
 	if (retval)
 		return retval;
