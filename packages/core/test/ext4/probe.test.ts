@@ -94,6 +94,19 @@ describe('probeExt on non-ext data', () => {
     expect(probeExt(new MemoryDevice(bytes))).toMatchObject({ type: 'ext2', blockSize: 4096 });
   });
 
+  it('names unknown feature bits as e2fsprogs does, bit 31 included', () => {
+    const bytes = new Uint8Array(4096);
+    const view = new DataView(bytes.buffer, 1024);
+    view.setUint16(0x38, 0xef53, true);
+    view.setUint32(0x00, 16, true);
+    view.setUint32(0x04, 64, true);
+    view.setUint32(0x20, 8192, true);
+    view.setUint32(0x28, 16, true);
+    view.setUint32(0x60, 0x80000042, true);
+    view.setUint32(0x64, 0x00100001, true);
+    expect(probeExt(new MemoryDevice(bytes))?.features).toEqual(['filetype', 'extent', 'FEATURE_I31', 'sparse_super', 'FEATURE_R20']);
+  });
+
   it('never throws for random superblocks carrying the magic', () => {
     fc.assert(
       fc.property(fc.uint8Array({ minLength: 1024, maxLength: 1024 }), (sb) => {

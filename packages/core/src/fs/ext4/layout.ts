@@ -164,8 +164,7 @@ export const EXT3_RO_COMPAT = 0x0001 | 0x0002 | 0x0004;
 export function featureNames(mask: number, table: Record<number, string>, kind: 'C' | 'I' | 'R'): string[] {
   const names: string[] = [];
   for (let bit = 0; bit < 32; bit++) {
-    const value = 2 ** bit;
-    if (Math.floor(mask / value) % 2 === 1) names.push(table[value] ?? `FEATURE_${kind}${bit}`);
+    if (((mask >>> bit) & 1) === 1) names.push(table[2 ** bit] ?? `FEATURE_${kind}${bit}`);
   }
   return names;
 }

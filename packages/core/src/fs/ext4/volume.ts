@@ -17,7 +17,6 @@ import {
 } from '../volume.js';
 import { toPiimgError } from './errors.js';
 import {
-  compatFeatures,
   featureNames,
   incompatFeatures,
   READ_ONLY_RO_COMPAT,
@@ -102,14 +101,14 @@ export async function mountExt4(device: BlockDevice | BlockReader, options: Ext4
   if (words === undefined) throw new PiimgError('E_EXT4_BAD_SUPERBLOCK', 'no ext2/3/4 superblock found', {});
   const writable = options.readOnly !== true && isDevice(device);
 
-  const unreadable = words.incompat & ~READABLE_INCOMPAT;
+  const unreadable = (words.incompat & ~READABLE_INCOMPAT) >>> 0;
   if (unreadable !== 0) {
     const features = featureNames(unreadable, incompatFeatures, 'I');
     throw new PiimgError('E_EXT4_UNSUPPORTED_FEATURE', `filesystem uses features piimg cannot read: ${features.join(', ')}`, { features });
   }
   if (writable) {
-    const badIncompat = words.incompat & ~WRITABLE_INCOMPAT;
-    const badRoCompat = (words.roCompat & ~WRITABLE_RO_COMPAT) | (words.roCompat & READ_ONLY_RO_COMPAT);
+    const badIncompat = (words.incompat & ~WRITABLE_INCOMPAT) >>> 0;
+    const badRoCompat = ((words.roCompat & ~WRITABLE_RO_COMPAT) | (words.roCompat & READ_ONLY_RO_COMPAT)) >>> 0;
     if (badIncompat !== 0 || badRoCompat !== 0) {
       const features = [...featureNames(badIncompat, incompatFeatures, 'I'), ...featureNames(badRoCompat, roCompatFeatures, 'R')];
       throw new PiimgError(
@@ -125,8 +124,6 @@ export async function mountExt4(device: BlockDevice | BlockReader, options: Ext4
       });
     }
   }
-  void compatFeatures;
-
   const lib = loadExt2fs();
   let fs: Ext2Filesystem;
   try {
