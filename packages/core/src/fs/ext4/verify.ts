@@ -22,7 +22,9 @@ const noise = [
 
 /**
  * Checks an ext2/3/4 filesystem with e2fsck -fn compiled to WebAssembly.
- * The device is opened read-only: checking never writes.
+ * The device is opened read-only: checking never writes. A volume mounted
+ * on the same device keeps recent changes in its cache until flush() or
+ * close(): call one of them first.
  */
 export async function verifyExt4(reader: BlockReader, options: { fix?: false } = {}): Promise<Ext4VerifyResult> {
   if ((options as { fix?: boolean }).fix) throw new TypeError('verifyExt4 only checks; repairing is not offered here');
