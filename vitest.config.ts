@@ -4,6 +4,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   resolve: {
     alias: {
+      '@piimg/core/config': fileURLToPath(new URL('./packages/core/src/config.ts', import.meta.url)),
       '@piimg/core': fileURLToPath(new URL('./packages/core/src/index.ts', import.meta.url)),
       '@piimg/wasm': fileURLToPath(new URL('./packages/wasm/src/index.ts', import.meta.url)),
     },

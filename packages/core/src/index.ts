@@ -28,10 +28,12 @@ export { crc32, mbrPartUuid, GPT_TYPE } from './partition/index.js';
 export * from './image/index.js';
 export { mountFat, probeFat, formatFat, checkFat, FatVolume } from './fs/fat/index.js';
 export type { FatMountOptions, FormatFatOptions, FatProbe, FatCheckResult } from './fs/fat/index.js';
-export { mountExt4, probeExt, verifyExt4, formatExt4 } from './fs/ext4/index.js';
+export { mountExt4, probeExt, verifyExt4, formatExt4, Ext4Volume } from './fs/ext4/index.js';
+export type { Ext4MountOptions, Ext4VerifyResult, FormatExt4Options, ExtProbe } from './fs/ext4/index.js';
 export { walk } from './fs/walk.js';
 export type { WalkEntry } from './fs/walk.js';
-export * from './config/index.js';
-export { applyConfig, resolveImageOwner, detectRelease, parseOsRelease, bootMountFromFstab, editConfigTxt, editCmdline, parseInstallSection } from './recipe/index.js';
+// Configuration and recipes load on first use (see lazy.ts); their full synchronous API is @piimg/core/config.
+export { loadConfig, applyConfig, resolveImageOwner } from './lazy.js';
+export type { DeviceConfig, DeviceConfigInput, FileEntry, WifiNetwork, LoadedConfig, ConfigOverrides } from './config/index.js';
 export type { ApplyReport, ApplyTarget, ApplyOptions, Change, ChangeAction, VolumeName, Release } from './recipe/index.js';
 export * from './crypto/index.js';
