@@ -2,28 +2,13 @@
 // `debugfs -w -R "write FILE /DIR/NAME" IMAGE` for each file.
 // Usage: node bench/cases/ext4-write.mjs IMAGE TARGET_DIR FILE...
 // PIIMG_BENCH_MODE / PIIMG_BENCH_UID / PIIMG_BENCH_GID set mode and owner of each file.
-// Files are streamed in 4 MiB chunks through one reused buffer, so memory stays flat.
-import { closeSync, openSync, readSync } from 'node:fs';
+// Files are streamed in 4 MiB chunks, so memory stays flat.
 import { basename } from 'node:path';
 
 // PIIMG_CORE may point at another build of the core package (for A/B runs).
-const { FileDevice, mountExt4 } = await import(process.env.PIIMG_CORE ?? '@piimg/core');
+const { FileDevice, mountExt4, readHostFile } = await import(process.env.PIIMG_CORE ?? '@piimg/core');
 
 const [image, targetDir, ...files] = process.argv.slice(2);
-const buffer = new Uint8Array(4 * 1024 * 1024);
-
-function* chunks(file) {
-  const fd = openSync(file, 'r');
-  try {
-    for (;;) {
-      const n = readSync(fd, buffer, 0, buffer.length, null);
-      if (n === 0) return;
-      yield buffer.subarray(0, n);
-    }
-  } finally {
-    closeSync(fd);
-  }
-}
 
 const options = {};
 if (process.env.PIIMG_BENCH_MODE) options.mode = Number.parseInt(process.env.PIIMG_BENCH_MODE, 8);
@@ -43,7 +28,7 @@ for (let round = 0; round < rounds; round++) {
     dir = `${dir}/round-${round}`;
     await volume.mkdir(dir);
   }
-  for (const file of files) await volume.writeFile(`${dir}/${basename(file)}`, chunks(file), options);
+  for (const file of files) await volume.writeFile(`${dir}/${basename(file)}`, readHostFile(file), options);
   await volume.close();
   device.close();
   jobSeconds.push((performance.now() - started) / 1000);

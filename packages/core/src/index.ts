@@ -37,3 +37,4 @@ export { loadConfig, applyConfig, resolveImageOwner } from './lazy.js';
 export type { DeviceConfig, DeviceConfigInput, FileEntry, WifiNetwork, LoadedConfig, ConfigOverrides } from './config/index.js';
 export type { ApplyReport, ApplyTarget, ApplyOptions, Change, ChangeAction, VolumeName, Release } from './recipe/index.js';
 export * from './crypto/index.js';
+export { readHostFile } from './host.js';

@@ -1,6 +1,6 @@
-import { lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join, posix } from 'node:path';
-import { openImage, PiimgError, resolveImageOwner, walk, type Image, type Volume } from '@piimg/core';
+import { openImage, PiimgError, readHostFile, resolveImageOwner, walk, type Image, type Volume } from '@piimg/core';
 import { type Command, parse, requirePositionals, wantsHelp } from '../command.js';
 import { mountFor, parseImagePath, type ImagePath } from '../image-path.js';
 import { EXIT, UsageError, writeJson, type CliIo } from '../io.js';
@@ -81,7 +81,7 @@ async function copyIn(
     copied.push(to);
   } else if (stats.isFile()) {
     const mode = options.mode ?? (stats.mode & 0o111 ? 0o755 : 0o644);
-    await volume.writeFile(to, readFileSync(from), { mode, uid: options.uid, gid: options.gid });
+    await volume.writeFile(to, readHostFile(from), { mode, uid: options.uid, gid: options.gid });
     copied.push(to);
   }
 }
