@@ -87,6 +87,22 @@ describe('compressed bases and the cache', () => {
     expect(again.rawPath.startsWith(cacheDir)).toBe(true);
   });
 
+  it('hashes a compressed base once, and again only when the file changes', async () => {
+    const gz = join(dir, 'rehash.img.gz');
+    writeFileSync(gz, gzipSync(readFileSync(raw), { level: 1 }));
+    const cacheDir = join(dir, 'cache-rehash');
+    const phases = async () => {
+      const seen = new Set<string>();
+      await using image = await openImage(gz, { cacheDir, onProgress: (p) => seen.add(p.phase) });
+      return seen;
+    };
+    expect(await phases()).toEqual(new Set(['hash', 'decompress']));
+    expect(await phases()).toEqual(new Set());
+    const later = new Date(Date.now() + 60_000);
+    (await import('node:fs')).utimesSync(gz, later, later);
+    expect(await phases()).toEqual(new Set(['hash']));
+  });
+
   it('refuses a zip without exactly one .img', async () => {
     const zip = join(dir, 'none.zip');
     writeFileSync(zip, makeZip([{ name: 'a.txt', data: Buffer.from('x') }]));

@@ -173,19 +173,6 @@ export class Overlay implements BlockDevice {
 
   flush(): void {}
 
-  /** True when some chunk overlapping the range was written. */
-  isChanged(byteOffset: number, length: number): boolean {
-    if (length <= 0) return false;
-    const first = Math.floor(byteOffset / this.chunkSize);
-    const last = Math.floor((byteOffset + length - 1) / this.chunkSize);
-    if (last - first > this.chunks.size) {
-      for (const index of this.chunks.keys()) if (index >= first && index <= last) return true;
-      return false;
-    }
-    for (let index = first; index <= last; index++) if (this.chunks.has(index)) return true;
-    return false;
-  }
-
   /** The changed byte ranges, sorted, adjacent chunks merged. */
   changedRanges(): ByteRange[] {
     const indexes = [...this.chunks.keys()].sort((a, b) => a - b);

@@ -1,4 +1,3 @@
-import { PiimgError } from '../errors.js';
 import { checkRange } from './range.js';
 import type { BlockDevice, BlockReader, ByteRange } from './types.js';
 
@@ -35,17 +34,6 @@ export function slice(parent: BlockDevice, range: ByteRange): BlockDevice;
 export function slice(parent: BlockReader, range: ByteRange): BlockReader;
 export function slice(parent: BlockReader, range: ByteRange): BlockReader {
   const { byteOffset, length } = range;
-  if (!Number.isSafeInteger(byteOffset) || !Number.isSafeInteger(length) || byteOffset < 0 || length < 0 || byteOffset + length > parent.size) {
-    throw new PiimgError('E_OUT_OF_RANGE', `slice of ${length} bytes at ${byteOffset} is outside the device (${parent.size} bytes)`, {
-      byteOffset,
-      length,
-      size: parent.size,
-    });
-  }
+  checkRange(parent.size, byteOffset, length, 'device');
   return isDevice(parent) ? new SliceDevice(parent, byteOffset, length) : new SliceReader(parent, byteOffset, length);
-}
-
-/** A read-only view of any device: writes are impossible by type and at run time. */
-export function readOnly(reader: BlockReader): BlockReader {
-  return { get size() { return reader.size; }, read: (byteOffset, length) => reader.read(byteOffset, length) };
 }

@@ -1,7 +1,6 @@
-import { createHash } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync, readSync, realpathSync, renameSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, openSync, readFileSync, readSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import type { ByteRange } from '../device/types.js';
+import { fileIdentityKey, readFileFact, writeFileFact } from './identity.js';
 
 /**
  * A data map lists the byte ranges of a base image that hold anything but
@@ -90,21 +89,13 @@ export function cacheEntryMapPath(rawPath: string): string {
 
 /** The cached map of any raw file, keyed by its identity; scanned and stored when missing or stale. */
 export function dataMapFor(path: string, cacheDir: string): DataMap {
-  const st = statSync(path, { bigint: true });
-  const size = Number(st.size);
+  const size = statSync(path).size;
   const beside = readDataMap(cacheEntryMapPath(path), size);
   if (beside) return beside;
-  const identity = [realpathSync(path), st.dev, st.ino, st.size, st.mtimeNs].join('\0');
-  const dir = join(cacheDir, 'maps');
-  const mapPath = join(dir, `${createHash('sha256').update(identity).digest('hex')}.json`);
-  const cached = readDataMap(mapPath, size);
-  if (cached) return cached;
+  const key = fileIdentityKey(path);
+  const cached = readFileFact(cacheDir, 'maps', key);
+  if (isDataMap(cached, size)) return cached;
   const map = scanDataMap(path, size);
-  try {
-    mkdirSync(dir, { recursive: true });
-    writeDataMap(mapPath, map);
-  } catch {
-    // A read-only cache only costs the next save another scan.
-  }
+  writeFileFact(cacheDir, 'maps', key, map);
   return map;
 }

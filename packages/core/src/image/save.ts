@@ -62,9 +62,10 @@ export async function copyRanges(fromPath: string, to: FileHandle, size: number,
 
 export interface SaveOptions {
   /**
-   * fsync the output before it is renamed into place (default false). The
-   * rename alone already guarantees that a crash of the process never leaves a
-   * half-written output; sync adds durability across a power loss.
+   * fsync the output before it is renamed into place. Default false for a new
+   * file: the rename alone already guarantees that a crash of the process never
+   * leaves a half-written output; sync adds durability across a power loss.
+   * Default true for an in-place save, which changes the base itself.
    */
   sync?: boolean;
   onProgress?: (progress: Progress) => void;

@@ -6,6 +6,7 @@ import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { PiimgError } from '../errors.js';
 import { writeFully } from '../device/file.js';
+import { fileIdentityKey, readFileFact, writeFileFact } from './identity.js';
 import { cacheEntryMapPath, DATA_MAP_BLOCK, DataMapBuilder, writeDataMap, type DataMap } from './datamap.js';
 
 export type Compression = 'xz' | 'gzip' | 'zip';
@@ -172,9 +173,16 @@ export async function resolveSource(path: string, options: SourceOptions = {}): 
   if (!compression) return { rawPath: path, cached: false };
 
   const cacheDir = options.cacheDir ?? defaultCacheDir();
-  const key = await hashFile(path, options.onProgress);
+  // Hashing a large .xz costs seconds: the hash is remembered for the file as it is now.
+  const identity = fileIdentityKey(path);
+  const known = readFileFact(cacheDir, 'sources', identity);
+  const remembered = typeof known === 'string' && /^[0-9a-f]{64}$/.test(known);
+  const key = remembered ? known : await hashFile(path, options.onProgress);
   const rawPath = join(cacheDir, `${key}.img`);
-  if (existsSync(rawPath)) return { rawPath, compression, cached: true };
+  if (existsSync(rawPath)) {
+    if (!remembered) writeFileFact(cacheDir, 'sources', identity, key);
+    return { rawPath, compression, cached: true };
+  }
 
   mkdirSync(cacheDir, { recursive: true });
   const partial = join(cacheDir, `${key}.${process.pid}.${randomBytes(4).toString('hex')}.partial`);
@@ -208,6 +216,7 @@ export async function resolveSource(path: string, options: SourceOptions = {}): 
     } catch {
       // Without its map the entry still works; the first save scans it.
     }
+    writeFileFact(cacheDir, 'sources', identity, key);
   } catch (error) {
     try {
       closeSync(fd);

@@ -49,7 +49,6 @@ describe.skipIf(!haveTools).each(FIXTURES)('FAT volume against fsck.fat and mtoo
   let dir: string;
   let cleanup: () => void;
   let image: string;
-  let clusterSize: number;
 
   beforeAll(() => {
     ({ dir, cleanup } = tempDir());
@@ -82,7 +81,6 @@ describe.skipIf(!haveTools).each(FIXTURES)('FAT volume against fsck.fat and mtoo
       expect(probe?.label).toBe('TESTVOL');
       expect(probe?.volumeId).toBe('1234-5678');
       const volume = await mountFat(device, { readOnly: true });
-      clusterSize = volume.geometry.clusterSize;
       expect(volume.getLabel()).toBe('TESTVOL');
       expect((await volume.readdir('/')).map((e) => e.name).sort()).toEqual(['Sub Dir', 'TINY.TXT']);
       expect(await volume.readFile('/sub dir/DATA FILE.BIN')).toEqual(content);

@@ -2,7 +2,7 @@
  * 32-byte short directory entries. Ref: FAT spec §6 "FAT Directory Structure".
  */
 import type { FatType } from './codec.js';
-import { DIRENT, DIRENT_SIZE, readUint, viewOf, writeUint } from './layout.js';
+import { ATTR_VOLUME_ID, DIRENT, DIRENT_SIZE, readUint, viewOf, writeUint } from './layout.js';
 
 export interface ShortEntry {
   /** DIR_Name, 11 bytes. */
@@ -37,6 +37,23 @@ export function parseShortEntry(bytes: Uint8Array, byteOffset: number, fatType: 
     wrtDate: readUint(view, DIRENT.DIR_WrtDate, byteOffset),
     size: readUint(view, DIRENT.DIR_FileSize, byteOffset),
   };
+}
+
+/** The volume label entry of the root directory (DIR_Attr = ATTR_VOLUME_ID); only its write time is kept. */
+export function encodeLabelEntry(labelField: Uint8Array, wrtTime: number, wrtDate: number): Uint8Array {
+  return encodeShortEntry({
+    raw: labelField,
+    attr: ATTR_VOLUME_ID,
+    ntRes: 0,
+    crtTenth: 0,
+    crtTime: 0,
+    crtDate: 0,
+    accDate: 0,
+    firstCluster: 0,
+    wrtTime,
+    wrtDate,
+    size: 0,
+  });
 }
 
 export function encodeShortEntry(entry: ShortEntry): Uint8Array {

@@ -1,10 +1,8 @@
 import type { BlockDevice } from '../../device/types.js';
 import { PiimgError } from '../../errors.js';
-import { formatVolumeId } from './boot.js';
 import { END, codecs, type FatType } from './codec.js';
-import { encodeShortEntry } from './dirent.js';
+import { encodeLabelEntry } from './dirent.js';
 import {
-  ATTR_VOLUME_ID,
   BOOT_SIGNATURE_OFFSET,
   BPB,
   BPB16,
@@ -155,20 +153,8 @@ export function formatFat(device: BlockDevice, options: FormatFatOptions = {}): 
     device.write(7 * SECTOR_SIZE, info);
   }
   if (label !== '') {
-    const entry = encodeShortEntry({
-      raw: labelField,
-      attr: ATTR_VOLUME_ID,
-      ntRes: 0,
-      crtTenth: 0,
-      crtTime: 0,
-      crtDate: 0,
-      accDate: 0,
-      firstCluster: 0,
-      wrtTime: 0,
-      wrtDate: (44 << 9) | (1 << 5) | 1,
-      size: 0,
-    });
-    device.write(rootByteOffset, entry);
+    // Write date 2024-01-01 (FAT dates count years from 1980).
+    device.write(rootByteOffset, encodeLabelEntry(labelField, 0, (44 << 9) | (1 << 5) | 1));
   }
   device.flush();
 }

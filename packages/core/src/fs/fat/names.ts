@@ -27,8 +27,6 @@ const SHORT_SPECIALS = new Set([...'$%\'-_@~`!(){}^#&']);
 const SHORT_EXACT = /^[A-Za-z0-9$%'\-_@~`!(){}^#&]*$/;
 /** Characters never allowed in a long name (FAT spec §7). */
 const LONG_FORBIDDEN = /[\u0000-\u001f"*/:<>?\\|]/;
-/** Allowed in a long name but not in a short one. */
-const LONG_ONLY = new Set([...'+,;=[]']);
 
 /** Decodes DIR_Name into "NAME.EXT", applying the NT lower-case flags. */
 export function decodeShortName(raw: Uint8Array, ntRes: number): string {

@@ -16,14 +16,13 @@ import {
 import { Allocator } from './alloc.js';
 import { type FatGeometry, parseBootSector } from './boot.js';
 import { BAD, END, FREE } from './codec.js';
-import { DOTDOT_NAME, DOT_NAME, type ShortEntry, encodeShortEntry } from './dirent.js';
+import { DOTDOT_NAME, DOT_NAME, type ShortEntry, encodeLabelEntry, encodeShortEntry } from './dirent.js';
 import { Directory, type Entry, type FatContext, clusterToByteOffset } from './directory.js';
 import { ChainWriter, readChain, wholeChain } from './file.js';
 import {
   ATTR_ARCHIVE,
   ATTR_DIRECTORY,
   ATTR_READ_ONLY,
-  ATTR_VOLUME_ID,
   DIRENT_SIZE,
   FSINFO,
   FSI_LEAD_SIG,
@@ -722,19 +721,7 @@ export class FatVolume implements Volume, FatContext {
     if (trimmed === '') {
       if (slot >= 0) root.freeSlots(slot, slot);
     } else {
-      const entry = encodeShortEntry({
-        raw: field,
-        attr: ATTR_VOLUME_ID,
-        ntRes: 0,
-        crtTenth: 0,
-        crtTime: 0,
-        crtDate: 0,
-        accDate: 0,
-        firstCluster: 0,
-        wrtTime: stamp.time,
-        wrtDate: stamp.date,
-        size: 0,
-      });
+      const entry = encodeLabelEntry(field, stamp.time, stamp.date);
       root.putSlots(slot >= 0 ? slot : root.reserveSlots(1, '/'), entry);
     }
     if (this.geometry.hasExtendedBpb) {

@@ -1,0 +1,37 @@
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, realpathSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+/**
+ * A key for "this file as it is now": path, device, inode, size and
+ * modification time in ns. Anything that rewrites the file changes it, so
+ * facts derived from the content (its hash, its data map) can be cached under it.
+ */
+export function fileIdentityKey(path: string): string {
+  const st = statSync(path, { bigint: true });
+  const identity = [realpathSync(path), st.dev, st.ino, st.size, st.mtimeNs].join('\0');
+  return createHash('sha256').update(identity).digest('hex');
+}
+
+/** Reads a cached fact about a file (a small JSON file under `cacheDir/kind/`). */
+export function readFileFact(cacheDir: string, kind: string, key: string): unknown {
+  try {
+    return JSON.parse(readFileSync(join(cacheDir, kind, `${key}.json`), 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Stores a fact atomically; a cache that cannot be written only costs recomputing it. */
+export function writeFileFact(cacheDir: string, kind: string, key: string, value: unknown): void {
+  try {
+    const dir = join(cacheDir, kind);
+    mkdirSync(dir, { recursive: true });
+    const path = join(dir, `${key}.json`);
+    const partial = `${path}.${process.pid}.partial`;
+    writeFileSync(partial, JSON.stringify(value));
+    renameSync(partial, path);
+  } catch {
+    // Read-only or full cache directory.
+  }
+}
