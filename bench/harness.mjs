@@ -54,8 +54,8 @@ export function compare({ title, runs = 5, bytes, prepare, ours, native, env }) 
   const result = {
     title,
     runs,
-    ours: { medianSeconds: median(samples.ours), peakRssKiB: rss.ours.length ? Math.max(...rss.ours) : undefined },
-    native: { medianSeconds: median(samples.native), peakRssKiB: rss.native.length ? Math.max(...rss.native) : undefined },
+    ours: { medianSeconds: median(samples.ours), samples: samples.ours, peakRssKiB: rss.ours.length ? Math.max(...rss.ours) : undefined },
+    native: { medianSeconds: median(samples.native), samples: samples.native, peakRssKiB: rss.native.length ? Math.max(...rss.native) : undefined },
   };
   result.ratio = result.ours.medianSeconds / result.native.medianSeconds;
   if (bytes) {
@@ -67,6 +67,8 @@ export function compare({ title, runs = 5, bytes, prepare, ours, native, env }) 
   console.log(`\n## ${title} (median of ${runs}, each in a fresh process)`);
   console.log(`  piimg : ${format(result.ours.medianSeconds)}${throughput('ours')}, peak RSS ${formatRss(result.ours.peakRssKiB)}`);
   console.log(`  native: ${format(result.native.medianSeconds)}${throughput('native')}, peak RSS ${formatRss(result.native.peakRssKiB)}`);
+  const list = (side) => samples[side].map((s) => s.toFixed(3)).join(' ');
+  console.log(`  samples (s): piimg ${list('ours')} | native ${list('native')}`);
   console.log(`  ratio (piimg time / native time): ${result.ratio.toFixed(2)}`);
   mkdirSync(join(root, 'bench', 'results'), { recursive: true });
   const file = join(root, 'bench', 'results', `${title.replace(/[^a-z0-9]+/gi, '-').toLowerCase()}.json`);

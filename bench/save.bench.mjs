@@ -19,7 +19,7 @@ try {
   const out = join(dir, 'out.img');
   compare({
     title: 'image.save of a 2 GiB image vs cp --sparse=always',
-    runs: 5,
+    runs: 9,
     prepare: () => rmSync(out, { force: true }),
     ours: ['node', 'bench/cases/save.mjs', base, out, '8'],
     native: ['cp', '--sparse=always', base, out],

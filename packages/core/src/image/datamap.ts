@@ -87,15 +87,35 @@ export function cacheEntryMapPath(rawPath: string): string {
   return `${rawPath}.map.json`;
 }
 
+/** Where a raw file's data map is remembered: its cache key and, once known, the map. */
+export interface DataMapSlot {
+  key: string;
+  map: DataMap | undefined;
+}
+
+/**
+ * The cached map of a raw file: the one beside a decompressed cache entry, or
+ * the one stored under the file's identity. `map` is undefined when neither
+ * exists yet; store one found later with `rememberDataMap(slot, ...)`.
+ */
+export function cachedDataMap(path: string, cacheDir: string): DataMapSlot {
+  const size = statSync(path).size;
+  const key = fileIdentityKey(path);
+  const beside = readDataMap(cacheEntryMapPath(path), size);
+  if (beside) return { key, map: beside };
+  const cached = readFileFact(cacheDir, 'maps', key);
+  return { key, map: isDataMap(cached, size) ? cached : undefined };
+}
+
+export function rememberDataMap(cacheDir: string, slot: DataMapSlot, map: DataMap): void {
+  writeFileFact(cacheDir, 'maps', slot.key, map);
+}
+
 /** The cached map of any raw file, keyed by its identity; scanned and stored when missing or stale. */
 export function dataMapFor(path: string, cacheDir: string): DataMap {
-  const size = statSync(path).size;
-  const beside = readDataMap(cacheEntryMapPath(path), size);
-  if (beside) return beside;
-  const key = fileIdentityKey(path);
-  const cached = readFileFact(cacheDir, 'maps', key);
-  if (isDataMap(cached, size)) return cached;
-  const map = scanDataMap(path, size);
-  writeFileFact(cacheDir, 'maps', key, map);
+  const slot = cachedDataMap(path, cacheDir);
+  if (slot.map) return slot.map;
+  const map = scanDataMap(path, statSync(path).size);
+  rememberDataMap(cacheDir, slot, map);
   return map;
 }

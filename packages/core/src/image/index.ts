@@ -4,7 +4,7 @@ export { detectFilesystem } from './detect.js';
 export type { FilesystemInfo, FilesystemType } from './detect.js';
 export { resolveSource, sniffCompression, defaultCacheDir, DEFAULT_MAX_IMAGE_SIZE } from './source.js';
 export type { Compression, Progress, SourceOptions, ResolvedSource } from './source.js';
-export { copyRanges } from './save.js';
+export { copyRanges, type CopyOptions } from './copy.js';
 export { scanDataMap, dataMapFor } from './datamap.js';
 export type { DataMap } from './datamap.js';
 export type { SaveOptions, SaveResult } from './save.js';

@@ -4,59 +4,15 @@ import { copyFile, open, rename, unlink, type FileHandle } from 'node:fs/promise
 import { basename, dirname, join } from 'node:path';
 import type { Overlay } from '../device/overlay.js';
 import { PiimgError } from '../errors.js';
+import { copyRanges } from './copy.js';
 import type { DataMap } from './datamap.js';
 import type { Progress } from './source.js';
-
-const COPY_BUFFER = 8 << 20;
-
-async function readFullyAt(handle: FileHandle, buffer: Buffer, length: number, position: number, path: string): Promise<void> {
-  let filled = 0;
-  while (filled < length) {
-    const { bytesRead } = await handle.read(buffer, filled, length - filled, position + filled);
-    if (bytesRead === 0) throw new PiimgError('E_TRUNCATED', `${path} changed size while being copied`, { path });
-    filled += bytesRead;
-  }
-}
 
 async function writeFullyAt(handle: FileHandle, buffer: Buffer, length: number, position: number): Promise<void> {
   let done = 0;
   while (done < length) {
     const { bytesWritten } = await handle.write(buffer, done, length - done, position + done);
     done += bytesWritten;
-  }
-}
-
-/**
- * Copies the given ranges of a file into `to` at the same offsets and sets
- * the length to `size`: what lies outside the ranges stays a hole. Reads run
- * one block ahead of writes (two buffers on the thread pool), so reading and
- * writing overlap.
- */
-export async function copyRanges(fromPath: string, to: FileHandle, size: number, ranges: DataMap, onProgress?: (progress: Progress) => void): Promise<void> {
-  const from = await open(fromPath, 'r');
-  const buffers = [Buffer.allocUnsafe(COPY_BUFFER), Buffer.allocUnsafe(COPY_BUFFER)];
-  const writes: Promise<void>[] = [Promise.resolve(), Promise.resolve()];
-  const bytesTotal = ranges.reduce((sum, r) => sum + r.length, 0);
-  let bytesDone = 0;
-  let turn = 0;
-  try {
-    await to.truncate(size);
-    for (const range of ranges) {
-      for (let position = range.byteOffset; position < range.byteOffset + range.length; ) {
-        const length = Math.min(COPY_BUFFER, range.byteOffset + range.length - position);
-        const slot = turn++ & 1;
-        await writes[slot]; // this buffer's previous write must be done before it is refilled
-        await readFullyAt(from, buffers[slot]!, length, position, fromPath);
-        writes[slot] = writeFullyAt(to, buffers[slot]!, length, position);
-        position += length;
-        bytesDone += length;
-        onProgress?.({ phase: 'save', bytesDone, bytesTotal });
-      }
-    }
-    await Promise.all(writes);
-  } finally {
-    await Promise.allSettled(writes);
-    await from.close();
   }
 }
 
@@ -89,7 +45,7 @@ export async function saveOverlay(
   basePath: string,
   overlay: Overlay,
   outPath: string,
-  dataMap: () => DataMap,
+  dataMaps: { known(): DataMap | undefined; learned(map: DataMap): void },
   options: SaveOptions = {},
 ): Promise<SaveResult> {
   const temporary = join(dirname(outPath), `.${basename(outPath)}.${randomBytes(6).toString('hex')}.piimg-partial`);
@@ -104,7 +60,12 @@ export async function saveOverlay(
       await unlink(temporary).catch(() => undefined);
     }
     handle = await open(temporary, reflinked ? 'r+' : 'wx', 0o644);
-    if (!reflinked) await copyRanges(basePath, handle, overlay.size, dataMap(), options.onProgress);
+    if (!reflinked) {
+      // Without a map of the base yet, the copy finds one on the way.
+      const known = dataMaps.known();
+      const found = await copyRanges(basePath, handle, overlay.size, known, { onProgress: options.onProgress });
+      if (!known) dataMaps.learned(found);
+    }
     let changedBytes = 0;
     for (const chunk of overlay.changedChunks()) {
       await writeFullyAt(handle, Buffer.from(chunk.data.buffer, chunk.data.byteOffset, chunk.data.length), chunk.data.length, chunk.byteOffset);
