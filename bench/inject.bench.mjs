@@ -8,7 +8,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { compare } from './harness.mjs';
+import { compare, measure } from './harness.mjs';
 
 const dir = mkdtempSync(join(tmpdir(), 'piimg-bench-inject-'));
 try {
@@ -53,14 +53,21 @@ boot:
   );
   const out = join(dir, 'out.img');
   const sector = 512;
+  const ours = ['node', 'packages/cli/bin/piimg.js', 'inject', base, '-o', out, '--config', config];
+  const env = { PIIMG_CACHE_DIR: join(dir, 'cache') };
   compare({
     title: 'piimg inject of a standard payload into a 2 GiB image vs cp + mtools + debugfs',
     runs: 5,
     prepare: () => rmSync(out, { force: true }),
-    ours: ['node', 'packages/cli/bin/piimg.js', 'inject', base, '-o', out, '--config', config],
+    ours,
     native: ['bash', 'bench/cases/inject-native.sh', base, out, payload, String(8192 * sector), String((8192 + 512 * 2048) * sector)],
-    env: { PIIMG_CACHE_DIR: join(dir, 'cache') },
+    env,
   });
+  // Where our time goes: one more run with --json, which reports seconds per step.
+  rmSync(out, { force: true });
+  const { stdout } = measure([...ours, '--json'], { env });
+  const steps = Object.entries(JSON.parse(stdout).timings).map(([step, seconds]) => `${step} ${(seconds * 1000).toFixed(0)} ms`);
+  console.log(`  piimg steps: ${steps.join(', ')}`);
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }

@@ -56,14 +56,24 @@ export const inject: Command = {
     if (!values.output) throw new UsageError(`-o OUT is required\n\n${usage}`);
     if (!values.config) throw new UsageError(`--config FILE is required\n\n${usage}`);
 
+    // Seconds spent in each step, reported with --json.
+    const timings: Record<string, number> = {};
+    let mark = started;
+    const lap = (step: string) => {
+      const now = Date.now();
+      timings[step] = (now - mark) / 1000;
+      mark = now;
+    };
     // The configuration is loaded and checked (files exist) before the image is opened.
     const loaded = await loadConfig(values.config, { set: values.set ?? [], env: io.env, vars: parseVars(values.var) });
+    lap('config');
     const onProgress = progressReporter(io, !values.json);
     const log = (text: string) => {
       if (!values.json && io.stderr.isTTY) io.stderr.write(text + '\n');
     };
 
     await using image = await openImage(positionals[0]!, onProgress ? { onProgress } : {});
+    lap('open');
     log(`base: ${image.sourcePath}${image.cached ? ' (cached)' : ''}`);
     const boot = await image.mount('boot');
     const root = await image.mount('root');
@@ -80,6 +90,7 @@ export const inject: Command = {
     );
     await boot.close();
     await root.close();
+    lap('apply');
 
     let verified = false;
     if (!values['no-verify']) {
@@ -94,8 +105,10 @@ export const inject: Command = {
         );
       }
       verified = true;
+      lap('verify');
     }
     const saved = await image.save(values.output, { sync: values.sync ?? false, ...(onProgress ? { onProgress } : {}) });
+    lap('save');
 
     const summary = {
       base: image.sourcePath,
@@ -107,6 +120,7 @@ export const inject: Command = {
       verified,
       changedBytes: saved.changedBytes,
       seconds: (Date.now() - started) / 1000,
+      timings,
     };
     if (values.json) {
       writeJson(io, summary);
