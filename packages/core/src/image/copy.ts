@@ -20,9 +20,10 @@ import type { Progress } from './source.js';
  *   2.5x longer (the kernel then allocates page-cache folios of that size),
  *   while 128-512 KiB writes stayed steady, as they do for cp (128 KiB).
  *   512 KiB blocks also keep each thread's buffer in its CPU cache.
- * - Writes to one file serialize in the kernel, reads do not. Two threads
- *   take alternate blocks: one reads its next block while the other writes,
- *   and they pass the turn to write in block order through shared memory.
+ * - Writes to one file serialize in the kernel, reads do not. Two worker
+ *   threads claim blocks in turn: one reads its next block while the other
+ *   writes, and they pass the turn to write, in block order, through shared
+ *   memory.
  */
 export const COPY_BLOCK = 512 << 10;
 /** Below this many bytes the copy runs on the calling thread: starting workers costs ~25 ms. */
@@ -50,15 +51,26 @@ function splitBlocks(ranges: DataMap): Float64Array {
   return blocks;
 }
 
-/** What one copy thread needs; structured-cloned into the worker. */
-interface CopyShare {
+/** Slots of the shared control array (Int32). */
+const SLOTS = {
+  /** Index of the next block nobody has claimed yet. */
+  claim: 0,
+  /** Index of the next block to write. */
+  turn: 1,
+  /** 1 once any thread failed. */
+  failed: 2,
+} as const;
+const CONTROL_SLOTS = 3;
+const { turn: TURN, failed: FAILED } = SLOTS;
+
+/** What one copy thread needs; structured-cloned into each worker. */
+interface CopyJob {
   fromPath: string;
   toFd: number;
   blocks: Float64Array;
-  /** Int32 slots: [0] index of the next block to write, [1] set to 1 when a thread failed. */
   control: SharedArrayBuffer;
-  first: number;
-  step: number;
+  /** The layout of `control`, passed along since the worker source cannot see this module. */
+  slots: typeof SLOTS;
   /**
    * When set, blocks are checked for zeros in units of `unitSize` bytes (blocks
    * start at multiples of it): all-zero units are not written (they stay
@@ -69,54 +81,65 @@ interface CopyShare {
 }
 
 type FsSync = Pick<typeof import('node:fs'), 'openSync' | 'readSync' | 'writeSync' | 'closeSync'>;
+const SYNC_FS: FsSync = { openSync, readSync, writeSync, closeSync };
 
 /**
- * One thread's share: blocks first, first + step, ... Reads its block, waits
- * for its turn, writes, passes the turn on. Self-contained: its source text is
- * what each worker runs.
+ * One copying thread: claims the next block, reads it, waits until every
+ * earlier block is written, writes it, passes the turn on; until no block is
+ * left. Any number of threads can share a copy: if a worker fails to start,
+ * the other copies its blocks. Self-contained: its source text is what each
+ * worker runs.
  */
-function copyShare(share: CopyShare, fs: FsSync): void {
-  const TURN = 0;
-  const FAILED = 1;
-  const control = new Int32Array(share.control);
-  const blocks = share.blocks;
+function copyThread(job: CopyJob, fs: FsSync): void {
+  const { claim: CLAIM, turn: TURN, failed: FAILED } = job.slots;
+  const control = new Int32Array(job.control);
+  const blocks = job.blocks;
+  const count = blocks.length / 2;
   let largest = 0;
   for (let index = 1; index < blocks.length; index += 2) largest = Math.max(largest, blocks[index]!);
   const buffer = Buffer.allocUnsafe(largest);
-  const units = share.units ? new Uint8Array(share.units) : undefined;
-  const zeros = Buffer.alloc(units ? share.unitSize : 0);
-  const from = fs.openSync(share.fromPath, 'r');
+  const units = job.units ? new Uint8Array(job.units) : undefined;
+  const zeros = Buffer.alloc(units ? job.unitSize : 0);
   const writeAll = (start: number, end: number, position: number) => {
-    for (let done = start; done < end; ) done += fs.writeSync(share.toFd, buffer, done, end - done, position + done);
+    for (let done = start; done < end; ) done += fs.writeSync(job.toFd, buffer, done, end - done, position + done);
   };
+  let from = -1;
   try {
-    for (let block = share.first; block < blocks.length / 2; block += share.step) {
+    from = fs.openSync(job.fromPath, 'r');
+    for (;;) {
+      const block = Atomics.add(control, CLAIM, 1);
+      if (block >= count) return;
       const position = blocks[block * 2]!;
       const length = blocks[block * 2 + 1]!;
       for (let done = 0; done < length; ) {
-        const count = fs.readSync(from, buffer, done, length - done, position + done);
-        if (count === 0) throw Object.assign(new Error('the base changed size while being copied'), { code: 'E_TRUNCATED' });
-        done += count;
+        const read = fs.readSync(from, buffer, done, length - done, position + done);
+        if (read === 0) throw Object.assign(new Error('the base changed size while being copied'), { code: 'E_TRUNCATED' });
+        done += read;
       }
-      // The other thread usually hands over within microseconds: spin briefly
-      // before sleeping, since waking a sleeping thread costs more than that.
-      const spinUntil = performance.now() + 0.2;
+      // The thread before usually hands over within microseconds: spin
+      // briefly before sleeping, since waking a sleeping thread costs more.
+      const waitStarted = performance.now();
+      let lastTurn = -1;
+      let lastChange = waitStarted;
       for (;;) {
         const turn = Atomics.load(control, TURN);
         if (Atomics.load(control, FAILED) !== 0) return;
         if (turn === block) break;
-        if (performance.now() > spinUntil) Atomics.wait(control, TURN, turn, 100);
+        const now = performance.now();
+        if (turn !== lastTurn) [lastTurn, lastChange] = [turn, now];
+        // A thread that stopped without raising FAILED would leave the others waiting forever.
+        if (now - lastChange > 60_000) throw Object.assign(new Error('the copy stalled: no block written for 60 s'), { code: 'E_IO' });
+        if (now - waitStarted > 0.2) Atomics.wait(control, TURN, turn, 100);
       }
       if (!units) {
         writeAll(0, length, position);
       } else {
         // Write runs of units that hold data; zero units become holes.
         let runStart = -1;
-        for (let start = 0; start < length; start += share.unitSize) {
-          const end = Math.min(start + share.unitSize, length);
-          const data = !buffer.subarray(start, end).equals(zeros.subarray(0, end - start));
-          if (data) {
-            units[(position + start) / share.unitSize] = 1;
+        for (let start = 0; start < length; start += job.unitSize) {
+          const end = Math.min(start + job.unitSize, length);
+          if (!buffer.subarray(start, end).equals(zeros.subarray(0, end - start))) {
+            units[(position + start) / job.unitSize] = 1;
             if (runStart < 0) runStart = start;
           } else if (runStart >= 0) {
             writeAll(runStart, start, position);
@@ -133,7 +156,7 @@ function copyShare(share: CopyShare, fs: FsSync): void {
     Atomics.notify(control, TURN);
     throw error;
   } finally {
-    fs.closeSync(from);
+    if (from >= 0) fs.closeSync(from);
   }
 }
 
@@ -141,77 +164,95 @@ const WORKER_SOURCE = `
 const { workerData, parentPort } = require('node:worker_threads');
 const fs = require('node:fs');
 try {
-  (${copyShare.toString()})(workerData, fs);
+  (${copyThread.toString()})(workerData, fs);
   parentPort.postMessage({ ok: true });
 } catch (error) {
   parentPort.postMessage({ ok: false, message: String(error && error.message), code: error && error.code });
 }`;
 
-function runWorker(share: CopyShare): Promise<void> {
+/** Runs one copy worker; the error of a worker that never came online has `started: false`. */
+function runWorker(job: CopyJob): Promise<void> {
   return new Promise((resolve, reject) => {
-    const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: share, stdout: true, stderr: true });
+    let started = false;
     let settled = false;
+    const settle = (error?: Error) => {
+      if (settled) return;
+      settled = true;
+      if (error) reject(Object.assign(error, { started }));
+      else resolve();
+    };
+    let worker: Worker;
+    try {
+      worker = new Worker(WORKER_SOURCE, { eval: true, workerData: job, stdout: true, stderr: true });
+    } catch (error) {
+      settle(error as Error);
+      return;
+    }
+    worker.once('online', () => (started = true));
     worker.once('message', (message: { ok: boolean; message?: string; code?: string }) => {
-      settled = true;
-      if (message.ok) resolve();
-      else reject(Object.assign(new Error(message.message), { code: message.code }));
+      started = true;
+      settle(message.ok ? undefined : Object.assign(new Error(message.message), { code: message.code }));
     });
-    worker.once('error', (error) => {
-      settled = true;
-      reject(error);
-    });
-    worker.once('exit', (code) => {
-      if (!settled) reject(new Error(`copy worker exited with code ${code}`));
-    });
+    worker.once('error', (error) => settle(error));
+    worker.once('exit', (code) => settle(new Error(`copy worker exited with code ${code}`)));
   });
 }
 
-async function copyParallel(fromPath: string, toFd: number, blocks: Float64Array, units: SharedArrayBuffer | undefined, onProgress?: (progress: Progress) => void): Promise<void> {
-  const control = new SharedArrayBuffer(8);
-  const turn = new Int32Array(control);
-  const count = blocks.length / 2;
+function fail(control: Int32Array): void {
+  Atomics.store(control, FAILED, 1);
+  Atomics.notify(control, TURN);
+}
+
+/**
+ * Copies the blocks on COPY_THREADS worker threads. (Letting the calling
+ * thread copy while they start measured no faster.)
+ */
+async function copyParallel(job: Omit<CopyJob, 'control' | 'slots'>, onProgress?: (progress: Progress) => void): Promise<void> {
+  const control = new Int32Array(new SharedArrayBuffer(CONTROL_SLOTS * 4));
+  const shared = { ...job, control: control.buffer as SharedArrayBuffer, slots: SLOTS };
+  const { blocks } = job;
   const bytesTotal = totalBytes(blocks);
-  // Progress from the shared turn counter; bytes of the blocks written so far.
+  // Progress from the shared turn counter: bytes of the blocks written so far.
   const report = () => {
     if (!onProgress) return;
-    const written = Atomics.load(turn, 0);
+    const written = Math.min(Atomics.load(control, TURN), blocks.length / 2);
     let bytesDone = 0;
     for (let block = 0; block < written; block++) bytesDone += blocks[block * 2 + 1]!;
     onProgress({ phase: 'save', bytesDone, bytesTotal });
   };
   const timer = onProgress ? setInterval(report, 100) : undefined;
   try {
-    const shares = Array.from({ length: Math.min(COPY_THREADS, count) }, (_, first) =>
-      runWorker({ fromPath, toFd, blocks, control, first, step: COPY_THREADS, units, unitSize: DATA_MAP_BLOCK }).catch((error: unknown) => {
-        // A worker that could not start or died cannot set the flag itself: stop the others.
-        Atomics.store(turn, 1, 1);
-        Atomics.notify(turn, 0);
-        throw error;
-      }),
-    );
-    const results = await Promise.allSettled(shares);
-    const failure = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
-    if (failure) throw failure.reason;
+    const workers: Promise<void>[] = [];
+    for (let index = 0; index < COPY_THREADS; index++) {
+      workers.push(
+        runWorker(shared).catch((error: Error & { started?: boolean }) => {
+          // A worker that died cannot raise the flag itself: stop the others. One
+          // that never started claimed no block; the others copy without it.
+          if (error.started) fail(control);
+          throw error;
+        }),
+      );
+    }
+    const results = await Promise.allSettled(workers);
+    const failures = results.filter((result): result is PromiseRejectedResult => result.status === 'rejected').map((result) => result.reason as Error & { started?: boolean });
+    if (failures.length === COPY_THREADS && failures.every((failure) => !failure.started)) {
+      // No worker thread could start here: copy on this thread.
+      copyThread(shared, SYNC_FS);
+      return;
+    }
+    // Every block written, in order, and nobody failed: the copy is complete, even if a
+    // worker could not start (then the other one copied its blocks).
+    if (Atomics.load(control, FAILED) === 0 && Atomics.load(control, TURN) === blocks.length / 2) return report();
+    throw failures.find((failure) => failure.started) ?? failures[0] ?? new Error('the copy ended before every block was written');
   } finally {
     if (timer) clearInterval(timer);
   }
-  report();
 }
 
 function totalBytes(blocks: Float64Array): number {
   let sum = 0;
   for (let index = 1; index < blocks.length; index += 2) sum += blocks[index]!;
   return sum;
-}
-
-/**
- * The copy on the calling thread, for small copies (a few ms) or where worker
- * threads cannot start: the same code as one worker, with the turn always its own.
- */
-function copyInline(fromPath: string, toFd: number, blocks: Float64Array, units: SharedArrayBuffer | undefined, onProgress?: (progress: Progress) => void): void {
-  copyShare({ fromPath, toFd, blocks, control: new SharedArrayBuffer(8), first: 0, step: 1, units, unitSize: DATA_MAP_BLOCK }, { openSync, readSync, writeSync, closeSync });
-  const bytesTotal = totalBytes(blocks);
-  onProgress?.({ phase: 'save', bytesDone: bytesTotal, bytesTotal });
 }
 
 /** Merged ranges of the units flagged as holding data. */
@@ -239,21 +280,20 @@ export async function copyRanges(fromPath: string, to: FileHandle, size: number,
   const blocks = splitBlocks(ranges ?? (size > 0 ? [{ byteOffset: 0, length: size }] : []));
   const units = ranges ? undefined : new SharedArrayBuffer(Math.ceil(size / DATA_MAP_BLOCK));
   try {
-    let copied = false;
-    if (totalBytes(blocks) >= (options.parallelMin ?? PARALLEL_COPY_MIN)) {
-      try {
-        await copyParallel(fromPath, to.fd, blocks, units, options.onProgress);
-        copied = true;
-      } catch (error) {
-        // Where worker threads cannot start, copy on this thread instead: it writes every block again.
-        if (!String((error as NodeJS.ErrnoException).code).startsWith('ERR_WORKER')) throw error;
-      }
+    const job = { fromPath, toFd: to.fd, blocks, units, unitSize: DATA_MAP_BLOCK };
+    const bytesTotal = totalBytes(blocks);
+    if (bytesTotal >= (options.parallelMin ?? PARALLEL_COPY_MIN)) {
+      await copyParallel(job, options.onProgress);
+    } else {
+      // A few ms of work: on this thread alone.
+      copyThread({ ...job, control: new SharedArrayBuffer(CONTROL_SLOTS * 4), slots: SLOTS }, SYNC_FS);
+      options.onProgress?.({ phase: 'save', bytesDone: bytesTotal, bytesTotal });
     }
-    if (!copied) copyInline(fromPath, to.fd, blocks, units, options.onProgress);
     await to.truncate(size);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'E_TRUNCATED') {
-      throw new PiimgError('E_TRUNCATED', `${fromPath} changed size while being copied`, { path: fromPath }, { cause: error });
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'E_TRUNCATED' || code === 'E_IO') {
+      throw new PiimgError(code, `cannot copy ${fromPath}: ${(error as Error).message}`, { path: fromPath }, { cause: error });
     }
     throw error;
   }
