@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -61,6 +61,14 @@ describe('copyRanges', () => {
       const copied = readFileSync(partial);
       expect(copied.length).toBe(statSync(from).size);
       expect(copied.subarray(map[1]!.byteOffset, map[1]!.byteOffset + map[1]!.length).every((b) => b === 0)).toBe(true);
+    });
+
+    it(`${mode}: dense data, many times the ring between reader and writer, arrives intact`, async () => {
+      const from = join(dir, `dense-${parallelMin}.img`);
+      writeFileSync(from, randomBytes(13 * 2 ** 20 + 100));
+      const to = join(dir, `dense-${parallelMin}.out`);
+      await copy(from, to, [{ byteOffset: 0, length: statSync(from).size }], parallelMin);
+      expect(readFileSync(to).equals(readFileSync(from))).toBe(true);
     });
 
     it(`${mode}: a base shorter than its map fails with E_TRUNCATED, without hanging`, async () => {
