@@ -100,6 +100,7 @@ function copyThread(job: CopyJob, fs: FsSync): void {
   const buffer = Buffer.allocUnsafe(largest);
   const units = job.units ? new Uint8Array(job.units) : undefined;
   const zeros = Buffer.alloc(units ? job.unitSize : 0);
+  const hasData = new Uint8Array(units ? Math.ceil(largest / job.unitSize) : 0);
   const writeAll = (start: number, end: number, position: number) => {
     for (let done = start; done < end; ) done += fs.writeSync(job.toFd, buffer, done, end - done, position + done);
   };
@@ -115,6 +116,14 @@ function copyThread(job: CopyJob, fs: FsSync): void {
         const read = fs.readSync(from, buffer, done, length - done, position + done);
         if (read === 0) throw Object.assign(new Error('the base changed size while being copied'), { code: 'E_TRUNCATED' });
         done += read;
+      }
+      // Zero checks before waiting for the turn, off the path every write waits on.
+      if (units) {
+        for (let start = 0, unit = 0; start < length; start += job.unitSize, unit++) {
+          const end = Math.min(start + job.unitSize, length);
+          hasData[unit] = buffer.subarray(start, end).equals(zeros.subarray(0, end - start)) ? 0 : 1;
+          if (hasData[unit]) units[(position + start) / job.unitSize] = 1;
+        }
       }
       // The thread before usually hands over within microseconds: spin
       // briefly before sleeping, since waking a sleeping thread costs more.
@@ -136,10 +145,8 @@ function copyThread(job: CopyJob, fs: FsSync): void {
       } else {
         // Write runs of units that hold data; zero units become holes.
         let runStart = -1;
-        for (let start = 0; start < length; start += job.unitSize) {
-          const end = Math.min(start + job.unitSize, length);
-          if (!buffer.subarray(start, end).equals(zeros.subarray(0, end - start))) {
-            units[(position + start) / job.unitSize] = 1;
+        for (let start = 0, unit = 0; start < length; start += job.unitSize, unit++) {
+          if (hasData[unit]) {
             if (runStart < 0) runStart = start;
           } else if (runStart >= 0) {
             writeAll(runStart, start, position);
