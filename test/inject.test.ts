@@ -79,6 +79,7 @@ describe.skipIf(!oracles)('piimg inject, checked with native tools', () => {
         warnings: string[];
         outputs: { wireguardPublicKey?: string };
         verified: boolean;
+        timings: Record<string, number>;
       };
       let json: string;
       let baseHash: string;
@@ -99,6 +100,8 @@ describe.skipIf(!oracles)('piimg inject, checked with native tools', () => {
       it('leaves the base byte-identical and both filesystems clean', async () => {
         expect(sha256(base)).toBe(baseHash);
         expect(report.verified).toBe(true);
+        expect(Object.keys(report.timings)).toEqual(['config', 'open', 'apply', 'verify', 'save']);
+        expect(Object.values(report.timings).every((seconds) => typeof seconds === 'number' && seconds >= 0)).toBe(true);
         const { boot, root } = await partitions(out);
         const ext = e2fsck(root);
         expect(ext.output).not.toMatch(/error|corrupt|fix/i);

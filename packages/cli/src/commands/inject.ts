@@ -17,7 +17,8 @@ Options:
   --var name=value      a {{name}} variable for the configuration (repeatable), e.g. --var device.id=0007
   --no-verify           skip the filesystem check before writing OUT
   --sync                fsync OUT before it is renamed into place
-  --json                print the report as JSON (secrets are never printed)
+  --json                print the report as JSON (secrets are never printed), with the
+                        seconds spent in each step under "timings"
   -h, --help            this help
 
 Environment: PIIMG_<KEY>=value overrides configuration keys (see the reference).`;
