@@ -2,7 +2,7 @@ import { closeSync, openSync, readSync, writeSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { Worker } from 'node:worker_threads';
 import { PiimgError } from '../errors.js';
-import { DATA_MAP_BLOCK, type DataMap } from './datamap.js';
+import { DATA_MAP_BLOCK, DataMapBuilder, type DataMap } from './datamap.js';
 import type { Progress } from './source.js';
 
 /**
@@ -17,8 +17,8 @@ import type { Progress } from './source.js';
  *   blocks are written strictly in increasing order and the length is set at
  *   the end.
  * - Writes of 1 MiB or more were erratic: on some runs every write took
- *   2.5x longer (the kernel then allocates page-cache folios of that size),
- *   while 128-512 KiB writes stayed steady, as they do for cp (128 KiB).
+ *   2.5x longer, while 128-512 KiB writes stayed steady, as they do for cp
+ *   (128 KiB).
  *   512 KiB blocks also keep each thread's buffer in its CPU cache.
  * - Writes to one file serialize in the kernel, reads do not. Two worker
  *   threads claim blocks in turn: one reads its next block while the other
@@ -264,16 +264,11 @@ function totalBytes(blocks: Float64Array): number {
 
 /** Merged ranges of the units flagged as holding data. */
 function unitsToMap(units: Uint8Array, size: number): DataMap {
-  const map: DataMap = [];
+  const builder = new DataMapBuilder();
   for (let index = 0; index < units.length; index++) {
-    if (!units[index]) continue;
-    const byteOffset = index * DATA_MAP_BLOCK;
-    const length = Math.min(DATA_MAP_BLOCK, size - byteOffset);
-    const last = map[map.length - 1];
-    if (last && last.byteOffset + last.length === byteOffset) last.length += length;
-    else map.push({ byteOffset, length });
+    if (units[index]) builder.addRange(index * DATA_MAP_BLOCK, Math.min(DATA_MAP_BLOCK, size - index * DATA_MAP_BLOCK));
   }
-  return map;
+  return builder.ranges;
 }
 
 /**

@@ -26,10 +26,15 @@ export class DataMapBuilder {
   add(byteOffset: number, block: Buffer): boolean {
     const zero = block.length === DATA_MAP_BLOCK ? block.equals(ZERO_BLOCK) : block.equals(ZERO_BLOCK.subarray(0, block.length));
     if (zero) return false;
-    const last = this.ranges[this.ranges.length - 1];
-    if (last && last.byteOffset + last.length === byteOffset) last.length += block.length;
-    else this.ranges.push({ byteOffset, length: block.length });
+    this.addRange(byteOffset, block.length);
     return true;
+  }
+
+  /** Records `length` bytes of data at `byteOffset`, after everything recorded so far. */
+  addRange(byteOffset: number, length: number): void {
+    const last = this.ranges[this.ranges.length - 1];
+    if (last && last.byteOffset + last.length === byteOffset) last.length += length;
+    else this.ranges.push({ byteOffset, length });
   }
 }
 

@@ -12,7 +12,7 @@ import { randomDiskId, readPartitionTable, setDiskId as writeDiskId } from '../p
 import type { Partition, PartitionTable } from '../partition/types.js';
 import { detectFilesystem, type FilesystemInfo } from './detect.js';
 import { saveOverlay, type SaveOptions, type SaveResult } from './save.js';
-import { cachedDataMap, rememberDataMap, type DataMap, type DataMapSlot } from './datamap.js';
+import { cachedDataMap } from './datamap.js';
 import { defaultCacheDir, resolveSource, type Compression, type SourceOptions } from './source.js';
 
 export interface OpenImageOptions extends SourceOptions {
@@ -213,12 +213,7 @@ export class Image implements AsyncDisposable {
     if (sameFile(target, this.rawPath) || sameFile(target, this.sourcePath)) {
       throw new PiimgError('E_SAME_FILE', `refusing to overwrite the base image ${outPath}; open it with inPlace to edit it`, { path: outPath });
     }
-    let slot: DataMapSlot | undefined;
-    const dataMaps = {
-      known: () => (slot = cachedDataMap(this.rawPath, this.cacheDir)).map,
-      learned: (map: DataMap) => slot && rememberDataMap(this.cacheDir, slot, map),
-    };
-    return await saveOverlay(this.rawPath, this.overlay, target, dataMaps, options);
+    return await saveOverlay(this.rawPath, this.overlay, target, () => cachedDataMap(this.rawPath, this.cacheDir), this.cacheDir, options);
   }
 
   private saveInPlace(options: SaveOptions): SaveResult {

@@ -5,7 +5,7 @@ import { basename, dirname, join } from 'node:path';
 import type { Overlay } from '../device/overlay.js';
 import { PiimgError } from '../errors.js';
 import { copyRanges } from './copy.js';
-import type { DataMap } from './datamap.js';
+import { rememberDataMap, type DataMapSlot } from './datamap.js';
 import type { Progress } from './source.js';
 
 async function writeFullyAt(handle: FileHandle, buffer: Buffer, length: number, position: number): Promise<void> {
@@ -45,7 +45,9 @@ export async function saveOverlay(
   basePath: string,
   overlay: Overlay,
   outPath: string,
-  dataMaps: { known(): DataMap | undefined; learned(map: DataMap): void },
+  /** The base's cached data map, read only when there is no reflink; one found while copying is stored for the next save. */
+  dataMap: () => DataMapSlot,
+  cacheDir: string,
   options: SaveOptions = {},
 ): Promise<SaveResult> {
   const temporary = join(dirname(outPath), `.${basename(outPath)}.${randomBytes(6).toString('hex')}.piimg-partial`);
@@ -62,9 +64,9 @@ export async function saveOverlay(
     handle = await open(temporary, reflinked ? 'r+' : 'wx', 0o644);
     if (!reflinked) {
       // Without a map of the base yet, the copy finds one on the way.
-      const known = dataMaps.known();
-      const found = await copyRanges(basePath, handle, overlay.size, known, { onProgress: options.onProgress });
-      if (!known) dataMaps.learned(found);
+      const slot = dataMap();
+      const found = await copyRanges(basePath, handle, overlay.size, slot.map, { onProgress: options.onProgress });
+      if (!slot.map) rememberDataMap(cacheDir, slot, found);
     }
     let changedBytes = 0;
     for (const chunk of overlay.changedChunks()) {

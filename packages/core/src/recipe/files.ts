@@ -30,8 +30,8 @@ function parseMode(mode: string | undefined): number | undefined {
  * (Windows has none), so modes come from the config: `mode` for files
  * (default 0755 for host executables, else 0644), `dirMode` for directories.
  * Host files are read with synchronous calls: the image side is synchronous
- * anyway, and an agent tree of 200 files spent ~150 ms of idle thread-pool
- * round trips with the asynchronous ones.
+ * anyway, and with the asynchronous ones an agent tree of 200 files took
+ * 280 ms instead of 150-170 ms, mostly idle thread-pool round trips.
  */
 export async function applyFiles(ctx: RecipeContext): Promise<void> {
   const files = ctx.config.files;
