@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { copyRanges, openImage } from '@piimg/core';
-import { scanDataMap } from '../packages/core/src/image/datamap.js';
+import { CONTROL_SLOTS, COPY_BLOCK, SLOTS, WRITE_SIZE, copyThread, splitBlocks, type FsSync } from '../packages/core/src/image/copy.js';
+import { DATA_MAP_BLOCK, scanDataMap } from '../packages/core/src/image/datamap.js';
 import { rawFixture } from './support/fixtures.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'piimg-copy-'));
@@ -114,5 +115,56 @@ describe('save learns the data map of a raw base', () => {
     const expected = readFileSync(base);
     expected.set([1, 2, 3], 2 ** 20 + 5);
     expect(outputs[0]!.equals(expected)).toBe(true);
+  });
+});
+
+describe('copy thread write calls', () => {
+  /** Runs one copy thread over `source` with a file system in memory; returns the output and the length of every write call. */
+  function run(source: Buffer, ranges: { byteOffset: number; length: number }[] | undefined) {
+    const output = Buffer.alloc(source.length);
+    const writes: number[] = [];
+    const fs: FsSync = {
+      openSync: () => 3,
+      closeSync: () => undefined,
+      readSync: ((_fd: number, buffer: Buffer, offset: number, length: number, position: number) =>
+        source.copy(buffer, offset, position, position + length)) as FsSync['readSync'],
+      writeSync: ((_fd: number, buffer: Buffer, offset: number, length: number, position: number) => {
+        writes.push(length);
+        buffer.copy(output, position, offset, offset + length);
+        return length;
+      }) as FsSync['writeSync'],
+    };
+    const units = ranges ? undefined : new SharedArrayBuffer(Math.ceil(source.length / DATA_MAP_BLOCK));
+    copyThread(
+      {
+        fromPath: 'source',
+        toFd: 4,
+        blocks: splitBlocks(ranges ?? [{ byteOffset: 0, length: source.length }]),
+        control: new SharedArrayBuffer(CONTROL_SLOTS * 4),
+        slots: SLOTS,
+        units,
+        unitSize: DATA_MAP_BLOCK,
+        writeSize: WRITE_SIZE,
+      },
+      fs,
+    );
+    return { output, writes };
+  }
+
+  it('splits each block into write calls of at most WRITE_SIZE bytes', () => {
+    const source = randomBytes(3 * COPY_BLOCK + 12345);
+    const { output, writes } = run(source, [{ byteOffset: 0, length: source.length }]);
+    expect(output.equals(source)).toBe(true);
+    expect(Math.max(...writes)).toBe(WRITE_SIZE);
+    expect(writes.length).toBe(Math.ceil(source.length / WRITE_SIZE));
+  });
+
+  it('keeps the limit when zero units are skipped', () => {
+    const source = randomBytes(2 * COPY_BLOCK);
+    source.fill(0, DATA_MAP_BLOCK, 2 * DATA_MAP_BLOCK);
+    const { output, writes } = run(source, undefined);
+    expect(output.equals(source)).toBe(true);
+    expect(Math.max(...writes)).toBeLessThanOrEqual(WRITE_SIZE);
+    expect(writes.reduce((sum, length) => sum + length, 0)).toBe(source.length - DATA_MAP_BLOCK);
   });
 });
