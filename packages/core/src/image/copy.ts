@@ -20,11 +20,12 @@ import type { Progress } from './source.js';
  *   as large as the call (and its alignment) allows, and on a virtual
  *   machine whose free memory the host reclaims, large pages often came from
  *   memory the host had to hand back first: with 512 KiB calls a save took
- *   0.9-1.8 s instead of 0.35 s on 8 of 8 runs that followed a cp, and
- *   with 128 KiB calls on about half. With 64 KiB calls (32 KiB: the same,
- *   but slower) saves stayed at 0.36-0.38 s, as cp does (its 128 KiB writes
- *   start at unaligned offsets, so it gets small pages too). Where memory is
- *   not reclaimed, 512 KiB calls were ~10% faster; steady times were chosen.
+ *   0.9-1.8 s instead of 0.35 s on 7 of 8 runs that followed a cp, and
+ *   with 128 KiB calls on 4 of 6. With 64 KiB calls saves stayed at
+ *   0.36-0.38 s on 7 of 8 (0.5 s once); 32 KiB calls were as steady but
+ *   slower. cp is steady too: its 128 KiB writes start at unaligned offsets,
+ *   so it gets small pages. Where memory is not reclaimed, 512 KiB calls
+ *   were ~10% faster; steady times were chosen.
  * - Reads are 512 KiB blocks: fewer hand-overs between threads, and each
  *   thread's buffer stays in its CPU cache.
  * - Writes to one file serialize in the kernel, reads do not. Two worker
