@@ -1,6 +1,6 @@
-import { closeSync, openSync, readFileSync, readSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import type { ByteRange } from '../device/types.js';
-import { fileIdentityKey, readFileFact, writeFileFact } from './identity.js';
+import { fileIdentityKey, readFileFact, readJsonFile, writeFileFact, writeJsonFile } from './identity.js';
 
 /**
  * A data map lists the byte ranges of a base image that hold anything but
@@ -24,8 +24,7 @@ export class DataMapBuilder {
 
   /** Records `block` (at most DATA_MAP_BLOCK bytes) found at `byteOffset`, if it is not all zeros. */
   add(byteOffset: number, block: Buffer): boolean {
-    const zero = block.length === DATA_MAP_BLOCK ? block.equals(ZERO_BLOCK) : block.equals(ZERO_BLOCK.subarray(0, block.length));
-    if (zero) return false;
+    if (block.equals(ZERO_BLOCK.subarray(0, block.length))) return false;
     this.addRange(byteOffset, block.length);
     return true;
   }
@@ -73,18 +72,12 @@ function isDataMap(value: unknown, size: number): value is DataMap {
 }
 
 export function writeDataMap(mapPath: string, map: DataMap): void {
-  const partial = `${mapPath}.${process.pid}.partial`;
-  writeFileSync(partial, JSON.stringify(map));
-  renameSync(partial, mapPath);
+  writeJsonFile(mapPath, map);
 }
 
 export function readDataMap(mapPath: string, size: number): DataMap | undefined {
-  try {
-    const value: unknown = JSON.parse(readFileSync(mapPath, 'utf8'));
-    return isDataMap(value, size) ? value : undefined;
-  } catch {
-    return undefined;
-  }
+  const value = readJsonFile(mapPath);
+  return isDataMap(value, size) ? value : undefined;
 }
 
 /** The map file next to a decompressed cache entry. */

@@ -13,13 +13,25 @@ export function fileIdentityKey(path: string): string {
   return createHash('sha256').update(identity).digest('hex');
 }
 
-/** Reads a cached fact about a file (a small JSON file under `cacheDir/kind/`). */
-export function readFileFact(cacheDir: string, kind: string, key: string): unknown {
+/** Parses a JSON file; undefined when it is missing or not JSON. */
+export function readJsonFile(path: string): unknown {
   try {
-    return JSON.parse(readFileSync(join(cacheDir, kind, `${key}.json`), 'utf8'));
+    return JSON.parse(readFileSync(path, 'utf8'));
   } catch {
     return undefined;
   }
+}
+
+/** Writes a JSON file atomically (a partial file renamed into place). */
+export function writeJsonFile(path: string, value: unknown): void {
+  const partial = `${path}.${process.pid}.partial`;
+  writeFileSync(partial, JSON.stringify(value));
+  renameSync(partial, path);
+}
+
+/** Reads a cached fact about a file (a small JSON file under `cacheDir/kind/`). */
+export function readFileFact(cacheDir: string, kind: string, key: string): unknown {
+  return readJsonFile(join(cacheDir, kind, `${key}.json`));
 }
 
 /** Stores a fact atomically; a cache that cannot be written only costs recomputing it. */
@@ -27,10 +39,7 @@ export function writeFileFact(cacheDir: string, kind: string, key: string, value
   try {
     const dir = join(cacheDir, kind);
     mkdirSync(dir, { recursive: true });
-    const path = join(dir, `${key}.json`);
-    const partial = `${path}.${process.pid}.partial`;
-    writeFileSync(partial, JSON.stringify(value));
-    renameSync(partial, path);
+    writeJsonFile(join(dir, `${key}.json`), value);
   } catch {
     // Read-only or full cache directory.
   }

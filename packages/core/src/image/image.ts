@@ -12,7 +12,6 @@ import { randomDiskId, readPartitionTable, setDiskId as writeDiskId } from '../p
 import type { Partition, PartitionTable } from '../partition/types.js';
 import { detectFilesystem, type FilesystemInfo } from './detect.js';
 import { saveOverlay, type SaveOptions, type SaveResult } from './save.js';
-import { cachedDataMap } from './datamap.js';
 import { defaultCacheDir, resolveSource, type Compression, type SourceOptions } from './source.js';
 
 export interface OpenImageOptions extends SourceOptions {
@@ -213,7 +212,7 @@ export class Image implements AsyncDisposable {
     if (sameFile(target, this.rawPath) || sameFile(target, this.sourcePath)) {
       throw new PiimgError('E_SAME_FILE', `refusing to overwrite the base image ${outPath}; open it with inPlace to edit it`, { path: outPath });
     }
-    return await saveOverlay(this.rawPath, this.overlay, target, () => cachedDataMap(this.rawPath, this.cacheDir), this.cacheDir, options);
+    return await saveOverlay(this.rawPath, this.overlay, target, this.cacheDir, options);
   }
 
   private saveInPlace(options: SaveOptions): SaveResult {

@@ -5,9 +5,10 @@ import { basename, dirname, join } from 'node:path';
 import type { Overlay } from '../device/overlay.js';
 import { PiimgError } from '../errors.js';
 import { copyRanges } from './copy.js';
-import { rememberDataMap, type DataMapSlot } from './datamap.js';
+import { cachedDataMap, rememberDataMap } from './datamap.js';
 import type { Progress } from './source.js';
 
+/** Async, unlike device/file.ts writeFully: a large overlay must not block the event loop. */
 async function writeFullyAt(handle: FileHandle, buffer: Buffer, length: number, position: number): Promise<void> {
   let done = 0;
   while (done < length) {
@@ -45,8 +46,7 @@ export async function saveOverlay(
   basePath: string,
   overlay: Overlay,
   outPath: string,
-  /** The base's cached data map, read only when there is no reflink; one found while copying is stored for the next save. */
-  dataMap: () => DataMapSlot,
+  /** Where the base's data map is cached: read when there is no reflink; one found while copying is stored there. */
   cacheDir: string,
   options: SaveOptions = {},
 ): Promise<SaveResult> {
@@ -64,7 +64,7 @@ export async function saveOverlay(
     handle = await open(temporary, reflinked ? 'r+' : 'wx', 0o644);
     if (!reflinked) {
       // Without a map of the base yet, the copy finds one on the way.
-      const slot = dataMap();
+      const slot = cachedDataMap(basePath, cacheDir);
       const found = await copyRanges(basePath, handle, overlay.size, slot.map, { onProgress: options.onProgress });
       if (!slot.map) rememberDataMap(cacheDir, slot, found);
     }
