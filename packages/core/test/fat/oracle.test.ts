@@ -5,20 +5,10 @@ import { FileDevice } from '../../src/device/file.js';
 import { isPiimgError } from '../../src/errors.js';
 import { mountFat, probeFat } from '../../src/fs/fat/index.js';
 import { hasTool } from '../../../../test/support/tools.js';
-import { FIXTURES, fsck, makeFat, mcopy, mdirNames, mlabel, mmd, mtype, tempDir } from './support.js';
+import { FIXTURES, fsck, makeFat, mcopy, mdirNames, mlabel, mmd, mtype, pattern, tempDir } from './support.js';
 
 const haveTools = hasTool('mkfs.fat') && hasTool('fsck.fat') && hasTool('mtype');
 const fixedClock = () => new Date(Date.UTC(2024, 4, 17, 12, 34, 56));
-
-function pattern(length: number, seed: number): Uint8Array {
-  const out = new Uint8Array(length);
-  let x = seed * 2654435761 + 1;
-  for (let i = 0; i < length; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    out[i] = x >>> 24;
-  }
-  return out;
-}
 
 async function expectCode(promise: Promise<unknown>, code: string): Promise<void> {
   try {

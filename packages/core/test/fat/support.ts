@@ -92,3 +92,14 @@ export function mlabel(image: string): string {
   const result = mtools('mlabel', ['-s', '-i', image, '::']);
   return result.stdout.toString('utf8').trim();
 }
+
+/** Deterministic pseudo-random bytes: file contents that differ per seed. */
+export function pattern(length: number, seed: number): Uint8Array {
+  const out = new Uint8Array(length);
+  let x = seed * 2654435761 + 1;
+  for (let i = 0; i < length; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    out[i] = x >>> 24;
+  }
+  return out;
+}
