@@ -77,6 +77,7 @@ describe.skipIf(!haveOracles)('ext4 on hostile images', () => {
     const volume = await mountExt4(new MemoryDevice(image));
     await expect(volume.writeFile('/cf/Name', 'x')).rejects.toMatchObject({ code: 'ENOTSUP', data: { path: '/cf/Name' } });
     await expect(volume.mkdir('/cf/sub')).rejects.toMatchObject({ code: 'ENOTSUP' });
+    await expect(volume.mkdir('/cf/sub/deeper', { recursive: true })).rejects.toMatchObject({ code: 'ENOTSUP', data: { path: '/cf/sub/deeper' } });
     expect(await volume.readdir('/cf')).toEqual([]);
     await volume.writeFile('/elsewhere', 'fine');
     await volume.close();

@@ -75,6 +75,17 @@ describe.skipIf(!haveOracles)('ext4 volume: limits and safety', () => {
     { fixture: fixtures[3]!, count: 3000, sizeMiB: 16 },
     { fixture: pigen, count: 3000, sizeMiB: 16 },
   ];
+  it('refuses to move a directory below itself through a directory large enough for a name index', async () => {
+    const device = new MemoryDevice(makeImage(fixtures[3]!, 16, []));
+    const volume = await mountExt4(device, { now: fixedClock });
+    await volume.mkdir('/outer/big/sub', { recursive: true });
+    // 300 entries: /outer/big spans several blocks, so its names come from the in-memory index.
+    for (let i = 0; i < 300; i++) await volume.writeFile(`/outer/big/entry-with-a-longish-name-${i}`, '');
+    expect(await codeOf(volume.rename('/outer', '/outer/big/sub/outer'))).toBe('EINVAL');
+    expect(await volume.exists('/outer/big/sub')).toBe(true);
+    await volume.close();
+  });
+
   for (const { fixture, count, sizeMiB } of htreeCases) {
     it(`a directory with ${count} entries becomes an htree and stays consistent (${fixture.name})`, async () => {
       const device = new MemoryDevice(makeImage(fixture, sizeMiB, ['-N', String(count + 5000)]));

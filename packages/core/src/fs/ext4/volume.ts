@@ -226,13 +226,19 @@ export class Ext4Volume implements Volume {
     const dir = this.resolve('/' + parts.join('/'), true, path);
     const stat = this.fs.stat(dir);
     if (typeOfMode(stat.mode) !== 'directory') throw new PiimgError('ENOTDIR', `not a directory: ${'/' + parts.join('/')}`, { path });
-    // Names in encrypted directories are ciphertext, and casefolded ones
-    // compare without case: libext2fs's lookup handles neither, so changing
-    // them could create duplicates or garbage names.
-    if (stat.flags & (EXT4_ENCRYPT_FL | EXT4_CASEFOLD_FL)) {
-      throw new PiimgError('ENOTSUP', `encrypted and case-insensitive directories are not supported: ${'/' + parts.join('/')}`, { path });
-    }
+    this.assertNamesEditable(stat, '/' + parts.join('/'), path);
     return { dir, name: encodeName(last, path), parts: [...parts, last] };
+  }
+
+  /**
+   * Names in encrypted directories are ciphertext, and casefolded ones
+   * compare without case: libext2fs's lookup handles neither, so adding or
+   * changing names there could create duplicates or garbage names.
+   */
+  private assertNamesEditable(dirStat: InodeStat, dirPath: string, path: string): void {
+    if (dirStat.flags & (EXT4_ENCRYPT_FL | EXT4_CASEFOLD_FL)) {
+      throw new PiimgError('ENOTSUP', `encrypted and case-insensitive directories are not supported: ${dirPath}`, { path });
+    }
   }
 
   private toStats(ino: number, stat: InodeStat): Stats {
@@ -424,6 +430,7 @@ export class Ext4Volume implements Volume {
         const here = '/' + parts.slice(0, i + 1).join('/');
         const existing = this.names.lookup(dir, name);
         if (existing === 0) {
+          this.assertNamesEditable(this.fs.stat(dir), '/' + parts.slice(0, i).join('/'), path);
           dir = this.names.mkdir(dir, name, mode, uid, gid);
           continue;
         }
@@ -647,7 +654,9 @@ class NameIndex {
   }
 
   lookup(dir: number, name: Uint8Array): number {
-    const map = this.maps.get(dir) ?? this.mapOf(dir);
+    // readdir leaves out "." and "..", so the map has neither; both sit in the first block.
+    const dots = name.length > 0 && name.length <= 2 && name.every((byte) => byte === 0x2e);
+    const map = dots ? undefined : this.mapOf(dir);
     if (map !== undefined) return map.get(nameKey(name)) ?? 0;
     return this.fs.lookup(dir, name);
   }
