@@ -1,4 +1,4 @@
-import { lstatSync, readdirSync, readFileSync, readlinkSync, type Stats } from 'node:fs';
+import { lstatSync, readdirSync, readFileSync, readlinkSync, statSync, type Stats } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { PiimgError } from '../errors.js';
 import { normalizePath } from '../fs/path.js';
@@ -50,7 +50,8 @@ export async function applyFiles(ctx: RecipeContext): Promise<void> {
     const source = resolve(ctx.baseDir, entry.source);
     let stats: Stats;
     try {
-      stats = lstatSync(source);
+      // The named source itself is followed, like `cp -r link/`; links inside a tree are copied as links.
+      stats = statSync(source);
     } catch (error) {
       throw new PiimgError('E_CONFIG', `files[${index}].source: ${entry.source} does not exist`, { path: entry.source }, { cause: error });
     }

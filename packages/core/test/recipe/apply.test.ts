@@ -27,6 +27,7 @@ beforeAll(async () => {
   await chmod(join(hostDir, 'agent/bin/agent'), 0o755);
   await writeFile(join(hostDir, 'agent/agent.toml'), 'interval = 5\n');
   await symlink('bin/agent', join(hostDir, 'agent/current'));
+  await symlink('agent', join(hostDir, 'agent-link'));
   await writeFile(join(hostDir, 'agent.service'), '[Unit]\nDescription=Agent\n\n[Service]\nExecStart=/opt/agent/bin/agent\n\n[Install]\nWantedBy=multi-user.target\n');
 });
 
@@ -397,8 +398,17 @@ describe('boot seeds and disk identifier', () => {
 describe('preflight', () => {
   it('checks file sources of configs built with parseConfig', async () => {
     const t = await target();
-    const loaded = load({ files: [{ source: './missing-here', target: '/opt/x' }] });
+    const before = t.root.snapshot() + t.boot.snapshot();
+    const loaded = load({ hostname: 'changed-first', files: [{ source: './missing-here', target: '/opt/x' }] });
     await expect(applyConfig(t.target, loaded, options())).rejects.toThrow(/files\[0\]\.source: .*missing-here does not exist/);
+    // Found before anything is written, not when the file's turn comes.
+    expect(t.root.snapshot() + t.boot.snapshot()).toBe(before);
+  });
+
+  it('follows a source given as a symlink to a directory', async () => {
+    const t = await target();
+    await applyConfig(t.target, load({ files: [{ source: './agent-link', target: '/opt/linked' }] }), options());
+    expect(await t.root.text('/opt/linked/agent.toml')).toBe('interval = 5\n');
   });
 
   it('fails with E_CONFIG before touching the image', async () => {
