@@ -166,5 +166,8 @@ describe('piimg cp into the root filesystem', () => {
     const unknown = await piimg(['cp', base, host, 'root:/x.txt', '--owner', 'nosuchuser', '-o', out]);
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toContain('nosuchuser');
+    const huge = await piimg(['cp', base, host, 'root:/x.txt', '--owner', '99999999999:0', '-o', out]);
+    expect(huge.code).toBe(1);
+    expect(huge.stderr).toContain('out of range');
   });
 });

@@ -6,7 +6,6 @@
  * `@piimg/core/config`.
  */
 import type { ConfigOverrides, LoadedConfig } from './config/index.js';
-import type { Volume } from './fs/volume.js';
 import type { ApplyOptions, ApplyReport, ApplyTarget } from './recipe/index.js';
 
 /** Reads a device configuration (YAML or JSON) with its `extends` chain, overrides and variables, and checks it. */
@@ -19,10 +18,4 @@ export async function loadConfig(path: string, options?: ConfigOverrides): Promi
 export async function applyConfig(target: ApplyTarget, loaded: LoadedConfig, options?: ApplyOptions): Promise<ApplyReport> {
   const { applyConfig: apply } = await import('./recipe/index.js');
   return apply(target, loaded, options);
-}
-
-/** Resolves "user:group", "user" or "uid:gid" through the image's own /etc/passwd and /etc/group. */
-export async function resolveImageOwner(root: Volume, owner: string): Promise<{ uid: number; gid: number }> {
-  const { resolveImageOwner: resolve } = await import('./recipe/index.js');
-  return resolve(root, owner);
 }

@@ -35,8 +35,9 @@ async function resolveOwnerOption(image: Image, text: string | undefined): Promi
   if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$/.test(text)) {
     throw new UsageError(`--owner takes UID:GID or USER[:GROUP], not '${text}'`);
   }
-  const numeric = /^(\d+):(\d+)$/.exec(text);
-  if (numeric) return { uid: Number(numeric[1]), gid: Number(numeric[2]) };
+  // Numeric ids need no account files (no mount); out of range, the image's resolver reports it.
+  const numeric = /^(\d+):(\d+)$/.exec(text)?.slice(1).map(Number);
+  if (numeric && numeric.every((id) => id <= 0xffffffff)) return { uid: numeric[0]!, gid: numeric[1]! };
   const root = await image.mount('root', { readOnly: true });
   try {
     return await resolveImageOwner(root, text);

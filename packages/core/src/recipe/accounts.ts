@@ -1,5 +1,6 @@
 import { PiimgError } from '../errors.js';
-import type { Editor } from './context.js';
+import type { Volume } from '../fs/volume.js';
+import { Editor } from './context.js';
 
 /**
  * The colon-separated account databases: passwd(5), shadow(5), group(5),
@@ -113,4 +114,12 @@ export function resolveOwner(accounts: Accounts, owner: string | undefined, what
     throw new PiimgError('E_CONFIG', `${what}: owner ${owner} is out of range`, { owner });
   }
   return { uid, gid };
+}
+
+/**
+ * Resolves an owner given as "user:group", "user" or "uid:gid" through the
+ * image's own /etc/passwd and /etc/group (never the host's).
+ */
+export async function resolveImageOwner(root: Volume, owner: string): Promise<{ uid: number; gid: number }> {
+  return resolveOwner(await readAccounts(new Editor(root, root)), owner, 'owner');
 }

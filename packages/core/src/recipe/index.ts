@@ -5,6 +5,7 @@ import { defaultClock, type Volume } from '../fs/volume.js';
 import { checkSources, type LoadedConfig } from '../config/load.js';
 import type { DeviceConfig } from '../config/schema.js';
 import { readAccounts, resolveOwner } from './accounts.js';
+export { resolveImageOwner } from './accounts.js';
 import { Editor, type ApplyReport } from './context.js';
 import { applyBootConfig, applyDiskId, applySeeds } from './boot.js';
 import { applyFiles, applyServices, routeTarget } from './files.js';
@@ -165,14 +166,3 @@ export async function applyConfig(target: ApplyTarget, loaded: LoadedConfig, opt
   return editor.redact(ctx.secrets);
 }
 
-/**
- * Resolves an owner given as "user:group", "user" or "uid:gid" through the
- * image's own /etc/passwd and /etc/group (never the host's).
- */
-export async function resolveImageOwner(root: Volume, owner: string): Promise<{ uid: number; gid: number }> {
-  if (/^\d+:\d+$/.test(owner)) {
-    const [uid, gid] = owner.split(':').map(Number) as [number, number];
-    return { uid, gid };
-  }
-  return resolveOwner(await readAccounts(new Editor(root, root)), owner, 'owner');
-}
