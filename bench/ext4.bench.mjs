@@ -8,7 +8,7 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { compare, measure } from './harness.mjs';
+import { compare, jobRounds, measure, median } from './harness.mjs';
 
 const env = { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin` };
 const dir = mkdtempSync(join(tmpdir(), 'piimg-bench-ext4-'));
@@ -30,15 +30,9 @@ try {
     native: ['debugfs', '-w', '-R', `write ${big} big.bin`, image],
   });
   console.log(`  throughput ratio (piimg / native): ${bigResult.throughputRatio.toFixed(2)}`);
-  const jobs = [];
-  for (let run = 0; run < 5; run++) {
-    fresh();
-    const { stdout } = measure(['node', 'bench/cases/ext4-write.mjs', image, '/', big], { env: { PIIMG_BENCH_REPORT: '1' } });
-    jobs.push(JSON.parse(stdout.trim().split('\n').pop()).jobSeconds);
-  }
-  jobs.sort((a, b) => a - b);
-  console.log(`  in-process job (no Node start-up): ${(jobs[2] * 1000).toFixed(1)} ms, ${(100 / jobs[2]).toFixed(1)} MiB/s, ` +
-    `throughput vs debugfs: ${(100 / jobs[2] / bigResult.native.mibPerSecond).toFixed(2)}x`);
+  const job = median(jobRounds(['node', 'bench/cases/ext4-write.mjs', image, '/', big], { prepare: fresh }).map((rounds) => rounds[0]));
+  console.log(`  in-process job (no Node start-up): ${(job * 1000).toFixed(1)} ms, ${(100 / job).toFixed(1)} MiB/s, ` +
+    `throughput vs debugfs: ${(100 / job / bigResult.native.mibPerSecond).toFixed(2)}x`);
 
   const small = join(dir, 'small');
   mkdirSync(small);
@@ -66,21 +60,15 @@ try {
   // Node's start-up and module loading dominate a fresh process; a service pays
   // the job: mount, write the 200 files, close (with fsync). First job in a
   // process (cold JIT) and the median of the next five (warm).
-  const cold = [];
-  const warm = [];
-  for (let run = 0; run < 5; run++) {
-    fresh();
-    const { stdout } = measure(['node', 'bench/cases/ext4-write.mjs', image, '/', ...files], {
-      env: { ...ownerEnv, PIIMG_BENCH_REPORT: '1', PIIMG_BENCH_ROUNDS: '6' },
-    });
-    const { rounds } = JSON.parse(stdout.trim().split('\n').pop());
-    cold.push(rounds[0]);
-    warm.push(...rounds.slice(1));
-  }
-  const mid = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+  const rounds = jobRounds(['node', 'bench/cases/ext4-write.mjs', image, '/', ...files], {
+    prepare: fresh,
+    env: { ...ownerEnv, PIIMG_BENCH_ROUNDS: '6' },
+  });
+  const cold = median(rounds.map((run) => run[0]));
+  const warm = median(rounds.flatMap((run) => run.slice(1)));
   const native = smallResult.native.medianSeconds;
-  console.log(`  in-process job, first in the process: ${(mid(cold) * 1000).toFixed(1)} ms, ratio vs debugfs run: ${(mid(cold) / native).toFixed(2)}`);
-  console.log(`  in-process job, warm (service):       ${(mid(warm) * 1000).toFixed(1)} ms, ratio vs debugfs run: ${(mid(warm) / native).toFixed(2)}`);
+  console.log(`  in-process job, first in the process: ${(cold * 1000).toFixed(1)} ms, ratio vs debugfs run: ${(cold / native).toFixed(2)}`);
+  console.log(`  in-process job, warm (service):       ${(warm * 1000).toFixed(1)} ms, ratio vs debugfs run: ${(warm / native).toFixed(2)}`);
 
   // 1 GiB through a pipe, so the input file's page cache does not count: peak RSS only.
   execFileSync('truncate', ['-s', '1600M', image]);

@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { compare, measure } from './harness.mjs';
+import { compare, jobRounds, median } from './harness.mjs';
 
 const env = { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin` };
 const dir = mkdtempSync(join(tmpdir(), 'piimg-bench-fat-'));
@@ -31,14 +31,7 @@ try {
   });
   // A service keeps Node running: the job's own time (mount, stream the file in, flush
   // with fsync) is what a request pays. Compare it with mcopy's whole run.
-  const jobs = [];
-  for (let run = 0; run < 5; run++) {
-    format();
-    const { stdout } = measure(['node', 'bench/cases/fat-copy.mjs', image, '/', big], { env: { PIIMG_BENCH_REPORT: '1' } });
-    jobs.push(JSON.parse(stdout.trim().split('\n').pop()).jobSeconds);
-  }
-  jobs.sort((a, b) => a - b);
-  const job = jobs[2];
+  const job = median(jobRounds(['node', 'bench/cases/fat-copy.mjs', image, '/', big], { prepare: format }).map((rounds) => rounds[0]));
   const mib = 50 / job;
   console.log(`  in-process job (no Node start-up): ${(job * 1000).toFixed(1)} ms, ${mib.toFixed(1)} MiB/s, ` +
     `throughput vs mcopy: ${(mib / bigResult.native.mibPerSecond).toFixed(2)}x`);

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const gnuTime = existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined;
 
-function median(values) {
+export function median(values) {
   const sorted = [...values].sort((a, b) => a - b);
   const middle = Math.floor(sorted.length / 2);
   return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
@@ -31,6 +31,22 @@ export function measure(argv, { env } = {}) {
   }
   const match = /__PEAK_RSS_KB=(\d+)/.exec(stderr);
   return { seconds, peakRssKiB: match ? Number(match[1]) : undefined, stdout: result.stdout.toString() };
+}
+
+/**
+ * Runs a case that reports its own job time (PIIMG_BENCH_REPORT=1: a last line
+ * of JSON with `jobSeconds`, and `rounds` when it repeats the job), `runs`
+ * times in fresh processes; returns each run's rounds.
+ */
+export function jobRounds(argv, { runs = 5, prepare, env } = {}) {
+  const all = [];
+  for (let run = 0; run < runs; run++) {
+    prepare?.();
+    const { stdout } = measure(argv, { env: { ...env, PIIMG_BENCH_REPORT: '1' } });
+    const report = JSON.parse(stdout.trim().split('\n').pop());
+    all.push(report.rounds ?? [report.jobSeconds]);
+  }
+  return all;
 }
 
 const format = (seconds) => (seconds < 1 ? `${(seconds * 1000).toFixed(1)} ms` : `${seconds.toFixed(3)} s`);

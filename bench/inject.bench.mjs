@@ -55,7 +55,9 @@ boot:
 `,
   );
   const out = join(dir, 'out.img');
-  const sector = 512;
+  // The script edits the partitions by byte offset, read from the table as a script would.
+  const table = JSON.parse(execFileSync('sfdisk', ['--json', base], { encoding: 'utf8', env: { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin` } })).partitiontable;
+  const [bootOffset, rootOffset] = table.partitions.map((partition) => String(partition.start * (table.sectorsize ?? 512)));
   const ours = ['node', 'packages/cli/bin/piimg.js', 'inject', base, '-o', out, '--config', config];
   const env = { PIIMG_CACHE_DIR: join(dir, 'cache') };
   compare({
@@ -63,7 +65,7 @@ boot:
     runs: 5,
     prepare: () => rmSync(out, { force: true }),
     ours,
-    native: ['bash', 'bench/cases/inject-native.sh', base, out, payload, String(8192 * sector), String((8192 + 512 * 2048) * sector)],
+    native: ['bash', 'bench/cases/inject-native.sh', base, out, payload, bootOffset, rootOffset],
     env,
   });
   // Where our time goes: one more run with --json, which reports seconds per step.
