@@ -77,11 +77,13 @@ export class FatTable {
     if (this.codec.span > 1) this.markDirty(at + this.codec.span - 1);
   }
 
-  private markDirty(byteOffset: number): void {
-    const sector = (byteOffset / this.geometry.sectorSize) | 0;
-    if (this.dirtySectors[sector] === 0) {
-      this.dirtySectors[sector] = 1;
-      this.dirtyCount++;
+  private markDirty(byteOffset: number, lastByteOffset = byteOffset): void {
+    const sectorSize = this.geometry.sectorSize;
+    for (let sector = (byteOffset / sectorSize) | 0; sector <= ((lastByteOffset / sectorSize) | 0); sector++) {
+      if (this.dirtySectors[sector] === 0) {
+        this.dirtySectors[sector] = 1;
+        this.dirtyCount++;
+      }
     }
   }
 
@@ -111,21 +113,15 @@ export class FatTable {
   countFree(): number {
     this.loadAll();
     let free = 0;
-    if (this.codec.type === 'fat32') {
-      // The table is its own buffer (4-byte aligned): read entries as 32-bit words.
-      // FAT entries are little-endian; so are the hosts Node runs on, checked once below.
-      const words = this.words();
-      if (words) {
-        for (let cluster = FIRST_CLUSTER; cluster <= this.maxCluster; cluster++) if ((words[cluster]! & 0x0fffffff) === 0) free++;
-        return free;
-      }
-      for (let cluster = FIRST_CLUSTER; cluster <= this.maxCluster; cluster++) {
-        if ((this.view.getUint32(cluster * 4, true) & 0x0fffffff) === 0) free++;
-      }
-    } else {
-      for (let cluster = FIRST_CLUSTER; cluster <= this.maxCluster; cluster++) {
-        if (this.codec.get(this.bytes, this.view, cluster) === FREE) free++;
-      }
+    // FAT32 on a little-endian host (all Node runs on): the table is its own
+    // 4-byte aligned buffer, read as 32-bit words.
+    const words = this.words();
+    if (words) {
+      for (let cluster = FIRST_CLUSTER; cluster <= this.maxCluster; cluster++) if ((words[cluster]! & 0x0fffffff) === 0) free++;
+      return free;
+    }
+    for (let cluster = FIRST_CLUSTER; cluster <= this.maxCluster; cluster++) {
+      if (this.codec.get(this.bytes, this.view, cluster) === FREE) free++;
     }
     return free;
   }
@@ -133,25 +129,18 @@ export class FatTable {
   /** FAT32 entries as 32-bit words, when the host is little-endian. */
   private words(): Uint32Array | undefined {
     if (!LITTLE_ENDIAN || this.codec.type !== 'fat32') return undefined;
-    return new Uint32Array(this.bytes.buffer, this.bytes.byteOffset, this.bytes.length >>> 2);
+    return (this.wordView ??= new Uint32Array(this.bytes.buffer, this.bytes.byteOffset, this.bytes.length >>> 2));
   }
+  private wordView: Uint32Array | undefined;
 
-  /** Number of consecutive free clusters from `first` (itself included), at most `max`. */
+  /** Number of consecutive free clusters from `first` (itself included), at most `max`. Loads the whole table. */
   freeRunLength(first: number, max: number): number {
+    if (!this.allLoaded) this.loadAll();
     const last = Math.min(this.maxCluster, first + max - 1);
     let cluster = first;
     const words = this.words();
-    if (words) {
-      while (cluster <= last) {
-        this.ensure(cluster);
-        // Within one loaded chunk, scan the words directly.
-        const chunkEnd = Math.min(last, ((((cluster * 4) / CHUNK_BYTES) | 0) + 1) * (CHUNK_BYTES / 4) - 1);
-        while (cluster <= chunkEnd && (words[cluster]! & 0x0fffffff) === 0) cluster++;
-        if (cluster <= chunkEnd) break;
-      }
-      return cluster - first;
-    }
-    while (cluster <= last && this.get(cluster) === FREE) cluster++;
+    if (words) while (cluster <= last && (words[cluster]! & 0x0fffffff) === 0) cluster++;
+    else while (cluster <= last && this.get(cluster) === FREE) cluster++;
     return cluster - first;
   }
 
@@ -170,23 +159,13 @@ export class FatTable {
       this.set(last, END);
       return;
     }
-    for (let cluster = first; cluster <= last; ) {
-      this.ensure(cluster);
-      const chunkEnd = Math.min(last, ((((cluster * 4) / CHUNK_BYTES) | 0) + 1) * (CHUNK_BYTES / 4) - 1);
-      for (; cluster <= chunkEnd; cluster++) {
-        const raw = cluster === last ? 0x0fffffff : cluster + 1;
-        words[cluster] = ((words[cluster]! & 0xf0000000) | raw) >>> 0;
-      }
+    if (!this.allLoaded) this.loadAll();
+    // The top 4 bits of a FAT32 entry are reserved and kept.
+    for (let cluster = first; cluster <= last; cluster++) {
+      const raw = cluster === last ? this.codec.eoc : cluster + 1;
+      words[cluster] = ((words[cluster]! & 0xf0000000) | raw) >>> 0;
     }
-    const sectorSize = this.geometry.sectorSize;
-    const firstSector = ((first * 4) / sectorSize) | 0;
-    const lastSector = ((last * 4 + 3) / sectorSize) | 0;
-    for (let sector = firstSector; sector <= lastSector; sector++) {
-      if (this.dirtySectors[sector] === 0) {
-        this.dirtySectors[sector] = 1;
-        this.dirtyCount++;
-      }
-    }
+    this.markDirty(first * 4, last * 4 + 3);
   }
 
   get dirty(): boolean {
