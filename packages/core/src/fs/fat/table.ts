@@ -194,11 +194,23 @@ export class FatTable {
     this.dirtyCount = 0;
   }
 
-  /** Checks a first-cluster value read from a directory entry. */
-  checkCluster(cluster: number, what: string, path?: string): void {
+  /** Checks a first-cluster value read from a directory entry, and that the FAT does not mark it free. */
+  checkFirst(cluster: number, what: string, path?: string): void {
     if (cluster < FIRST_CLUSTER || cluster > this.maxCluster) {
       throw corrupt(`${what} points to cluster ${cluster}, outside 2..${this.maxCluster}`, { cluster, path });
     }
+    if (this.get(cluster) === FREE) throw corrupt(`${what} starts at cluster ${cluster}, which the FAT marks free`, { cluster, path });
+  }
+
+  /** The cluster after `cluster` in a chain, or END; a link to a free, bad or out-of-range cluster is E_FAT_CORRUPT. */
+  next(cluster: number, what: string, path?: string): number {
+    const next = this.get(cluster);
+    if (next === END) return END;
+    if (next === FREE || next === BAD || next < FIRST_CLUSTER || next > this.maxCluster) {
+      const kind = next === FREE ? 'a free cluster' : next === BAD ? 'a bad cluster' : `cluster ${next}, outside 2..${this.maxCluster}`;
+      throw corrupt(`${what} links cluster ${cluster} to ${kind}`, { cluster, next, path });
+    }
+    return next;
   }
 
   /**
@@ -209,10 +221,7 @@ export class FatTable {
    */
   chain(first: number, options: { limit: number; stopAtLimit?: boolean; path?: string; what?: string }): number[] {
     const what = options.what ?? 'cluster chain';
-    this.checkCluster(first, what, options.path);
-    if (this.get(first) === FREE) {
-      throw corrupt(`${what} starts at cluster ${first}, which the FAT marks free`, { cluster: first, path: options.path });
-    }
+    this.checkFirst(first, what, options.path);
     const clusters = [first];
     // A loop shorter than the limit would otherwise repeat data silently. A bitmap
     // (kept between calls and cleared after each walk) finds it without a Set per chain.
@@ -222,12 +231,8 @@ export class FatTable {
       let cluster = first;
       for (;;) {
         if (options.stopAtLimit && clusters.length >= options.limit) return clusters;
-        const next = this.get(cluster);
+        const next = this.next(cluster, what, options.path);
         if (next === END) return clusters;
-        if (next === FREE || next === BAD || next < FIRST_CLUSTER || next > this.maxCluster) {
-          const kind = next === FREE ? 'a free cluster' : next === BAD ? 'a bad cluster' : `cluster ${next}, outside 2..${this.maxCluster}`;
-          throw corrupt(`${what} links cluster ${cluster} to ${kind}`, { cluster, next, path: options.path });
-        }
         if (clusters.length >= options.limit) {
           throw corrupt(`${what} from cluster ${first} is longer than ${options.limit} clusters (a loop?)`, { cluster: first, path: options.path });
         }

@@ -15,7 +15,7 @@ import {
 } from '../volume.js';
 import { Allocator } from './alloc.js';
 import { type FatGeometry, parseBootSector } from './boot.js';
-import { BAD, END, FREE } from './codec.js';
+import { END } from './codec.js';
 import { DOTDOT_NAME, DOT_NAME, type ShortEntry, encodeLabelEntry, encodeShortEntry } from './dirent.js';
 import { Directory, type Entry, type FatContext, clusterToByteOffset } from './directory.js';
 import { ChainWriter, readChain, wholeChain } from './file.js';
@@ -28,7 +28,6 @@ import {
   FSI_LEAD_SIG,
   FSI_STRUC_SIG,
   FSI_TRAIL_SIG,
-  FIRST_CLUSTER,
   FSI_UNKNOWN,
   STATE_DIRTY,
   readUint,
@@ -36,7 +35,7 @@ import {
 } from './layout.js';
 import { encodeLongName, longNameSlotCount } from './lfn.js';
 import { exactShortName, generateShortName, rawKey, shortNameChecksum, validateLongName } from './names.js';
-import { FatTable, corrupt } from './table.js';
+import { FatTable } from './table.js';
 import { decodeFatTime, encodeFatTime } from './time.js';
 
 export interface FatMountOptions extends MountOptions {}
@@ -164,13 +163,14 @@ export class FatVolume implements Volume, FatContext {
    */
   private verifyForWrite(): void {
     const owner = new Uint8Array(this.geometry.clusterCount + 2);
-    const claim = (clusters: readonly number[], path: string): void => {
-      for (const cluster of clusters) {
-        if (owner[cluster]) {
-          throw new PiimgError('E_FAT_CORRUPT', `cluster ${cluster} of ${path} is also used elsewhere (cross-linked chains or a directory loop); refusing to write`, { path, cluster });
-        }
-        owner[cluster] = 1;
+    const claimOne = (cluster: number, path: string): void => {
+      if (owner[cluster]) {
+        throw new PiimgError('E_FAT_CORRUPT', `cluster ${cluster} of ${path} is also used elsewhere (cross-linked chains or a loop); refusing to write`, { path, cluster });
       }
+      owner[cluster] = 1;
+    };
+    const claim = (clusters: readonly number[], path: string): void => {
+      for (const cluster of clusters) claimOne(cluster, path);
     };
     // A file's chain is walked straight into the owner bitmap (no array or set per chain):
     // a cluster met twice is a cross-link or a loop, and each step claims a new cluster, so
@@ -178,23 +178,13 @@ export class FatVolume implements Volume, FatContext {
     const table = this.table;
     const claimChain = (first: number, path: string): number => {
       const what = `chain of ${path}`;
-      table.checkCluster(first, what, path);
-      if (table.get(first) === FREE) throw corrupt(`${what} starts at cluster ${first}, which the FAT marks free`, { cluster: first, path });
+      table.checkFirst(first, what, path);
       let length = 0;
-      for (let cluster = first; ; ) {
-        if (owner[cluster]) {
-          throw new PiimgError('E_FAT_CORRUPT', `cluster ${cluster} of ${path} is also used elsewhere (cross-linked chains or a loop); refusing to write`, { path, cluster });
-        }
-        owner[cluster] = 1;
+      for (let cluster = first; cluster !== END; cluster = table.next(cluster, what, path)) {
+        claimOne(cluster, path);
         length++;
-        const next = table.get(cluster);
-        if (next === END) return length;
-        if (next === FREE || next === BAD || next < FIRST_CLUSTER || next > table.maxCluster) {
-          const kind = next === FREE ? 'a free cluster' : next === BAD ? 'a bad cluster' : `cluster ${next}, outside 2..${table.maxCluster}`;
-          throw corrupt(`${what} links cluster ${cluster} to ${kind}`, { cluster, next, path });
-        }
-        cluster = next;
       }
+      return length;
     };
     const pending: { dir: Directory; path: string }[] = [{ dir: this.root(), path: '' }];
     while (pending.length > 0) {
