@@ -517,9 +517,19 @@ export class Ext2Filesystem {
     return new Ext2Writer(this.lib, this.handle, ino, offset);
   }
 
-  openFile(ino: number, options: { writable: boolean }): Ext2File {
-    this.call('file_open', 'open file', ino, options.writable ? 1 : 0, this.lib.outPtr());
-    return new Ext2File(this.lib, this.lib.u32(this.lib.outPtr()));
+  /** Sets the length of a file (frees the blocks past it). */
+  truncate(ino: number, size: number): void {
+    this.call('file_open', 'open file', ino, 1, this.lib.outPtr());
+    const file = this.lib.u32(this.lib.outPtr());
+    let failed = true;
+    try {
+      this.lib.check(this.lib.fn('file_truncate')(file, size), 'truncate');
+      failed = false;
+    } finally {
+      // Closed even after a failed truncate; its own failure is reported only if truncate succeeded.
+      const closed = this.lib.fn('file_close')(file, 1);
+      if (!failed) this.lib.check(closed, 'close file');
+    }
   }
 
   /** Writes superblock, descriptors and bitmaps, then flushes the device. */
@@ -585,63 +595,6 @@ export class Ext2Writer {
       this.lib.wasm._free(this.buffer);
       this.buffer = 0;
     }
-  }
-}
-
-export class Ext2File {
-  private buffer = 0;
-  private modified = false;
-
-  constructor(
-    private readonly lib: Ext2fs,
-    private readonly handle: number,
-  ) {}
-
-  private chunk(): number {
-    if (this.buffer === 0) {
-      this.buffer = this.lib.wasm._malloc(CHUNK_BYTES);
-      if (this.buffer === 0) throw new Ext2fsCallError('ENOMEM', 'out of WebAssembly memory', 'malloc');
-    }
-    return this.buffer;
-  }
-
-  seek(position: number): void {
-    this.lib.check(this.lib.fn('file_seek')(this.handle, position), 'seek');
-  }
-
-  /** Reads up to `length` bytes at the current position. */
-  read(length: number): Uint8Array {
-    const buf = this.chunk();
-    const want = Math.min(length, CHUNK_BYTES);
-    this.lib.check(this.lib.fn('file_read')(this.handle, buf, want, this.lib.outPtr(2)), 'read');
-    const got = this.lib.i32(this.lib.outPtr(2));
-    return this.lib.heap.slice(buf, buf + got);
-  }
-
-  write(data: Uint8Array): void {
-    const buf = this.chunk();
-    for (let at = 0; at < data.length; at += CHUNK_BYTES) {
-      const part = data.subarray(at, Math.min(at + CHUNK_BYTES, data.length));
-      this.lib.heap.set(part, buf);
-      this.lib.check(this.lib.fn('file_write')(this.handle, buf, part.length, this.lib.outPtr(2)), 'write');
-      if (this.lib.i32(this.lib.outPtr(2)) !== part.length) {
-        throw new Ext2fsCallError('EXT2_ET_SHORT_WRITE', 'short write', 'write');
-      }
-      this.modified = true;
-    }
-  }
-
-  truncate(size: number): void {
-    this.lib.check(this.lib.fn('file_truncate')(this.handle, size), 'truncate');
-    this.modified = true;
-  }
-
-  close(): void {
-    if (this.buffer !== 0) {
-      this.lib.wasm._free(this.buffer);
-      this.buffer = 0;
-    }
-    this.lib.check(this.lib.fn('file_close')(this.handle, this.modified ? 1 : 0), 'close file');
   }
 }
 

@@ -359,14 +359,7 @@ export class Ext4Volume implements Volume {
         created = true;
       }
       try {
-        if (!created) {
-          const file = this.fs.openFile(ino, { writable: true });
-          try {
-            file.truncate(0);
-          } finally {
-            file.close();
-          }
-        }
+        if (!created) this.fs.truncate(ino, 0);
         const writer = this.fs.openWriter(ino);
         let failed = true;
         try {
