@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 
 const dist = new URL('../dist/', import.meta.url);
@@ -24,6 +24,11 @@ describe('committed WebAssembly build', () => {
 
   it('was built from the committed patches and sources', () => {
     const pkg = new URL('../', import.meta.url);
+    // Every build input is in the manifest: a patch or source added without a rebuild fails here.
+    expect(Object.keys(manifest.patches).sort()).toEqual(readdirSync(new URL('build/patches/', pkg)).sort());
+    expect(Object.keys(manifest.piimgSources).sort()).toEqual(
+      ['build/build.sh', ...readdirSync(new URL('build/src/', pkg)).map((name) => `build/src/${name}`)].sort(),
+    );
     for (const [name, hash] of Object.entries(manifest.patches)) {
       expect(sha256(readFileSync(new URL(`build/patches/${name}`, pkg))), name).toBe(hash);
     }
