@@ -82,11 +82,20 @@ function compile(name: 'ext2fs' | 'e2fsck' | 'mke2fs'): Compiled {
  * Instantiates a fresh copy synchronously: the glue's own loader would
  * fetch() the .wasm, which Node's global fetch cannot do for files.
  */
-function instantiate(name: 'ext2fs' | 'e2fsck' | 'mke2fs', io: IoBridge, print?: (text: string) => void, printErr?: (text: string) => void): EmscriptenModule {
+function instantiate(
+  name: 'ext2fs' | 'e2fsck' | 'mke2fs',
+  io: IoBridge,
+  print?: (text: string) => void,
+  printErr?: (text: string) => void,
+  env: Record<string, string> = {},
+): EmscriptenModule {
   const { factory, module } = compile(name);
   const options: Record<string, unknown> = {
     piimgIo: io,
     noInitialRun: true,
+    // libc copies ENV into environ while the runtime starts, before main: set later, getenv() never sees it.
+    // (Only the tools export ENV.)
+    preRun: Object.keys(env).length > 0 ? [(runtime: { ENV: Record<string, string> }) => Object.assign(runtime.ENV, env)] : [],
     print: print ?? (() => {}),
     printErr: printErr ?? (() => {}),
     instantiateWasm(imports: Record<string, unknown>, receive: (instance: WasmInstance, module: WasmModule) => void) {
@@ -623,9 +632,8 @@ function runTool(
     io,
     (text) => stdout.push(text),
     (text) => stderr.push(text),
+    env,
   );
-  const wasmEnv = wasm.ENV as Record<string, string>;
-  for (const [key, value] of Object.entries(env)) wasmEnv[key] = value;
   let status: number;
   try {
     status = wasm.callMain(args(`piimg:${id}`));
