@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -24,11 +24,14 @@ const built = existsSync(join(repoRoot, 'packages', 'cli', 'lib', 'index.js'));
 if (!built) console.warn('\n*** SKIPPED: the built piimg command is not there; `npm test` builds it first ***\n');
 
 describe.skipIf(!built)('the built piimg command', () => {
-  it('runs the README example: inject, then verify and diff the result', () => {
+  it('runs the README example with no other program on PATH: inject, then verify and diff the result', () => {
     const out = join(dir, 'device.img');
+    // "Nothing but Node": an empty PATH, so any native tool the command tried to run would fail.
+    const noTools = join(dir, 'no-tools');
+    mkdirSync(noTools, { recursive: true });
     const inject = piimg(
       ['inject', fixturePath('pi-bookworm'), '-o', out, '--config', join(repoRoot, 'examples', 'fleet', 'devices', 'sensor-0001.yaml'), '--json'],
-      { FLEET_PI_PASSWORD: 'change-me-please', FLEET_WIFI_PASSWORD: 'plant-floor-secret' },
+      { FLEET_PI_PASSWORD: 'change-me-please', FLEET_WIFI_PASSWORD: 'plant-floor-secret', PATH: noTools },
     );
     expect(inject.stderr).toBe('');
     expect(inject.code).toBe(0);
@@ -36,10 +39,10 @@ describe.skipIf(!built)('the built piimg command', () => {
     expect(report.verified).toBe(true);
     expect(inject.stdout).not.toContain('change-me-please');
     expect(inject.stdout).not.toContain('plant-floor-secret');
-    const verify = piimg(['verify', out, '--json']);
+    const verify = piimg(['verify', out, '--json'], { PATH: noTools });
     expect(verify.code).toBe(0);
     expect(JSON.parse(verify.stdout).clean).toBe(true);
-    const diff = piimg(['diff', fixturePath('pi-bookworm'), out, '--json']);
+    const diff = piimg(['diff', fixturePath('pi-bookworm'), out, '--json'], { PATH: noTools });
     expect(diff.code).toBe(10);
     expect(JSON.parse(diff.stdout).changed).toEqual(expect.arrayContaining([expect.objectContaining({ partition: 2, path: '/etc/hostname' })]));
   });
