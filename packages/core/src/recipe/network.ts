@@ -44,11 +44,12 @@ function keyfileSsid(ssid: string): string {
 function nmKeyfile(ctx: RecipeContext, network: WifiNetwork): string {
   const psk = networkPsk(ctx, network);
   // The id is free text for nmcli; fall back to a stable name when the SSID is not plain text.
-  const plain = keyfileSsid(network.ssid) === network.ssid;
+  const ssidField = keyfileSsid(network.ssid);
+  const plain = ssidField === network.ssid;
   const id = plain ? network.ssid : `wifi-${createHash('sha1').update(network.ssid).digest('hex').slice(0, 8)}`;
   const lines = ['[connection]', `id=${id}`, `uuid=${stableUuid(`wifi\0${network.ssid}`)}`, 'type=wifi'];
   if (network.priority !== undefined) lines.push(`autoconnect-priority=${network.priority}`);
-  lines.push('', '[wifi]', 'mode=infrastructure', `ssid=${keyfileSsid(network.ssid)}`);
+  lines.push('', '[wifi]', 'mode=infrastructure', `ssid=${ssidField}`);
   if (network.hidden) lines.push('hidden=true');
   if (psk !== undefined) lines.push('', '[wifi-security]', 'key-mgmt=wpa-psk', `psk=${psk}`);
   lines.push('', '[ipv4]', 'method=auto', '', '[ipv6]', 'addr-gen-mode=default', 'method=auto', '', '[proxy]', '');
