@@ -321,8 +321,8 @@ export async function load(): Promise<Ext2fs> {
   return lib;
 }
 
-/** Chunk size for file data moved through WebAssembly memory. */
-const CHUNK_BYTES = 1 << 20;
+/** Chunk size for file data moved through WebAssembly memory; Ext2Writer hands data to libext2fs (and allocates) in steps of this size. */
+export const CHUNK_BYTES = 1 << 20;
 
 export class Ext2Filesystem {
   private closed = false;

@@ -1,4 +1,4 @@
-import { loadExt2fs, type Ext2Filesystem, type InodeStat, type Time } from '@piimg/wasm';
+import { CHUNK_BYTES as STAGE_BYTES, loadExt2fs, type Ext2Filesystem, type InodeStat, type Time } from '@piimg/wasm';
 import type { BlockDevice, BlockReader } from '../../device/types.js';
 import { PiimgError } from '../../errors.js';
 import { splitPath } from '../path.js';
@@ -34,8 +34,6 @@ const NAME_MAX_BYTES = 255;
 const MAX_SYMLINK_DEPTH_DIRS = 4096;
 /** readFile returns one array; anything larger must be streamed. */
 const MAX_READFILE_BYTES = 2 ** 31 - 1;
-/** The writer of @piimg/wasm hands data to libext2fs in pieces of this size. */
-const STAGE_BYTES = 1 << 20;
 
 const S_IFMT = 0o170000;
 /** i_flags bits. Ref: ext2_fs.h. */
