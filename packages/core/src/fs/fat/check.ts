@@ -9,7 +9,7 @@ import { PiimgError } from '../../errors.js';
 import { type FatGeometry, parseBootSector } from './boot.js';
 import { BAD, END, FREE, type FatType, codecs } from './codec.js';
 import { clusterToByteOffset } from './directory.js';
-import { parseShortEntry } from './dirent.js';
+import { DOT_NAME, DOTDOT_NAME, parseShortEntry } from './dirent.js';
 import {
   ATTR_DIRECTORY,
   ATTR_LONG_NAME,
@@ -34,7 +34,7 @@ import {
   viewOf,
 } from './layout.js';
 import { decodeLongNameSlot } from './lfn.js';
-import { decodeShortName, shortNameChecksum } from './names.js';
+import { decodeShortName, rawKey, shortNameChecksum } from './names.js';
 
 export interface FatCheckOptions {
   /** Problems listed at most; the rest are counted in a last line. Default 200. */
@@ -343,11 +343,8 @@ function badShortName(raw: Uint8Array): boolean {
   return false;
 }
 
-function latin1(raw: Uint8Array): string {
-  let key = '';
-  for (let i = 0; i < raw.length; i++) key += String.fromCharCode(raw[i]!);
-  return key;
-}
+const DOT_KEY = rawKey(DOT_NAME);
+const DOTDOT_KEY = rawKey(DOTDOT_NAME);
 
 /**
  * Parses one directory: checks "." and "..", short names, duplicates and
@@ -424,8 +421,9 @@ function scanDirectory(bytes: Uint8Array, fatType: FatType, dir: PendingDirector
       continue;
     }
     const short = parseShortEntry(bytes, at, fatType);
-    const isDot = latin1(raw) === '.          ';
-    const isDotDot = latin1(raw) === '..         ';
+    const key = rawKey(raw);
+    const isDot = key === DOT_KEY;
+    const isDotDot = key === DOTDOT_KEY;
     if (isDot || isDotDot) {
       if (startSlot >= 0) abandon('long name followed by a dot entry');
       if (dir.isRoot) {
@@ -455,8 +453,7 @@ function scanDirectory(bytes: Uint8Array, fatType: FatType, dir: PendingDirector
       }
     }
     const path = where === '/' ? `/${name}` : `${where}/${name}`;
-    if (badShortName(raw)) report.add(`${path}: invalid short name ${JSON.stringify(latin1(raw))}`);
-    const key = latin1(raw);
+    if (badShortName(raw)) report.add(`${path}: invalid short name ${JSON.stringify(key)}`);
     if (seen.has(key)) report.add(`${path}: duplicate short name ${JSON.stringify(decodeShortName(raw, 0))} in ${where}`);
     seen.add(key);
     entries.push({ name, attr: short.attr, firstCluster: short.firstCluster, size: short.size });
