@@ -8,7 +8,7 @@ import type { BlockReader } from '../../device/types.js';
 import { PiimgError } from '../../errors.js';
 import { type FatGeometry, parseBootSector } from './boot.js';
 import { BAD, END, FREE, type FatType, codecs } from './codec.js';
-import { clusterToByteOffset } from './directory.js';
+import { readClusters } from './directory.js';
 import { DOT_NAME, DOTDOT_NAME, parseShortEntry } from './dirent.js';
 import {
   ATTR_DIRECTORY,
@@ -314,16 +314,7 @@ function checkReservedEntries(fat: Uint8Array, boot: Uint8Array, report: Report)
 
 function readDirectory(reader: BlockReader, geometry: FatGeometry, dir: PendingDirectory): Uint8Array {
   if (dir.firstCluster === 0) return reader.read(geometry.rootByteOffset, geometry.rootByteLength);
-  const { clusters } = dir;
-  const clusterSize = geometry.clusterSize;
-  const bytes = new Uint8Array(clusters.length * clusterSize);
-  for (let i = 0; i < clusters.length; ) {
-    let j = i + 1;
-    while (j < clusters.length && clusters[j] === clusters[j - 1]! + 1) j++;
-    bytes.set(reader.read(clusterToByteOffset(geometry, clusters[i]!), (j - i) * clusterSize), i * clusterSize);
-    i = j;
-  }
-  return bytes;
+  return readClusters(reader, geometry, dir.clusters);
 }
 
 interface FoundEntry {

@@ -30,6 +30,20 @@ export function clusterToByteOffset(geometry: FatGeometry, cluster: number): num
   return geometry.dataByteOffset + (cluster - 2) * geometry.clusterSize;
 }
 
+/** Reads the data of `clusters`, one read per run of consecutive clusters; `size` ends it early (a file's last cluster). */
+export function readClusters(reader: BlockReader, geometry: FatGeometry, clusters: readonly number[], size = clusters.length * geometry.clusterSize): Uint8Array {
+  const out = new Uint8Array(size);
+  const clusterSize = geometry.clusterSize;
+  for (let i = 0; i < clusters.length && i * clusterSize < size; ) {
+    let j = i + 1;
+    while (j < clusters.length && clusters[j] === clusters[j - 1]! + 1) j++;
+    const start = i * clusterSize;
+    out.set(reader.read(clusterToByteOffset(geometry, clusters[i]!), Math.min(size, j * clusterSize) - start), start);
+    i = j;
+  }
+  return out;
+}
+
 /** A file or directory entry found in a directory. */
 export interface Entry extends ShortEntry {
   /** The name to show: the long name when there is one, else the short name with its case flags. */
@@ -76,15 +90,7 @@ export class Directory {
     }
     const limit = Math.max(1, Math.floor(MAX_DIR_BYTES / geometry.clusterSize));
     const clusters = table.chain(firstCluster, { limit, path, what: `directory ${path}` });
-    const bytes = new Uint8Array(clusters.length * geometry.clusterSize);
-    // Read runs of consecutive clusters in one call each.
-    for (let i = 0; i < clusters.length; ) {
-      let j = i + 1;
-      while (j < clusters.length && clusters[j] === clusters[j - 1]! + 1) j++;
-      bytes.set(reader.read(clusterToByteOffset(geometry, clusters[i]!), (j - i) * geometry.clusterSize), i * geometry.clusterSize);
-      i = j;
-    }
-    return new Directory(context, firstCluster, clusters, bytes, isRoot);
+    return new Directory(context, firstCluster, clusters, readClusters(reader, geometry, clusters), isRoot);
   }
 
   get slotCount(): number {

@@ -1,7 +1,7 @@
 import { PiimgError } from '../../errors.js';
 import type { ClusterRun } from './alloc.js';
 import { END } from './codec.js';
-import { type FatContext, clusterToByteOffset } from './directory.js';
+import { type FatContext, clusterToByteOffset, readClusters } from './directory.js';
 import { corrupt } from './table.js';
 
 /** Largest file FAT can describe (DIR_FileSize is 32 bits). */
@@ -18,17 +18,7 @@ export function readChain(context: FatContext, firstCluster: number, size: numbe
   if (clusters.length < needed) {
     throw corrupt(`file ${path} is ${size} bytes but its cluster chain holds only ${clusters.length} clusters`, { path, size });
   }
-  const out = new Uint8Array(size);
-  const clusterSize = geometry.clusterSize;
-  for (let i = 0; i < clusters.length; ) {
-    let j = i + 1;
-    while (j < clusters.length && clusters[j] === clusters[j - 1]! + 1) j++;
-    const start = i * clusterSize;
-    const length = Math.min(size, j * clusterSize) - start;
-    out.set(reader.read(clusterToByteOffset(geometry, clusters[i]!), length), start);
-    i = j;
-  }
-  return out;
+  return readClusters(reader, geometry, clusters, size);
 }
 
 /** Every cluster of a chain, for freeing it. Bounded by the cluster count, so a loop is an error. */
