@@ -28,7 +28,8 @@ import {
   FSI_UNKNOWN,
   LAST_LONG_ENTRY,
   LDIR,
-  MAX_DIR_ENTRIES,
+  MAX_LONG_SLOTS,
+  maxDirClusters,
   STATE_DIRTY,
   readUint,
   viewOf,
@@ -59,8 +60,6 @@ const BAD_SHORT_NAME_CHARS = new Set([...'*?<>|"\\/:'].map((c) => c.charCodeAt(0
 const LOST = 0xffffffff;
 /** Device reads of a FAT copy for comparison are done in pieces of this size. */
 const COMPARE_BYTES = 1024 * 1024;
-/** Long names are at most 20 slots (255 UTF-16 units, FAT spec §7). */
-const MAX_LONG_SLOTS = 20;
 
 class Report {
   readonly problems: string[] = [];
@@ -120,7 +119,7 @@ export function checkFat(reader: BlockReader, options: FatCheckOptions = {}): Fa
   let files = 0;
   let directories = 0;
   const clusterSize = geometry.clusterSize;
-  const dirClusterLimit = Math.max(1, Math.floor((MAX_DIR_ENTRIES * DIRENT_SIZE) / clusterSize));
+  const dirClusterLimit = maxDirClusters(clusterSize);
 
   /**
    * Claims the chain from `first` for `path`. Returns how many clusters it

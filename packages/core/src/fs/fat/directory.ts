@@ -10,7 +10,9 @@ import {
   DIRENT_SIZE,
   DIR_NAME_END,
   DIR_NAME_FREE,
+  MAX_DIR_BYTES,
   MAX_DIR_ENTRIES,
+  maxDirClusters,
 } from './layout.js';
 import { LongNameAssembler } from './lfn.js';
 import { decodeShortLabel, decodeShortName, nameKey, rawKey, shortNameChecksum } from './names.js';
@@ -54,7 +56,6 @@ export interface Entry extends ShortEntry {
   firstSlot: number;
 }
 
-const MAX_DIR_BYTES = MAX_DIR_ENTRIES * DIRENT_SIZE;
 
 /**
  * One directory held in memory: its raw bytes (the fixed root region of
@@ -88,7 +89,7 @@ export class Directory {
       const bytes = reader.read(geometry.rootByteOffset, geometry.rootByteLength);
       return new Directory(context, 0, [], bytes, true);
     }
-    const limit = Math.max(1, Math.floor(MAX_DIR_BYTES / geometry.clusterSize));
+    const limit = maxDirClusters(geometry.clusterSize);
     const clusters = table.chain(firstCluster, { limit, path, what: `directory ${path}` });
     return new Directory(context, firstCluster, clusters, readClusters(reader, geometry, clusters), isRoot);
   }

@@ -117,6 +117,8 @@ export const LDIR_CHARS_PER_SLOT = 13;
 export const LAST_LONG_ENTRY = 0x40;
 /** Longest long name in UTF-16 code units (FAT spec §7). */
 export const MAX_LONG_NAME = 255;
+/** Most slots a long name takes: 20. */
+export const MAX_LONG_SLOTS = Math.ceil(MAX_LONG_NAME / LDIR_CHARS_PER_SLOT);
 
 export const ATTR_READ_ONLY = 0x01;
 export const ATTR_HIDDEN = 0x02;
@@ -140,6 +142,11 @@ export const NT_LOWER_EXT = 0x10;
 
 /** A directory holds at most 65536 entries (FAT spec §6.1: 2 MiB). */
 export const MAX_DIR_ENTRIES = 65536;
+/** Most bytes a directory holds, and the clusters read for one at most. */
+export const MAX_DIR_BYTES = MAX_DIR_ENTRIES * DIRENT_SIZE;
+export function maxDirClusters(clusterSize: number): number {
+  return Math.max(1, Math.floor(MAX_DIR_BYTES / clusterSize));
+}
 
 /** Cluster count limits that decide the FAT type (FAT spec §3.5). */
 export const FAT12_MAX_CLUSTERS = 4084;

@@ -10,6 +10,7 @@ import {
   LDIR,
   LDIR_CHARS_PER_SLOT,
   LDIR_CHAR_OFFSETS,
+  MAX_LONG_SLOTS,
 } from './layout.js';
 
 export function longNameSlotCount(name: string): number {
@@ -77,7 +78,7 @@ export class LongNameAssembler {
     const sum = slot[LDIR.LDIR_Chksum.byteOffset]!;
     const number = ord & 0x3f;
     if (ord & LAST_LONG_ENTRY) {
-      if (number === 0 || number > 20) return this.reset();
+      if (number === 0 || number > MAX_LONG_SLOTS) return this.reset();
       this.parts = new Array<string>(number);
       this.expected = number;
       this.checksum = sum;
