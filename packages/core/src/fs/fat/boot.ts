@@ -11,6 +11,10 @@ import {
   FAT16_MAX_CLUSTERS,
   FAT32_MAX_CLUSTERS,
   FIRST_CLUSTER,
+  FSINFO,
+  FSI_LEAD_SIG,
+  FSI_STRUC_SIG,
+  FSI_TRAIL_SIG,
   readBytes,
   readUint,
   viewOf,
@@ -219,4 +223,21 @@ export function probeFat(reader: BlockReader): FatProbe | undefined {
     if (error instanceof PiimgError) return undefined;
     throw error;
   }
+}
+
+/**
+ * The FSInfo sector of a FAT32 volume: undefined when there is none (FAT12/16),
+ * `valid: false` when its signatures are wrong (its hints must not be used).
+ */
+export function readFsInfo(reader: BlockReader, geometry: FatGeometry): { valid: boolean; freeCount: number; nextFree: number } | undefined {
+  if (geometry.fsInfoSector === 0) return undefined;
+  const view = viewOf(reader.read(geometry.fsInfoSector * geometry.sectorSize, 512));
+  return {
+    valid:
+      readUint(view, FSINFO.FSI_LeadSig) === FSI_LEAD_SIG &&
+      readUint(view, FSINFO.FSI_StrucSig) === FSI_STRUC_SIG &&
+      readUint(view, FSINFO.FSI_TrailSig) === FSI_TRAIL_SIG,
+    freeCount: readUint(view, FSINFO.FSI_Free_Count),
+    nextFree: readUint(view, FSINFO.FSI_Nxt_Free),
+  };
 }

@@ -6,7 +6,7 @@
  */
 import type { BlockReader } from '../../device/types.js';
 import { PiimgError } from '../../errors.js';
-import { type FatGeometry, parseBootSector } from './boot.js';
+import { type FatGeometry, parseBootSector, readFsInfo } from './boot.js';
 import { BAD, END, FREE, type FatType, codecs } from './codec.js';
 import { readClusters } from './directory.js';
 import { DOT_NAME, DOTDOT_NAME, parseShortEntry } from './dirent.js';
@@ -21,17 +21,12 @@ import {
   DIR_NAME_FREE,
   DIR_NAME_KANJI_E5,
   FIRST_CLUSTER,
-  FSINFO,
-  FSI_LEAD_SIG,
-  FSI_STRUC_SIG,
-  FSI_TRAIL_SIG,
   FSI_UNKNOWN,
   LAST_LONG_ENTRY,
   LDIR,
   MAX_LONG_SLOTS,
   maxDirClusters,
   STATE_DIRTY,
-  readUint,
   viewOf,
 } from './layout.js';
 import { decodeLongNameSlot } from './lfn.js';
@@ -457,22 +452,17 @@ function scanDirectory(bytes: Uint8Array, fatType: FatType, dir: PendingDirector
 }
 
 function checkFsInfo(reader: BlockReader, geometry: FatGeometry, freeClusters: number, report: Report): void {
-  if (geometry.fsInfoSector === 0) return;
-  const sector = reader.read(geometry.fsInfoSector * geometry.sectorSize, 512);
-  const view = viewOf(sector);
-  if (
-    readUint(view, FSINFO.FSI_LeadSig) !== FSI_LEAD_SIG ||
-    readUint(view, FSINFO.FSI_StrucSig) !== FSI_STRUC_SIG ||
-    readUint(view, FSINFO.FSI_TrailSig) !== FSI_TRAIL_SIG
-  ) {
+  const fsInfo = readFsInfo(reader, geometry);
+  if (!fsInfo) return;
+  if (!fsInfo.valid) {
     report.add(`FSInfo sector ${geometry.fsInfoSector}: bad signature`);
     return;
   }
-  const count = readUint(view, FSINFO.FSI_Free_Count);
+  const count = fsInfo.freeCount;
   if (count !== FSI_UNKNOWN && count !== freeClusters) {
     report.add(`FSInfo: free cluster count is ${count}, the FAT has ${freeClusters} free clusters`);
   }
-  const next = readUint(view, FSINFO.FSI_Nxt_Free);
+  const next = fsInfo.nextFree;
   if (next !== FSI_UNKNOWN && (next < FIRST_CLUSTER || next > geometry.clusterCount + 1)) {
     report.add(`FSInfo: next free cluster ${next} is outside 2..${geometry.clusterCount + 1}`);
   }

@@ -14,7 +14,7 @@ import {
   defaultClock,
 } from '../volume.js';
 import { Allocator } from './alloc.js';
-import { type FatGeometry, parseBootSector } from './boot.js';
+import { type FatGeometry, parseBootSector, readFsInfo } from './boot.js';
 import { END } from './codec.js';
 import { DOTDOT_NAME, DOT_NAME, type ShortEntry, encodeLabelEntry, encodeShortEntry } from './dirent.js';
 import { Directory, type Entry, type FatContext, clusterToByteOffset } from './directory.js';
@@ -25,12 +25,8 @@ import {
   ATTR_READ_ONLY,
   DIRENT_SIZE,
   FSINFO,
-  FSI_LEAD_SIG,
-  FSI_STRUC_SIG,
-  FSI_TRAIL_SIG,
   FSI_UNKNOWN,
   STATE_DIRTY,
-  readUint,
   viewOf,
 } from './layout.js';
 import { encodeLongName, longNameSlotCount } from './lfn.js';
@@ -96,18 +92,9 @@ export class FatVolume implements Volume, FatContext {
     this.now = options.now ?? defaultClock();
     this.table = new FatTable(reader, geometry);
     let nextFree = 2;
-    if (geometry.fatType === 'fat32' && geometry.fsInfoSector !== 0) {
-      const sector = reader.read(geometry.fsInfoSector * geometry.sectorSize, 512);
-      const view = viewOf(sector);
-      this.fsInfoValid =
-        readUint(view, FSINFO.FSI_LeadSig) === FSI_LEAD_SIG &&
-        readUint(view, FSINFO.FSI_StrucSig) === FSI_STRUC_SIG &&
-        readUint(view, FSINFO.FSI_TrailSig) === FSI_TRAIL_SIG;
-      if (this.fsInfoValid) {
-        const hint = readUint(view, FSINFO.FSI_Nxt_Free);
-        if (hint !== FSI_UNKNOWN) nextFree = hint;
-      }
-    }
+    const fsInfo = geometry.fatType === 'fat32' ? readFsInfo(reader, geometry) : undefined;
+    this.fsInfoValid = fsInfo?.valid ?? false;
+    if (fsInfo?.valid && fsInfo.nextFree !== FSI_UNKNOWN) nextFree = fsInfo.nextFree;
     this.alloc = new Allocator(this.table, nextFree);
     const state = geometry.hasExtendedBpb ? reader.read(0, 512)[geometry.extendedOffset + 1]! : 0;
     this.wasDirty = (state & STATE_DIRTY) !== 0;
