@@ -69,7 +69,7 @@ async function partitions(image: string): Promise<{ boot: PartitionRef; root: Pa
 const oracles = hasTool('debugfs') && hasTool('e2fsck') && hasTool('mtype') && hasTool('fsck.fat');
 
 describe.skipIf(!oracles)('piimg inject, checked with native tools', () => {
-  const cases: FixtureName[] = ['pi-bookworm', 'pi-bullseye'];
+  const cases: FixtureName[] = ['pi-trixie', 'pi-bookworm', 'pi-bookworm-8m', 'pi-bullseye'];
   for (const name of cases) {
     describe(name, () => {
       let base: string;
