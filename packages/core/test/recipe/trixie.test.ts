@@ -308,3 +308,28 @@ describe('time, locale and services on Trixie', () => {
     expect((await t.root.text(preset)).split('\n')).toContain('disable bluetooth.service');
   });
 });
+
+describe('which uid 1000 is a placeholder', () => {
+  it('keeps a uid 1000 with a usable password, and a configured uid other than 1000, and adds the user beside it', async () => {
+    const real = await trixie();
+    const passwd = (await real.root.text('/etc/passwd')).replace('/home/pi:/usr/sbin/nologin', '/home/pi:/bin/bash');
+    const shadow = (await real.root.text('/etc/shadow')).replace(/^pi:!:/m, `pi:$6$salt$${'x'.repeat(86)}:`);
+    await real.root.populate({ '/etc/passwd': passwd, '/etc/shadow': { content: shadow, mode: 0o640, gid: 42 } });
+    await applyConfig(real.target, load({ user: { name: 'ops', password: 'fleet-pass-1' } }), options());
+    expect(await line(real.root, '/etc/passwd', 'pi')).toBe('pi:x:1000:1000:,,,:/home/pi:/bin/bash');
+    expect(await line(real.root, '/etc/passwd', 'ops')).toBe('ops:x:1001:1001:,,,:/home/ops:/bin/bash');
+    const withUid = await trixie();
+    await applyConfig(withUid.target, load({ user: { name: 'ops', uid: 1500 } }), options());
+    expect(await line(withUid.root, '/etc/passwd', 'pi')).toBeDefined();
+    expect(await line(withUid.root, '/etc/passwd', 'ops')).toMatch(/^ops:x:1500:/);
+  });
+
+  it('renames a Bookworm placeholder (locked password, rename-user flow installed) and its sudoers line', async () => {
+    const root = await bookwormRoot();
+    await root.populate({ '/etc/sudoers.d/010_pi-nopasswd': { content: 'pi ALL=(ALL) NOPASSWD: ALL\n', mode: 0o440 } });
+    await applyConfig({ root, boot: await bootVolume() }, load({ user: { name: 'fleet' } }), options());
+    expect(await line(root, '/etc/passwd', 'fleet')).toBe('fleet:x:1000:1000:,,,:/home/fleet:/bin/bash');
+    expect(await root.text('/etc/sudoers.d/010_pi-nopasswd')).toBe('fleet ALL=(ALL) NOPASSWD: ALL\n');
+    expect(await mode(root, '/etc/sudoers.d/010_pi-nopasswd')).toBe('440 0:0');
+  });
+});
