@@ -1,16 +1,19 @@
 import { realpathSync } from 'node:fs';
+import { rename, unlink, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { FileDevice, FileReader } from '../device/file.js';
 import { Overlay, type OverlayOptions } from '../device/overlay.js';
 import { slice } from '../device/slice.js';
-import type { BlockDevice } from '../device/types.js';
+import type { BlockDevice, ByteRange } from '../device/types.js';
 import { PiimgError } from '../errors.js';
 import { checkFat, mountFat } from '../fs/fat/index.js';
 import type { MountOptions, Volume } from '../fs/volume.js';
 import { randomDiskId, readPartitionTable, setDiskId as writeDiskId } from '../partition/index.js';
 import type { Partition, PartitionTable } from '../partition/types.js';
+import { createBmap, type Bmap } from './bmap.js';
 import { detectFilesystem, type FilesystemInfo } from './detect.js';
+import { usedRanges } from './usage.js';
 import { saveOverlay, type SaveOptions, type SaveResult } from './save.js';
 import { defaultCacheDir, resolveSource, type Compression, type SourceOptions } from './source.js';
 
@@ -244,6 +247,37 @@ export class Image implements AsyncDisposable {
       }
     }
     return Readable.from(chunks(), { objectMode: false });
+  }
+
+  /**
+   * The byte ranges in use, with the changes: allocated FAT clusters and ext
+   * blocks with their metadata, and wherever else the image is not zeros
+   * (partition tables, unknown partitions). Flushes mounted volumes first.
+   */
+  async usedRanges(): Promise<ByteRange[]> {
+    this.assertOpen();
+    await this.flushVolumes();
+    return usedRanges(this.overlay, this.partitionsValue.map((p) => ({ byteOffset: p.byteOffset, size: p.size, filesystem: p.filesystem })));
+  }
+
+  /** The image's block map in bmaptool's format 2.0 (`bmaptool copy --bmap FILE`), with the changes. */
+  async bmap(): Promise<Bmap> {
+    return createBmap(this.overlay, await this.usedRanges());
+  }
+
+  /** Writes the block map to `path` atomically (temporary file + rename). */
+  async writeBmap(path: string): Promise<Bmap> {
+    const map = await this.bmap();
+    const temporary = `${path}.${process.pid}.piimg-partial`;
+    try {
+      await writeFile(temporary, map.text, { flag: 'wx' });
+      await rename(temporary, path);
+    } catch (error) {
+      await unlink(temporary).catch(() => undefined);
+      const code = (error as NodeJS.ErrnoException).code;
+      throw new PiimgError(code === 'ENOSPC' ? 'ENOSPC' : 'E_IO', `cannot write ${path}: ${(error as Error).message}`, { path }, { cause: error });
+    }
+    return map;
   }
 
   async close(): Promise<void> {
