@@ -1,5 +1,6 @@
 import { isPiimgError } from '@piimg/core';
 import type { Command } from './command.js';
+import { apply } from './commands/apply.js';
 import { cat } from './commands/cat.js';
 import { cp } from './commands/cp.js';
 import { diff } from './commands/diff.js';
@@ -12,7 +13,7 @@ import { type CliIo, defaultIo, EXIT, exitCodeFor, UsageError } from './io.js';
 export type { CliIo } from './io.js';
 export { EXIT } from './io.js';
 
-const commands: Command[] = [inject, info, verify, ls, cat, cp, diff];
+const commands: Command[] = [inject, apply, info, verify, ls, cat, cp, diff];
 
 const version = '0.1.0';
 

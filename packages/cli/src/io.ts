@@ -32,7 +32,7 @@ export class UsageError extends Error {
   override readonly name = 'UsageError';
 }
 
-const IMAGE_CODES = /^E_(NO_PARTITION_TABLE|BAD_|EBR_LOOP|PARTITION_|TRUNCATED|LIMIT|UNSUPPORTED|EXT4_|FAT_|NO_PARTITION|OUT_OF_RANGE)/;
+const IMAGE_CODES = /^E_(NO_PARTITION_TABLE|BAD_|DELTA_|EBR_LOOP|PARTITION_|TRUNCATED|LIMIT|UNSUPPORTED|EXT4_|FAT_|NO_PARTITION|OUT_OF_RANGE)/;
 
 export function exitCodeFor(error: unknown): number {
   if (error instanceof UsageError) return EXIT.usage;

@@ -44,3 +44,19 @@ export function writeFileFact(cacheDir: string, kind: string, key: string, value
     // Read-only or full cache directory.
   }
 }
+
+/**
+ * SHA-256 of a file's content, remembered under `cacheDir/raw-sha256/` for
+ * the file as it is now (fileIdentityKey), so a base is hashed once.
+ */
+export async function rawSha256(path: string, cacheDir: string): Promise<string> {
+  const key = fileIdentityKey(path);
+  const known = readFileFact(cacheDir, 'raw-sha256', key);
+  if (typeof known === 'string' && /^[0-9a-f]{64}$/.test(known)) return known;
+  const hash = createHash('sha256');
+  const { createReadStream } = await import('node:fs');
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
+  const digest = hash.digest('hex');
+  writeFileFact(cacheDir, 'raw-sha256', key, digest);
+  return digest;
+}

@@ -1,16 +1,21 @@
 import { realpathSync } from 'node:fs';
+import { rename, unlink, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { FileDevice, FileReader } from '../device/file.js';
 import { Overlay, type OverlayOptions } from '../device/overlay.js';
 import { slice } from '../device/slice.js';
-import type { BlockDevice } from '../device/types.js';
+import type { BlockDevice, ByteRange } from '../device/types.js';
 import { PiimgError } from '../errors.js';
 import { checkFat, mountFat } from '../fs/fat/index.js';
 import type { MountOptions, Volume } from '../fs/volume.js';
 import { randomDiskId, readPartitionTable, setDiskId as writeDiskId } from '../partition/index.js';
 import type { Partition, PartitionTable } from '../partition/types.js';
+import { createBmap, type Bmap } from './bmap.js';
+import { applyDeltaFile, writeDelta, type DeltaHeader } from './delta.js';
+import { rawSha256 } from './identity.js';
 import { detectFilesystem, type FilesystemInfo } from './detect.js';
+import { usedRanges } from './usage.js';
 import { saveOverlay, type SaveOptions, type SaveResult } from './save.js';
 import { defaultCacheDir, resolveSource, type Compression, type SourceOptions } from './source.js';
 
@@ -244,6 +249,93 @@ export class Image implements AsyncDisposable {
       }
     }
     return Readable.from(chunks(), { objectMode: false });
+  }
+
+  /**
+   * The byte ranges in use, with the changes: allocated FAT clusters and ext
+   * blocks with their metadata, and wherever else the image is not zeros
+   * (partition tables, unknown partitions). Flushes mounted volumes first.
+   */
+  async usedRanges(): Promise<ByteRange[]> {
+    this.assertOpen();
+    await this.flushVolumes();
+    return usedRanges(this.overlay, this.partitionsValue.map((p) => ({ byteOffset: p.byteOffset, size: p.size, filesystem: p.filesystem })));
+  }
+
+  /** The image's block map in bmaptool's format 2.0 (`bmaptool copy --bmap FILE`), with the changes. */
+  async bmap(): Promise<Bmap> {
+    return createBmap(this.overlay, await this.usedRanges());
+  }
+
+  /** Writes the block map to `path` atomically (temporary file + rename). */
+  async writeBmap(path: string): Promise<Bmap> {
+    const map = await this.bmap();
+    const temporary = `${path}.${process.pid}.piimg-partial`;
+    try {
+      await writeFile(temporary, map.text, { flag: 'wx' });
+      await rename(temporary, path);
+    } catch (error) {
+      await unlink(temporary).catch(() => undefined);
+      const code = (error as NodeJS.ErrnoException).code;
+      throw new PiimgError(code === 'ENOSPC' ? 'ENOSPC' : 'E_IO', `cannot write ${path}: ${(error as Error).message}`, { path }, { cause: error });
+    }
+    return map;
+  }
+
+  /**
+   * SHA-256 of the raw base (decompressed), without the changes: the
+   * identity a delta names. Computed once per base file and remembered in
+   * the cache, keyed by the file's identity.
+   */
+  async baseSha256(): Promise<string> {
+    this.assertOpen();
+    return rawSha256(this.rawPath, this.cacheDir);
+  }
+
+  /**
+   * Writes the changes as a delta file (docs/delta-format.md): the base's
+   * identity and the changed chunks, compressed. `applyDelta` on the same
+   * base gives back this image byte for byte.
+   */
+  async saveDelta(path: string): Promise<DeltaHeader> {
+    this.assertOpen();
+    await this.flushVolumes();
+    const sha256 = await this.baseSha256();
+    return writeDelta(path, { size: this.base.size, sha256 }, this.overlay.size, this.overlay.changedChunks());
+  }
+
+  /**
+   * Applies a delta written by saveDelta to this image, which must be opened
+   * on the delta's base and have no changes or mounted volumes yet. A delta
+   * for another base gives E_DELTA_BASE_MISMATCH; a damaged one E_BAD_DELTA,
+   * and then the image is left without changes.
+   */
+  async applyDelta(path: string): Promise<DeltaHeader> {
+    this.assertOpen();
+    if (this.overlay.stats.changedChunks > 0 || this.volumes.size > 0) {
+      throw new PiimgError('EINVAL', 'applyDelta needs an image without changes or mounted volumes', { path });
+    }
+    const sha256 = await this.baseSha256();
+    try {
+      const header = applyDeltaFile(path, this.overlay, (found) => {
+        if (found.baseSize !== this.base.size || found.baseSha256 !== sha256) {
+          throw new PiimgError(
+            'E_DELTA_BASE_MISMATCH',
+            `${path} was made for another base image (SHA-256 ${found.baseSha256.slice(0, 16)}..., ${found.baseSize} bytes); ${this.sourcePath} is ${sha256.slice(0, 16)}..., ${this.base.size} bytes`,
+            { path, expected: found.baseSha256, actual: sha256 },
+          );
+        }
+      });
+      this.tableValue = readPartitionTable(this.overlay, { sectorSize: this.tableValue.sectorSize as 512 | 4096 });
+      this.partitionsValue = this.describePartitions();
+      return header;
+    } catch (error) {
+      this.overlay.discard();
+      if (error instanceof PiimgError) throw error;
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') throw new PiimgError('ENOENT', `no such delta file: ${path}`, { path }, { cause: error });
+      throw new PiimgError('E_IO', `cannot read ${path}: ${(error as Error).message}`, { path }, { cause: error });
+    }
   }
 
   async close(): Promise<void> {
