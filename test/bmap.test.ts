@@ -68,7 +68,7 @@ describe('block ranges', () => {
 });
 
 const tools = hasTool('bmaptool') && hasTool('e2fsck') && hasTool('fsck.fat');
-const fixtures: FixtureName[] = ['pi-bookworm', 'pi-bullseye', 'pi-gpt', 'pi-gpt-4k', 'pi-logical'];
+const fixtures: FixtureName[] = ['pi-bookworm', 'pi-bookworm-8m', 'pi-trixie', 'pi-bullseye', 'pi-gpt', 'pi-gpt-4k', 'pi-logical'];
 
 describe.runIf(tools)('bmaptool accepts our block maps', () => {
   for (const name of fixtures) {
