@@ -1,4 +1,4 @@
-import { PiimgError } from '@piimg/core';
+import { PiimgError, type BadNameReason } from '@piimg/core';
 
 /** Where a command writes; tests pass their own. */
 export interface CliIo {
@@ -82,3 +82,15 @@ export function progressReporter(io: CliIo, enabled: boolean): ((p: { phase: str
     if (p.bytesTotal !== undefined && p.bytesDone >= p.bytesTotal) io.stderr.write('\r\u001b[2K');
   };
 }
+
+/** A warning on stderr; output on stdout stays clean for pipes and --json. */
+export function warn(io: CliIo, command: string, text: string): void {
+  io.stderr.write(`piimg ${command}: warning: ${text}\n`);
+}
+
+export const BAD_NAME_TEXT: Record<BadNameReason, string> = {
+  empty: 'the image holds an entry with an empty name',
+  dot: 'the image holds an entry named "." or ".."',
+  slash: 'the name holds "/", so it is not one file name',
+  nul: 'the name holds a NUL byte',
+};
