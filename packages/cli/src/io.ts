@@ -6,6 +6,8 @@ export interface CliIo {
   stderr: NodeJS.WritableStream & { isTTY?: boolean };
   env: NodeJS.ProcessEnv;
   cwd: string;
+  /** Aborted on SIGINT/SIGTERM by the piimg command (see run.ts); long steps stop and clean up. */
+  signal?: AbortSignal;
 }
 
 export function defaultIo(): CliIo {
@@ -34,9 +36,21 @@ export class UsageError extends Error {
 
 const IMAGE_CODES = /^E_(NO_PARTITION_TABLE|BAD_|EBR_LOOP|PARTITION_|TRUNCATED|LIMIT|UNSUPPORTED|EXT4_|FAT_|NO_PARTITION|OUT_OF_RANGE)/;
 
+/** Exit status 128 + signal number, as shells report a process ended by a signal. */
+export const SIGNAL_EXIT: Record<string, number> = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 };
+
+/** A write to a stdout whose reader has gone (`piimg ... | head`). */
+export function isClosedPipe(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'EPIPE' || code === 'ERR_STREAM_DESTROYED';
+}
+
 export function exitCodeFor(error: unknown): number {
   if (error instanceof UsageError) return EXIT.usage;
   if (error instanceof PiimgError) {
+    if (error.code === 'E_ABORTED') return SIGNAL_EXIT[String(error.data.signal)] ?? EXIT.failed;
+    // An output that is a device node, FIFO, socket or directory: the command line names the wrong thing.
+    if (error.code === 'E_BAD_OUTPUT') return EXIT.usage;
     if (error.code === 'E_CONFIG') return EXIT.badConfig;
     if (error.code === 'E_VERIFY_FAILED') return EXIT.verifyFailed;
     if (error.code === 'E_NOT_FOUND' || error.code === 'ENOENT') return EXIT.notFound;
@@ -94,3 +108,12 @@ export const BAD_NAME_TEXT: Record<BadNameReason, string> = {
   slash: 'the name holds "/", so it is not one file name',
   nul: 'the name holds a NUL byte',
 };
+
+export function deviceLine(path: string, device: { bytesWritten: number; sha256: string }): string {
+  return `${path}: wrote ${formatBytes(device.bytesWritten)} onto the device, flushed, read back and compared (sha256 ${device.sha256})`;
+}
+
+/** Adds the command's abort signal (SIGINT/SIGTERM) to library options. */
+export function withSignal<T extends object>(io: CliIo, options: T): T & { signal?: AbortSignal } {
+  return io.signal ? { ...options, signal: io.signal } : options;
+}

@@ -5,11 +5,13 @@ import {
   encodeNameBytes,
   escapeName,
   hasEscapedBytes,
+  checkOutputPath,
   openImage,
   partialName,
   PiimgError,
   readHostFile,
   resolveImageOwner,
+  throwIfAborted,
   walk,
   type BadEntryName,
   type Image,
@@ -17,9 +19,9 @@ import {
 } from '@piimg/core';
 import { type Command, parse, requirePositionals, wantsHelp } from '../command.js';
 import { mountFor, parseImagePath, type ImagePath } from '../image-path.js';
-import { BAD_NAME_TEXT, EXIT, UsageError, warn, writeJson, type CliIo } from '../io.js';
+import { BAD_NAME_TEXT, deviceLine, EXIT, UsageError, warn, writeJson, type CliIo } from '../io.js';
 
-const usage = `Usage: piimg cp IMAGE SRC DST [-r] [--mode MODE] [--owner UID:GID] (-o OUT | --in-place)
+const usage = `Usage: piimg cp IMAGE SRC DST [-r] [--mode MODE] [--owner UID:GID] (-o OUT [--to-device] | --in-place)
        piimg cp IMAGE PART:/path HOSTPATH [-r]
 
 Copies files into or out of an image. One of SRC and DST is PART:/path (PART: a
@@ -32,7 +34,9 @@ Options:
   --mode MODE       octal permission bits of copied files (default: 0644, or 0755 when executable)
   --owner OWNER     owner of copied files and directories: UID:GID, or USER[:GROUP]
                     resolved through the image's own /etc/passwd and /etc/group (default 0:0)
-  -o, --output OUT  write the changed image to OUT
+  -o, --output OUT  write the changed image to OUT (a regular file or a new path)
+  --to-device       OUT is a block device: write the image onto it in place, every
+                    byte, then flush, read it back and compare
   --in-place        change IMAGE itself (raw images only)
   --json            print what was copied as JSON
   -h, --help        this help`;
@@ -142,6 +146,7 @@ async function copyOut(
   recursive: boolean,
   copied: string[],
   warn: (text: string) => void,
+  signal?: AbortSignal,
 ): Promise<void> {
   const top = await volume.lstat(from);
   if (top.type === 'directory' && !recursive) throw new UsageError(`${from} is a directory: use -r`);
@@ -158,6 +163,7 @@ async function copyOut(
   const skipped: string[] = [];
   const onBadName = (bad: BadEntryName) => warn(`skipped ${bad.dir === '/' ? '' : escapeName(bad.dir)}/${bad.name}: ${BAD_NAME_TEXT[bad.reason]}`);
   for await (const entry of walk(volume, from, { onBadName })) {
+    throwIfAborted(signal, 'cp');
     const relative = posix.relative(from, entry.path);
     const components = relative === '' ? [] : relative.split('/');
     if (skipped.some((prefix) => relative === prefix || relative.startsWith(prefix + '/'))) continue;
@@ -214,6 +220,7 @@ export const cp: Command = {
         owner: { type: 'string' },
         output: { type: 'string', short: 'o' },
         'in-place': { type: 'boolean' },
+        'to-device': { type: 'boolean' },
         json: { type: 'boolean' },
       },
       usage,
@@ -227,14 +234,18 @@ export const cp: Command = {
       throw new UsageError(`exactly one of SRC and DST must be PART:/path\n\n${usage}`);
     }
     const copied: string[] = [];
+    let device: { bytesWritten: number; sha256: string } | undefined;
     if (from) {
-      await using image = await openImage(imagePath);
-      await copyOut(await mountFor(image, from, true), from.path, resolve(io.cwd, dst), values.recursive ?? false, copied, (text) => warn(io, 'cp', text));
+      await using image = await openImage(imagePath, io.signal ? { signal: io.signal } : {});
+      await copyOut(await mountFor(image, from, true), from.path, resolve(io.cwd, dst), values.recursive ?? false, copied, (text) => warn(io, 'cp', text), io.signal);
     } else {
       const target = to as ImagePath;
       if (!values.output === !values['in-place']) throw new UsageError(`copying into an image needs either -o OUT or --in-place\n\n${usage}`);
       const mode = parseMode(values.mode);
-      await using image = await openImage(imagePath, { inPlace: values['in-place'] ?? false });
+      const toDevice = values['to-device'] ?? false;
+      if (toDevice && !values.output) throw new UsageError(`--to-device needs -o DEVICE\n\n${usage}`);
+      if (values.output && !toDevice) checkOutputPath(values.output);
+      await using image = await openImage(imagePath, { inPlace: values['in-place'] ?? false, ...(io.signal ? { signal: io.signal } : {}) });
       const owner = await resolveOwnerOption(image, values.owner);
       const volume = await mountFor(image, target, false);
       let destination = target.path;
@@ -245,10 +256,14 @@ export const cp: Command = {
       await copyIn(volume, src, destination, { recursive: values.recursive ?? false, ...(mode !== undefined ? { mode } : {}), ...owner }, copied);
       await volume.close();
       if (values['in-place']) await image.save();
-      else await image.save(values.output!);
+      else {
+        const saved = await image.save(values.output!, { toDevice, ...(io.signal ? { signal: io.signal } : {}) });
+        if (saved.device && !values.json) io.stdout.write(deviceLine(saved.path, saved.device) + '\n');
+        if (saved.device) device = saved.device;
+      }
     }
     if (copied.length === 0) throw new PiimgError('E_NOT_FOUND', `nothing was copied from ${src}`, { path: src });
-    if (values.json) writeJson(io, { copied });
+    if (values.json) writeJson(io, { copied: copied.map(escapeName), ...(device ? { device } : {}) });
     return EXIT.ok;
   },
 };

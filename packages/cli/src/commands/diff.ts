@@ -1,6 +1,6 @@
 import { escapeName, openImage, walk, type BadEntryName, type Image, type Stats, type Volume } from '@piimg/core';
 import { type Command, parse, requirePositionals, wantsHelp } from '../command.js';
-import { BAD_NAME_TEXT, EXIT, warn, writeJson, type CliIo } from '../io.js';
+import { BAD_NAME_TEXT, EXIT, warn, writeJson, type CliIo, withSignal } from '../io.js';
 
 const usage = `Usage: piimg diff A B [--times] [--json]
 
@@ -78,8 +78,8 @@ export const diff: Command = {
     const { values, positionals } = parse(argv, { times: { type: 'boolean' }, json: { type: 'boolean' } }, usage);
     if (wantsHelp(values, io, usage)) return EXIT.ok;
     requirePositionals(positionals, 2, usage);
-    await using a = await openImage(positionals[0]!);
-    await using b = await openImage(positionals[1]!);
+    await using a = await openImage(positionals[0]!, withSignal(io, {}));
+    await using b = await openImage(positionals[1]!, withSignal(io, {}));
     const result = await diffImages(a, b, {
       times: values.times ?? false,
       onBadName: (bad) =>

@@ -1,9 +1,9 @@
-import { applyConfig, loadConfig, openImage, PiimgError, type ApplyReport } from '@piimg/core';
+import { applyConfig, checkOutputPath, loadConfig, openImage, PiimgError, throwIfAborted, type ApplyReport } from '@piimg/core';
 import { type Command, parse, requirePositionals, wantsHelp } from '../command.js';
-import { EXIT, paint, progressReporter, UsageError, useColor, writeJson, type CliIo } from '../io.js';
+import { deviceLine, EXIT, paint, progressReporter, UsageError, useColor, writeJson, type CliIo } from '../io.js';
 
 const usage = `Usage: piimg inject BASE -o OUT --config FILE [--set key.path=value ...] [--var name=value ...]
-                    [--no-verify] [--sync] [--json]
+                    [--no-verify] [--sync] [--to-device] [--source-root DIR] [--json]
 
 Writes a ready-to-flash device image OUT from BASE (.img, .img.xz, .zip, .gz)
 and a device configuration (YAML or JSON; see the configuration reference).
@@ -11,7 +11,10 @@ BASE is never modified. OUT appears only when everything succeeded, filesystems
 verified: a failed inject leaves no output file behind.
 
 Options:
-  -o, --output OUT      the device image to write (replaced atomically if it exists)
+  -o, --output OUT      the device image to write (replaced atomically if it exists; it must
+                        be a regular file or a new path)
+  --to-device           OUT is a block device (SD card, USB stick): write the image onto it
+                        in place, every byte, then flush, read it back and compare
   -c, --config FILE     the device configuration
   --set key.path=value  override a configuration value (repeatable), e.g. --set hostname=dev-7
   --var name=value      a {{name}} variable for the configuration (repeatable), e.g. --var device.id=0007
@@ -48,6 +51,7 @@ export const inject: Command = {
         var: { type: 'string', multiple: true },
         'no-verify': { type: 'boolean' },
         sync: { type: 'boolean' },
+        'to-device': { type: 'boolean' },
         json: { type: 'boolean' },
       },
       usage,
@@ -56,6 +60,9 @@ export const inject: Command = {
     requirePositionals(positionals, 1, usage);
     if (!values.output) throw new UsageError(`-o OUT is required\n\n${usage}`);
     if (!values.config) throw new UsageError(`--config FILE is required\n\n${usage}`);
+    const toDevice = values['to-device'] ?? false;
+    // A wrong output is refused before any work is done.
+    if (!toDevice) checkOutputPath(values.output);
 
     // Seconds spent in each step, reported with --json.
     const timings: Record<string, number> = {};
@@ -73,7 +80,7 @@ export const inject: Command = {
       if (!values.json && io.stderr.isTTY) io.stderr.write(text + '\n');
     };
 
-    await using image = await openImage(positionals[0]!, onProgress ? { onProgress } : {});
+    await using image = await openImage(positionals[0]!, { ...(onProgress ? { onProgress } : {}), ...(io.signal ? { signal: io.signal } : {}) });
     lap('open');
     log(`base: ${image.sourcePath}${image.cached ? ' (cached)' : ''}`);
     const boot = await image.mount('boot');
@@ -92,6 +99,7 @@ export const inject: Command = {
     await boot.close();
     await root.close();
     lap('apply');
+    throwIfAborted(io.signal, 'inject');
 
     let verified = false;
     if (!values['no-verify']) {
@@ -107,8 +115,14 @@ export const inject: Command = {
       }
       verified = true;
       lap('verify');
+      throwIfAborted(io.signal, 'inject');
     }
-    const saved = await image.save(values.output, { sync: values.sync ?? false, ...(onProgress ? { onProgress } : {}) });
+    const saved = await image.save(values.output, {
+      sync: values.sync ?? false,
+      toDevice,
+      ...(onProgress ? { onProgress } : {}),
+      ...(io.signal ? { signal: io.signal } : {}),
+    });
     lap('save');
 
     const summary = {
@@ -120,6 +134,7 @@ export const inject: Command = {
       outputs: report.outputs,
       verified,
       changedBytes: saved.changedBytes,
+      ...(saved.device ? { device: saved.device } : {}),
       seconds: (Date.now() - started) / 1000,
       timings,
     };
@@ -131,6 +146,7 @@ export const inject: Command = {
     const lines = report.changes.map((c) => `  ${c.action.padEnd(7)} ${c.volume}:${c.path}${c.summary ? `  ${paint(color, 2, c.summary)}` : ''}`);
     io.stdout.write(`${paint(color, 1, saved.path)}: ${report.changes.length} change${report.changes.length === 1 ? '' : 's'}${verified ? ', filesystems verified' : ''}\n`);
     if (lines.length) io.stdout.write(lines.join('\n') + '\n');
+    if (saved.device) io.stdout.write(deviceLine(saved.path, saved.device) + '\n');
     for (const warning of report.warnings) io.stdout.write(paint(color, 33, `warning: ${warning}`) + '\n');
     for (const [key, value] of Object.entries(report.outputs)) if (value !== undefined) io.stdout.write(`${key}: ${value}\n`);
     return EXIT.ok;

@@ -1,7 +1,7 @@
 import { encodeNameBytes, escapeName, hasEscapedBytes, openImage, type Stats } from '@piimg/core';
 import { type Command, parse, requirePositionals, wantsHelp } from '../command.js';
 import { mountFor, requireImagePath } from '../image-path.js';
-import { BAD_NAME_TEXT, EXIT, warn, writeJson, type CliIo } from '../io.js';
+import { BAD_NAME_TEXT, EXIT, warn, writeJson, type CliIo, withSignal } from '../io.js';
 
 const usage = `Usage: piimg ls IMAGE PART:/path [-l] [--json]
 
@@ -36,7 +36,7 @@ export const ls: Command = {
     if (wantsHelp(values, io, usage)) return EXIT.ok;
     requirePositionals(positionals, 2, usage);
     const at = requireImagePath(positionals[1]!, usage);
-    await using image = await openImage(positionals[0]!);
+    await using image = await openImage(positionals[0]!, withSignal(io, {}));
     const volume = await mountFor(image, at, true);
     const stats = await volume.lstat(at.path);
     const onBadName = (bad: { dir: string; name: string; reason: keyof typeof BAD_NAME_TEXT }) =>

@@ -8,5 +8,7 @@ export { copyRanges, type CopyOptions } from './copy.js';
 export { scanDataMap, dataMapFor } from './datamap.js';
 export type { DataMap } from './datamap.js';
 export type { SaveOptions, SaveResult } from './save.js';
+export { checkOutputPath } from './save.js';
 export { partialName, removeStalePartials, DEFAULT_PARTIAL_GRACE_MS } from './partial.js';
 export type { StalePartialOptions } from './partial.js';
+export { throwIfAborted } from './abort.js';
