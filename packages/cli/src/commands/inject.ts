@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import { applyConfig, checkOutputPath, loadConfig, openImage, PiimgError, throwIfAborted, type ApplyReport } from '@piimg/core';
 import { type Command, parse, requirePositionals, wantsHelp } from '../command.js';
 import { deviceLine, EXIT, paint, progressReporter, UsageError, useColor, writeJson, type CliIo } from '../io.js';
@@ -18,6 +19,9 @@ Options:
   -c, --config FILE     the device configuration
   --set key.path=value  override a configuration value (repeatable), e.g. --set hostname=dev-7
   --var name=value      a {{name}} variable for the configuration (repeatable), e.g. --var device.id=0007
+  --source-root DIR     read files[].source only inside DIR (symlinks resolved): a source
+                        outside it is a configuration error. Use it whenever the
+                        configuration comes from someone else (services, batch jobs)
   --no-verify           skip the filesystem check before writing OUT
   --sync                fsync OUT before it is renamed into place
   --json                print the report as JSON (secrets are never printed), with the
@@ -52,6 +56,7 @@ export const inject: Command = {
         'no-verify': { type: 'boolean' },
         sync: { type: 'boolean' },
         'to-device': { type: 'boolean' },
+        'source-root': { type: 'string' },
         json: { type: 'boolean' },
       },
       usage,
@@ -73,7 +78,12 @@ export const inject: Command = {
       mark = now;
     };
     // The configuration is loaded and checked (files exist) before the image is opened.
-    const loaded = await loadConfig(values.config, { set: values.set ?? [], env: io.env, vars: parseVars(values.var) });
+    const loaded = await loadConfig(values.config, {
+      set: values.set ?? [],
+      env: io.env,
+      vars: parseVars(values.var),
+      ...(values['source-root'] !== undefined ? { sourceRoot: resolve(io.cwd, values['source-root']) } : {}),
+    });
     lap('config');
     const onProgress = progressReporter(io, !values.json);
     const log = (text: string) => {
