@@ -129,6 +129,25 @@ describe('the output path', () => {
       expect(result.code, result.stderr).toBe(0);
       expect(result.stdout).toContain('read back and compared');
       expect(result.stdout).toContain(createHash('sha256').update(readFileSync(backing).subarray(0, statSync(base).size)).digest('hex'));
+      // A device in use (mounted) is refused, and left as it was.
+      const mountPoint = join(dir, 'mnt');
+      mkdirSync(mountPoint, { recursive: true });
+      spawnSync('mke2fs', ['-q', '-F', '-t', 'ext4', loop], { env: { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin` } });
+      const mounted = spawnSync('mount', ['-o', 'ro', loop, mountPoint], { encoding: 'utf8' });
+      if (mounted.status !== 0) {
+        if (process.env.CI) throw new Error(`cannot mount ${loop} on CI: ${mounted.stderr}`);
+        console.warn(`\n*** SKIPPED: cannot mount ${loop} here (${mounted.stderr.trim()}); the busy-device check was not run ***\n`);
+      } else {
+        try {
+          const before = createHash('sha256').update(readFileSync(backing)).digest('hex');
+          const busy = await cpTo(loop, '--to-device');
+          expect(busy.code).toBe(6);
+          expect(busy.stderr).toContain('[EBUSY]');
+          expect(createHash('sha256').update(readFileSync(backing)).digest('hex')).toBe(before);
+        } finally {
+          spawnSync('umount', [mountPoint]);
+        }
+      }
     } finally {
       spawnSync('losetup', ['-d', loop]);
     }
@@ -214,4 +233,26 @@ describe.skipIf(!built)('interrupted saves', () => {
     // Another host's file stays, whatever its age.
     expect(partials(outDir)).toEqual(['.other.img.1-00000000-00000000.piimg-partial']);
   }, 180_000);
+});
+
+describe('inject --source-root', () => {
+  it('refuses a files[].source outside the root with exit 3 and writes nothing', async () => {
+    const work = join(dir, 'source-root');
+    mkdirSync(join(work, 'configs'), { recursive: true });
+    writeFileSync(join(work, 'secret.txt'), 'not for the image\n');
+    writeFileSync(join(work, 'configs', 'ok.txt'), 'fine\n');
+    const config = join(work, 'configs', 'device.yaml');
+    writeFileSync(config, 'hostname: dev-1\nfiles:\n  - { source: ../secret.txt, target: /etc/secret.txt }\n');
+    const out = join(work, 'out.img');
+    const base = join(repoRoot, 'fixtures', 'images', 'pi-bookworm.img.xz');
+    const refused = await piimg(['inject', base, '-o', out, '--config', config, '--source-root', join(work, 'configs')], env);
+    expect(refused.code).toBe(3);
+    expect(refused.stderr).toContain('files[0].source');
+    expect(refused.stderr).toContain('outside the source root');
+    expect(existsSync(out)).toBe(false);
+    // Without --source-root the same config is the user's own choice.
+    writeFileSync(config, 'hostname: dev-1\nfiles:\n  - { source: ./ok.txt, target: /etc/ok.txt }\n');
+    const allowed = await piimg(['inject', base, '-o', out, '--config', config, '--source-root', join(work, 'configs'), '--no-verify'], env);
+    expect(allowed.code, allowed.stderr).toBe(0);
+  });
 });
