@@ -6,7 +6,7 @@ import { openImage } from '../packages/core/src/image/image.js';
 import { walk } from '../packages/core/src/fs/walk.js';
 import type { BadEntryName } from '../packages/core/src/fs/path.js';
 import { piimg } from './support/cli.js';
-import { testCacheDir } from './support/fixtures.js';
+import { rawFixture, testCacheDir } from './support/fixtures.js';
 import { FAT_HOSTILE, hostileDiskImage } from './support/hostile-names.js';
 import { hasTool } from './support/tools.js';
 
@@ -122,5 +122,17 @@ describe.skipIf(!hasTool('mke2fs'))('names read from an image', () => {
     const result = await piimg(['diff', image, image], env);
     expect(result.code).toBe(0);
     expect(result.stderr).toContain('"../../x"');
+  });
+});
+
+describe('cp of one file out of an image', () => {
+  it('writes into an existing directory under the file name, as cp does', async () => {
+    const raw = await rawFixture('pi-bookworm', join(dir, 'single'));
+    const out = join(dir, 'single-out');
+    mkdirSync(out);
+    const result = await piimg(['cp', raw, 'boot:/config.txt', out], env);
+    expect(result.code, result.stderr).toBe(0);
+    expect(readFileSync(join(out, 'config.txt'), 'utf8').length).toBeGreaterThan(0);
+    expect(readdirSync(out)).toEqual(['config.txt']);
   });
 });

@@ -152,7 +152,9 @@ async function copyOut(
   if (top.type === 'directory' && !recursive) throw new UsageError(`${from} is a directory: use -r`);
   if (top.type !== 'directory') {
     if (top.type !== 'file') return;
-    writeHostFile(resolve(to), await volume.readFile(from), top.mode & 0o777);
+    // Into an existing directory, as cp does; the name is the one the user gave.
+    const into = lstatSync(to, { throwIfNoEntry: false })?.isDirectory() ? join(to, posix.basename(from)) : to;
+    writeHostFile(resolve(into), await volume.readFile(from), top.mode & 0o777);
     copied.push(from);
     return;
   }
