@@ -74,7 +74,6 @@ export function checkOutputPath(outPath: string): void {
   throw new PiimgError('E_BAD_OUTPUT', `refusing to write the output to ${outPath}: it is ${kindOf(stats)}${hint}`, { path: outPath, kind: kindOf(stats) });
 }
 
-
 /**
  * Writes base + overlay to `outPath` atomically: a temporary file in the same
  * directory is filled (reflink clone of the base where the filesystem offers
@@ -156,7 +155,9 @@ function refuseMounted(devicePath: string): void {
     } catch {
       // A source that is gone cannot be ours.
     }
-    if (real === device || (real.startsWith(device) && /^p?\d+$/.test(real.slice(device.length)))) {
+    // Partitions: sda -> sda1, but mmcblk0 / loop1 / nvme0n1 -> mmcblk0p1 (loop1 -> loop10 is another disk).
+    const partition = /\d$/.test(device) ? /^p\d+$/ : /^\d+$/;
+    if (real === device || (real.startsWith(device) && partition.test(real.slice(device.length)))) {
       throw new PiimgError('EBUSY', `refusing to write to ${devicePath}: ${real} is mounted`, { path: devicePath, mounted: real });
     }
   }
