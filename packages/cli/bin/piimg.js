@@ -1,4 +1,4 @@
 #!/usr/bin/env node
-import { main } from '../lib/index.js';
+import { runCli } from '../lib/index.js';
 
-process.exitCode = await main(process.argv.slice(2));
+process.exitCode = await runCli(process.argv.slice(2));

@@ -8,10 +8,11 @@ import { info } from './commands/info.js';
 import { inject } from './commands/inject.js';
 import { ls } from './commands/ls.js';
 import { verify } from './commands/verify.js';
-import { type CliIo, defaultIo, EXIT, exitCodeFor, UsageError } from './io.js';
+import { type CliIo, defaultIo, EXIT, exitCodeFor, isClosedPipe, UsageError } from './io.js';
 
 export type { CliIo } from './io.js';
 export { EXIT } from './io.js';
+export { runCli } from './run.js';
 
 const commands: Command[] = [inject, apply, info, verify, ls, cat, cp, diff];
 
@@ -30,7 +31,8 @@ Run 'piimg <command> --help' for a command's options.
 
 Exit status:
   0  success
-  1  usage error (unknown command or option, missing argument)
+  1  usage error (unknown command or option, missing argument, an output path
+     that is a directory, device node, FIFO or socket)
   2  bad or unsupported image (corrupt table, unknown filesystem feature, ...)
   3  bad device configuration
   4  verification found filesystem problems
@@ -38,6 +40,8 @@ Exit status:
   5  file, image or path not found
   6  other failure (no space left, I/O error, ...)
  70  internal error (a bug: please report it)
+130  interrupted by SIGINT (Ctrl-C), 143 by SIGTERM: temporary files removed, the
+     output left absent or as it was before
 
 Environment:
   NO_COLOR           no colors
@@ -65,6 +69,8 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
   try {
     return await command.run(rest, io);
   } catch (error) {
+    // The reader of stdout has gone: that is the end of output, not a failure.
+    if (isClosedPipe(error)) return EXIT.ok;
     const code = exitCodeFor(error);
     if (error instanceof UsageError) {
       io.stderr.write(`piimg ${name}: ${error.message}\n`);

@@ -1,4 +1,4 @@
-import { PiimgError } from '@piimg/core';
+import { PiimgError, type BadNameReason } from '@piimg/core';
 
 /** Where a command writes; tests pass their own. */
 export interface CliIo {
@@ -6,6 +6,8 @@ export interface CliIo {
   stderr: NodeJS.WritableStream & { isTTY?: boolean };
   env: NodeJS.ProcessEnv;
   cwd: string;
+  /** Aborted on SIGINT/SIGTERM by the piimg command (see run.ts); long steps stop and clean up. */
+  signal?: AbortSignal;
 }
 
 export function defaultIo(): CliIo {
@@ -34,9 +36,21 @@ export class UsageError extends Error {
 
 const IMAGE_CODES = /^E_(NO_PARTITION_TABLE|BAD_|DELTA_|EBR_LOOP|PARTITION_|TRUNCATED|LIMIT|UNSUPPORTED|EXT4_|FAT_|NO_PARTITION|OUT_OF_RANGE)/;
 
+/** Exit status 128 + signal number, as shells report a process ended by a signal. */
+export const SIGNAL_EXIT: Record<string, number> = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 };
+
+/** A write to a stdout whose reader has gone (`piimg ... | head`). */
+export function isClosedPipe(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'EPIPE' || code === 'ERR_STREAM_DESTROYED';
+}
+
 export function exitCodeFor(error: unknown): number {
   if (error instanceof UsageError) return EXIT.usage;
   if (error instanceof PiimgError) {
+    if (error.code === 'E_ABORTED') return SIGNAL_EXIT[String(error.data.signal)] ?? EXIT.failed;
+    // An output that is a device node, FIFO, socket or directory: the command line names the wrong thing.
+    if (error.code === 'E_BAD_OUTPUT') return EXIT.usage;
     if (error.code === 'E_CONFIG') return EXIT.badConfig;
     if (error.code === 'E_VERIFY_FAILED') return EXIT.verifyFailed;
     if (error.code === 'E_NOT_FOUND' || error.code === 'ENOENT') return EXIT.notFound;
@@ -81,4 +95,25 @@ export function progressReporter(io: CliIo, enabled: boolean): ((p: { phase: str
     io.stderr.write(`\r\u001b[2K${p.phase}: ${formatBytes(p.bytesDone)}${percent}`);
     if (p.bytesTotal !== undefined && p.bytesDone >= p.bytesTotal) io.stderr.write('\r\u001b[2K');
   };
+}
+
+/** A warning on stderr; output on stdout stays clean for pipes and --json. */
+export function warn(io: CliIo, command: string, text: string): void {
+  io.stderr.write(`piimg ${command}: warning: ${text}\n`);
+}
+
+export const BAD_NAME_TEXT: Record<BadNameReason, string> = {
+  empty: 'the image holds an entry with an empty name',
+  dot: 'the image holds an entry named "." or ".."',
+  slash: 'the name holds "/", so it is not one file name',
+  nul: 'the name holds a NUL byte',
+};
+
+export function deviceLine(path: string, device: { bytesWritten: number; sha256: string }): string {
+  return `${path}: wrote ${formatBytes(device.bytesWritten)} onto the device, flushed, read back and compared (sha256 ${device.sha256})`;
+}
+
+/** Adds the command's abort signal (SIGINT/SIGTERM) to library options. */
+export function withSignal<T extends object>(io: CliIo, options: T): T & { signal?: AbortSignal } {
+  return io.signal ? { ...options, signal: io.signal } : options;
 }

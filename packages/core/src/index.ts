@@ -14,7 +14,8 @@ export type {
   MountOptions,
 } from './fs/volume.js';
 export { defaultClock } from './fs/volume.js';
-export { normalizePath } from './fs/path.js';
+export { normalizePath, entryNameProblem, escapeName, decodeNameBytes, encodeNameBytes, hasEscapedBytes } from './fs/path.js';
+export type { BadEntryName, BadNameReason, ReaddirOptions } from './fs/path.js';
 export {
   readPartitionTable,
   setDiskId,
@@ -31,11 +32,11 @@ export type { FatMountOptions, FormatFatOptions, FatProbe, FatCheckResult } from
 export { mountExt4, probeExt, verifyExt4, formatExt4, Ext4Volume } from './fs/ext4/index.js';
 export type { Ext4MountOptions, Ext4VerifyResult, FormatExt4Options, ExtProbe } from './fs/ext4/index.js';
 export { walk } from './fs/walk.js';
-export type { WalkEntry } from './fs/walk.js';
+export type { WalkEntry, WalkOptions } from './fs/walk.js';
 // Configuration and recipes load on first use (see lazy.ts); their full synchronous API is @piimg/core/config.
 export { loadConfig, applyConfig, detectImageRelease } from './lazy.js';
 export { resolveImageOwner } from './recipe/accounts.js';
-export type { DeviceConfig, DeviceConfigInput, FileEntry, WifiNetwork, LoadedConfig, ConfigOverrides } from './config/index.js';
+export type { DeviceConfig, DeviceConfigInput, FileEntry, WifiNetwork, LoadedConfig, ConfigOverrides, SourceRootOption } from './config/index.js';
 export type { ApplyReport, ApplyTarget, ApplyOptions, Change, ChangeAction, VolumeName, Release, FirstBootMechanism } from './recipe/index.js';
 export * from './crypto/index.js';
 export { readHostFile } from './host.js';

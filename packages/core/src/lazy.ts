@@ -5,12 +5,12 @@
  * need them. The synchronous API (the schema, parseConfig) is in
  * `@piimg/core/config`.
  */
-import type { ConfigOverrides, LoadedConfig } from './config/index.js';
+import type { ConfigOverrides, LoadedConfig, SourceRootOption } from './config/index.js';
 import type { Volume } from './fs/volume.js';
 import type { ApplyOptions, ApplyReport, ApplyTarget, Release } from './recipe/index.js';
 
 /** Reads a device configuration (YAML or JSON) with its `extends` chain, overrides and variables, and checks it. */
-export async function loadConfig(path: string, options?: ConfigOverrides): Promise<LoadedConfig> {
+export async function loadConfig(path: string, options?: ConfigOverrides & SourceRootOption): Promise<LoadedConfig> {
   const { loadConfig: load } = await import('./config/load.js');
   return load(path, options);
 }

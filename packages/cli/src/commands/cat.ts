@@ -1,7 +1,7 @@
 import { openImage } from '@piimg/core';
 import { type Command, parse, requirePositionals, wantsHelp } from '../command.js';
 import { mountFor, requireImagePath } from '../image-path.js';
-import { EXIT, type CliIo } from '../io.js';
+import { EXIT, type CliIo, withSignal } from '../io.js';
 
 const usage = `Usage: piimg cat IMAGE PART:/path
 
@@ -17,7 +17,7 @@ export const cat: Command = {
     if (wantsHelp(values, io, usage)) return EXIT.ok;
     requirePositionals(positionals, 2, usage);
     const at = requireImagePath(positionals[1]!, usage);
-    await using image = await openImage(positionals[0]!);
+    await using image = await openImage(positionals[0]!, withSignal(io, {}));
     const volume = await mountFor(image, at, true);
     const data = await volume.readFile(at.path);
     await new Promise<void>((resolve, reject) => io.stdout.write(data, (error) => (error ? reject(error) : resolve())));

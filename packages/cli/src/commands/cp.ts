@@ -1,11 +1,27 @@
-import { lstatSync, mkdirSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
-import { join, posix } from 'node:path';
-import { openImage, PiimgError, readHostFile, resolveImageOwner, walk, type Image, type Volume } from '@piimg/core';
+import { closeSync, constants, lstatSync, mkdirSync, openSync, readdirSync, readlinkSync, realpathSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { basename, dirname, join, posix, resolve, sep } from 'node:path';
+import {
+  decodeNameBytes,
+  encodeNameBytes,
+  escapeName,
+  hasEscapedBytes,
+  checkOutputPath,
+  openImage,
+  partialName,
+  PiimgError,
+  readHostFile,
+  resolveImageOwner,
+  throwIfAborted,
+  walk,
+  type BadEntryName,
+  type Image,
+  type Volume,
+} from '@piimg/core';
 import { type Command, parse, requirePositionals, wantsHelp } from '../command.js';
 import { mountFor, parseImagePath, type ImagePath } from '../image-path.js';
-import { EXIT, UsageError, writeJson, type CliIo } from '../io.js';
+import { BAD_NAME_TEXT, deviceLine, EXIT, UsageError, warn, writeJson, type CliIo } from '../io.js';
 
-const usage = `Usage: piimg cp IMAGE SRC DST [-r] [--mode MODE] [--owner UID:GID] (-o OUT | --in-place)
+const usage = `Usage: piimg cp IMAGE SRC DST [-r] [--mode MODE] [--owner UID:GID] (-o OUT [--to-device] | --in-place)
        piimg cp IMAGE PART:/path HOSTPATH [-r]
 
 Copies files into or out of an image. One of SRC and DST is PART:/path (PART: a
@@ -18,7 +34,9 @@ Options:
   --mode MODE       octal permission bits of copied files (default: 0644, or 0755 when executable)
   --owner OWNER     owner of copied files and directories: UID:GID, or USER[:GROUP]
                     resolved through the image's own /etc/passwd and /etc/group (default 0:0)
-  -o, --output OUT  write the changed image to OUT
+  -o, --output OUT  write the changed image to OUT (a regular file or a new path)
+  --to-device       OUT is a block device: write the image onto it in place, every
+                    byte, then flush, read it back and compare
   --in-place        change IMAGE itself (raw images only)
   --json            print what was copied as JSON
   -h, --help        this help`;
@@ -49,14 +67,118 @@ async function resolveOwnerOption(image: Image, text: string | undefined): Promi
   }
 }
 
-async function copyOut(volume: Volume, from: string, to: string, recursive: boolean, copied: string[]): Promise<void> {
+/** A host file name must be one component on this platform too (Windows also splits at "\\" and ":"). */
+function hostNameProblem(name: string): string | undefined {
+  if (process.platform === 'win32') {
+    if (/[\\:]/.test(name)) return 'holds "\\" or ":"';
+    if (hasEscapedBytes(name)) return 'is not valid UTF-8';
+  }
+  return undefined;
+}
+
+/**
+ * The host path of `components` below `root`. Names that are not valid UTF-8
+ * are written as their raw bytes (a Buffer path), as the image holds them.
+ */
+function hostPath(root: string, components: string[]): string | Buffer {
+  const text = join(root, ...components);
+  // Every component was checked to be one name; this is a second line of defence.
+  if (components.length > 0 && !resolve(text).startsWith(root.endsWith(sep) ? root : root + sep)) {
+    throw new PiimgError('E_UNSAFE_PATH', `refusing to write outside ${root}: ${escapeName(text)}`, { path: escapeName(text) });
+  }
+  if (!components.some(hasEscapedBytes)) return text;
+  const parts: Buffer[] = [Buffer.from(root)];
+  for (const component of components) parts.push(Buffer.from(sep), Buffer.from(encodeNameBytes(component)));
+  return Buffer.concat(parts);
+}
+
+function show(path: string | Buffer): string {
+  return typeof path === 'string' ? escapeName(path) : escapeName(decodeNameBytes(path));
+}
+
+/** Creates a directory, or accepts an existing one; never one reached through a symlink. */
+function makeHostDirectory(path: string | Buffer): void {
+  try {
+    mkdirSync(path, { mode: 0o755 });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    const existing = lstatSync(path);
+    if (existing.isSymbolicLink()) throw new PiimgError('ELOOP', `refusing to write through the symbolic link ${show(path)}`, { path: show(path) });
+    if (!existing.isDirectory()) throw new PiimgError('ENOTDIR', `${show(path)} exists and is not a directory`, { path: show(path) });
+  }
+}
+
+const NOFOLLOW = constants.O_NOFOLLOW ?? 0;
+
+/** The directory holding `path`: names are single components, so the last separator splits it. */
+function parentOf(path: string | Buffer): string | Buffer {
+  return typeof path === 'string' ? dirname(path) : path.subarray(0, path.lastIndexOf(sep.charCodeAt(0)));
+}
+
+/**
+ * Writes a new file next to `path` (O_EXCL, never following a link) and
+ * renames it over `path`: an existing symlink or hard link at `path` is
+ * replaced, never written through.
+ */
+function writeHostFile(path: string | Buffer, data: Uint8Array, mode: number): void {
+  const parent = parentOf(path);
+  const name = partialName(typeof path === 'string' ? basename(path) : 'file');
+  const temporary = typeof parent === 'string' ? join(parent, name) : Buffer.concat([parent, Buffer.from(sep + name)]);
+  const fd = openSync(temporary, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | NOFOLLOW, mode);
+  try {
+    try {
+      let done = 0;
+      while (done < data.length) done += writeSync(fd, data, done, data.length - done);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(temporary, path);
+  } catch (error) {
+    rmSync(temporary, { force: true });
+    throw error;
+  }
+}
+
+async function copyOut(
+  volume: Volume,
+  from: string,
+  to: string,
+  recursive: boolean,
+  copied: string[],
+  warn: (text: string) => void,
+  signal?: AbortSignal,
+): Promise<void> {
   const top = await volume.lstat(from);
   if (top.type === 'directory' && !recursive) throw new UsageError(`${from} is a directory: use -r`);
-  for await (const entry of walk(volume, from)) {
+  if (top.type !== 'directory') {
+    if (top.type !== 'file') return;
+    // Into an existing directory, as cp does; the name is the one the user gave.
+    const into = lstatSync(to, { throwIfNoEntry: false })?.isDirectory() ? join(to, posix.basename(from)) : to;
+    writeHostFile(resolve(into), await volume.readFile(from), top.mode & 0o777);
+    copied.push(from);
+    return;
+  }
+  // The destination itself is the user's choice (it may be a symlink); below it, nothing is followed.
+  mkdirSync(to, { recursive: true });
+  const root = realpathSync(to);
+  if (!lstatSync(root).isDirectory()) throw new PiimgError('ENOTDIR', `${to} is not a directory`, { path: to });
+  const skipped: string[] = [];
+  const onBadName = (bad: BadEntryName) => warn(`skipped ${bad.dir === '/' ? '' : escapeName(bad.dir)}/${bad.name}: ${BAD_NAME_TEXT[bad.reason]}`);
+  for await (const entry of walk(volume, from, { onBadName })) {
+    throwIfAborted(signal, 'cp');
     const relative = posix.relative(from, entry.path);
-    const target = relative === '' ? to : join(to, ...relative.split('/'));
-    if (entry.stats.type === 'directory') mkdirSync(target, { recursive: true });
-    else if (entry.stats.type === 'file') writeFileSync(target, await volume.readFile(entry.path), { mode: entry.stats.mode & 0o777 });
+    const components = relative === '' ? [] : relative.split('/');
+    if (skipped.some((prefix) => relative === prefix || relative.startsWith(prefix + '/'))) continue;
+    const problem = components.map(hostNameProblem).find((text) => text !== undefined);
+    if (problem !== undefined) {
+      warn(`skipped ${escapeName(entry.path)}: its name ${problem}, which this system cannot hold as one file name`);
+      skipped.push(relative);
+      continue;
+    }
+    const target = hostPath(root, components);
+    if (entry.stats.type === 'directory') {
+      if (components.length > 0) makeHostDirectory(target);
+    } else if (entry.stats.type === 'file') writeHostFile(target, await volume.readFile(entry.path), entry.stats.mode & 0o777);
     else continue; // Links and device nodes are not recreated on the host.
     copied.push(entry.path);
   }
@@ -100,6 +222,7 @@ export const cp: Command = {
         owner: { type: 'string' },
         output: { type: 'string', short: 'o' },
         'in-place': { type: 'boolean' },
+        'to-device': { type: 'boolean' },
         json: { type: 'boolean' },
       },
       usage,
@@ -113,14 +236,18 @@ export const cp: Command = {
       throw new UsageError(`exactly one of SRC and DST must be PART:/path\n\n${usage}`);
     }
     const copied: string[] = [];
+    let device: { bytesWritten: number; sha256: string } | undefined;
     if (from) {
-      await using image = await openImage(imagePath);
-      await copyOut(await mountFor(image, from, true), from.path, dst, values.recursive ?? false, copied);
+      await using image = await openImage(imagePath, io.signal ? { signal: io.signal } : {});
+      await copyOut(await mountFor(image, from, true), from.path, resolve(io.cwd, dst), values.recursive ?? false, copied, (text) => warn(io, 'cp', text), io.signal);
     } else {
       const target = to as ImagePath;
       if (!values.output === !values['in-place']) throw new UsageError(`copying into an image needs either -o OUT or --in-place\n\n${usage}`);
       const mode = parseMode(values.mode);
-      await using image = await openImage(imagePath, { inPlace: values['in-place'] ?? false });
+      const toDevice = values['to-device'] ?? false;
+      if (toDevice && !values.output) throw new UsageError(`--to-device needs -o DEVICE\n\n${usage}`);
+      if (values.output && !toDevice) checkOutputPath(values.output);
+      await using image = await openImage(imagePath, { inPlace: values['in-place'] ?? false, ...(io.signal ? { signal: io.signal } : {}) });
       const owner = await resolveOwnerOption(image, values.owner);
       const volume = await mountFor(image, target, false);
       let destination = target.path;
@@ -131,10 +258,14 @@ export const cp: Command = {
       await copyIn(volume, src, destination, { recursive: values.recursive ?? false, ...(mode !== undefined ? { mode } : {}), ...owner }, copied);
       await volume.close();
       if (values['in-place']) await image.save();
-      else await image.save(values.output!);
+      else {
+        const saved = await image.save(values.output!, { toDevice, ...(io.signal ? { signal: io.signal } : {}) });
+        if (saved.device && !values.json) io.stdout.write(deviceLine(saved.path, saved.device) + '\n');
+        if (saved.device) device = saved.device;
+      }
     }
     if (copied.length === 0) throw new PiimgError('E_NOT_FOUND', `nothing was copied from ${src}`, { path: src });
-    if (values.json) writeJson(io, { copied });
+    if (values.json) writeJson(io, { copied: copied.map(escapeName), ...(device ? { device } : {}) });
     return EXIT.ok;
   },
 };

@@ -1,6 +1,6 @@
 import { detectImageRelease, openImage, type Image, type Release } from '@piimg/core';
 import { type Command, parse, requirePositionals, wantsHelp } from '../command.js';
-import { EXIT, formatBytes, paint, progressReporter, useColor, writeJson, type CliIo } from '../io.js';
+import { EXIT, formatBytes, paint, progressReporter, useColor, writeJson, type CliIo, withSignal } from '../io.js';
 
 const usage = `Usage: piimg info IMAGE [--json]
 
@@ -84,7 +84,7 @@ export const info: Command = {
     if (wantsHelp(values, io, usage)) return EXIT.ok;
     requirePositionals(positionals, 1, usage);
     const onProgress = progressReporter(io, !values.json);
-    await using image = await openImage(positionals[0]!, onProgress ? { onProgress } : {});
+    await using image = await openImage(positionals[0]!, withSignal(io, onProgress ? { onProgress } : {}));
     const description = { ...describeImage(image), release: await describeRelease(image) };
     if (values.json) {
       writeJson(io, description);

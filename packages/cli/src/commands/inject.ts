@@ -1,9 +1,10 @@
-import { applyConfig, loadConfig, openImage, PiimgError, type ApplyReport } from '@piimg/core';
+import { resolve } from 'node:path';
+import { applyConfig, checkOutputPath, loadConfig, openImage, PiimgError, throwIfAborted, type ApplyReport } from '@piimg/core';
 import { type Command, parse, requirePositionals, wantsHelp } from '../command.js';
-import { EXIT, paint, progressReporter, UsageError, useColor, writeJson, type CliIo } from '../io.js';
+import { deviceLine, EXIT, paint, progressReporter, UsageError, useColor, writeJson, type CliIo } from '../io.js';
 
 const usage = `Usage: piimg inject BASE -o OUT --config FILE [--set key.path=value ...] [--var name=value ...]
-                    [--no-verify] [--sync] [--json]
+                    [--no-verify] [--sync] [--to-device] [--source-root DIR] [--json]
 
 Writes a ready-to-flash device image OUT from BASE (.img, .img.xz, .zip, .gz)
 and a device configuration (YAML or JSON; see the configuration reference).
@@ -11,10 +12,16 @@ BASE is never modified. OUT appears only when everything succeeded, filesystems
 verified: a failed inject leaves no output file behind.
 
 Options:
-  -o, --output OUT      the device image to write (replaced atomically if it exists)
+  -o, --output OUT      the device image to write (replaced atomically if it exists; it must
+                        be a regular file or a new path)
+  --to-device           OUT is a block device (SD card, USB stick): write the image onto it
+                        in place, every byte, then flush, read it back and compare
   -c, --config FILE     the device configuration
   --set key.path=value  override a configuration value (repeatable), e.g. --set hostname=dev-7
   --var name=value      a {{name}} variable for the configuration (repeatable), e.g. --var device.id=0007
+  --source-root DIR     read files[].source only inside DIR (symlinks resolved): a source
+                        outside it is a configuration error. Use it whenever the
+                        configuration comes from someone else (services, batch jobs)
   --no-verify           skip the filesystem check before writing OUT
   --sync                fsync OUT before it is renamed into place
   --json                print the report as JSON (secrets are never printed), with the
@@ -48,6 +55,8 @@ export const inject: Command = {
         var: { type: 'string', multiple: true },
         'no-verify': { type: 'boolean' },
         sync: { type: 'boolean' },
+        'to-device': { type: 'boolean' },
+        'source-root': { type: 'string' },
         json: { type: 'boolean' },
       },
       usage,
@@ -56,6 +65,9 @@ export const inject: Command = {
     requirePositionals(positionals, 1, usage);
     if (!values.output) throw new UsageError(`-o OUT is required\n\n${usage}`);
     if (!values.config) throw new UsageError(`--config FILE is required\n\n${usage}`);
+    const toDevice = values['to-device'] ?? false;
+    // A wrong output is refused before any work is done.
+    if (!toDevice) checkOutputPath(values.output);
 
     // Seconds spent in each step, reported with --json.
     const timings: Record<string, number> = {};
@@ -66,14 +78,19 @@ export const inject: Command = {
       mark = now;
     };
     // The configuration is loaded and checked (files exist) before the image is opened.
-    const loaded = await loadConfig(values.config, { set: values.set ?? [], env: io.env, vars: parseVars(values.var) });
+    const loaded = await loadConfig(values.config, {
+      set: values.set ?? [],
+      env: io.env,
+      vars: parseVars(values.var),
+      ...(values['source-root'] !== undefined ? { sourceRoot: resolve(io.cwd, values['source-root']) } : {}),
+    });
     lap('config');
     const onProgress = progressReporter(io, !values.json);
     const log = (text: string) => {
       if (!values.json && io.stderr.isTTY) io.stderr.write(text + '\n');
     };
 
-    await using image = await openImage(positionals[0]!, onProgress ? { onProgress } : {});
+    await using image = await openImage(positionals[0]!, { ...(onProgress ? { onProgress } : {}), ...(io.signal ? { signal: io.signal } : {}) });
     lap('open');
     log(`base: ${image.sourcePath}${image.cached ? ' (cached)' : ''}`);
     const boot = await image.mount('boot');
@@ -92,6 +109,7 @@ export const inject: Command = {
     await boot.close();
     await root.close();
     lap('apply');
+    throwIfAborted(io.signal, 'inject');
 
     let verified = false;
     if (!values['no-verify']) {
@@ -107,8 +125,14 @@ export const inject: Command = {
       }
       verified = true;
       lap('verify');
+      throwIfAborted(io.signal, 'inject');
     }
-    const saved = await image.save(values.output, { sync: values.sync ?? false, ...(onProgress ? { onProgress } : {}) });
+    const saved = await image.save(values.output, {
+      sync: values.sync ?? false,
+      toDevice,
+      ...(onProgress ? { onProgress } : {}),
+      ...(io.signal ? { signal: io.signal } : {}),
+    });
     lap('save');
 
     const summary = {
@@ -120,6 +144,7 @@ export const inject: Command = {
       outputs: report.outputs,
       verified,
       changedBytes: saved.changedBytes,
+      ...(saved.device ? { device: saved.device } : {}),
       seconds: (Date.now() - started) / 1000,
       timings,
     };
@@ -131,6 +156,7 @@ export const inject: Command = {
     const lines = report.changes.map((c) => `  ${c.action.padEnd(7)} ${c.volume}:${c.path}${c.summary ? `  ${paint(color, 2, c.summary)}` : ''}`);
     io.stdout.write(`${paint(color, 1, saved.path)}: ${report.changes.length} change${report.changes.length === 1 ? '' : 's'}${verified ? ', filesystems verified' : ''}\n`);
     if (lines.length) io.stdout.write(lines.join('\n') + '\n');
+    if (saved.device) io.stdout.write(deviceLine(saved.path, saved.device) + '\n');
     for (const warning of report.warnings) io.stdout.write(paint(color, 33, `warning: ${warning}`) + '\n');
     for (const [key, value] of Object.entries(report.outputs)) if (value !== undefined) io.stdout.write(`${key}: ${value}\n`);
     return EXIT.ok;

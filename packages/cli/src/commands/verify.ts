@@ -1,6 +1,6 @@
 import { openImage } from '@piimg/core';
 import { type Command, parse, requirePositionals, wantsHelp } from '../command.js';
-import { EXIT, paint, progressReporter, useColor, writeJson, type CliIo } from '../io.js';
+import { EXIT, paint, progressReporter, useColor, writeJson, type CliIo, withSignal } from '../io.js';
 
 const usage = `Usage: piimg verify IMAGE [--json]
 
@@ -22,7 +22,7 @@ export const verify: Command = {
     if (wantsHelp(values, io, usage)) return EXIT.ok;
     requirePositionals(positionals, 1, usage);
     const onProgress = progressReporter(io, !values.json);
-    await using image = await openImage(positionals[0]!, onProgress ? { onProgress } : {});
+    await using image = await openImage(positionals[0]!, withSignal(io, onProgress ? { onProgress } : {}));
     const findings = await image.verify();
     const clean = findings.every((f) => f.clean);
     if (values.json) {

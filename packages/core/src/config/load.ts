@@ -1,5 +1,6 @@
+import { realpathSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
-import { dirname, extname, isAbsolute, resolve } from 'node:path';
+import { dirname, extname, isAbsolute, resolve, sep } from 'node:path';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import type { z } from 'zod';
 import { PiimgError } from '../errors.js';
@@ -12,6 +13,20 @@ export interface LoadedConfig {
   baseDir: string;
   /** Every config file read, bases first. */
   sources: string[];
+  /** The real path of the directory every `files[].source` was confined to, when one was given. */
+  sourceRoot?: string;
+}
+
+export interface SourceRootOption {
+  /**
+   * Confines every `files[].source`, and every file inside a source tree, to
+   * this directory: paths outside it, and symlinks that lead outside it, are
+   * refused with E_CONFIG. Without it, a config can read any file the process
+   * can (`../../etc/shadow`), which is the user's own choice on the command
+   * line but not for a service or batch job that takes configs from others:
+   * those must set it.
+   */
+  sourceRoot?: string;
 }
 
 export interface ConfigOverrides {
@@ -23,7 +38,7 @@ export interface ConfigOverrides {
   vars?: Record<string, string>;
 }
 
-export interface ParseConfigOptions extends ConfigOverrides {
+export interface ParseConfigOptions extends ConfigOverrides, SourceRootOption {
   /** Directory that relative `files[].source` paths are resolved against. */
   baseDir?: string;
   /** Name of the input, for messages. */
@@ -280,11 +295,61 @@ export function parseConfig(value: unknown, options: ParseConfigOptions = {}): D
   const copy = structuredClone(value);
   resolveSources(copy, options.baseDir ?? process.cwd());
   const { value: prepared, overrides } = prepare(copy, options);
-  return validate(prepared, overrides, options.origin ?? '');
+  const config = validate(prepared, overrides, options.origin ?? '');
+  if (options.sourceRoot !== undefined) confineSources(config, options.baseDir ?? process.cwd(), options.sourceRoot);
+  return config;
 }
 
-/** Fails with E_CONFIG unless every `files[].source` exists on the host. */
-export async function checkSources(config: DeviceConfig, baseDir: string): Promise<void> {
+function within(path: string, root: string): boolean {
+  return path === root || path.startsWith(root.endsWith(sep) ? root : root + sep);
+}
+
+/** The real path of a source root directory (E_CONFIG when it is not one). */
+export function realSourceRoot(root: string): string {
+  try {
+    const real = realpathSync(resolve(root));
+    return real;
+  } catch (error) {
+    throw configError(`the source root ${root} does not exist`, { sourceRoot: root }, error);
+  }
+}
+
+/**
+ * The real path of `source` if it lies inside `realRoot` (from realSourceRoot),
+ * else E_CONFIG naming `what`. The lexical path is checked first, so a path
+ * outside the root is refused without being looked at; then symlinks are
+ * resolved and the real path checked again.
+ */
+export function confineSource(source: string, realRoot: string, what: string, givenRoot = realRoot): string {
+  const lexical = resolve(source);
+  const outside = () => configError(`${what}: ${source} is outside the source root ${givenRoot}`, { path: what, sourceRoot: givenRoot });
+  if (!within(lexical, realRoot) && !within(lexical, resolve(givenRoot))) throw outside();
+  let real: string;
+  try {
+    real = realpathSync(lexical);
+  } catch (error) {
+    throw configError(`${what}: ${source} does not exist`, { path: what }, error);
+  }
+  if (!within(real, realRoot)) {
+    throw configError(`${what}: ${source} leads outside the source root ${givenRoot} through a symbolic link`, { path: what, sourceRoot: givenRoot });
+  }
+  return real;
+}
+
+/** E_CONFIG unless every `files[].source` lies inside the source root. */
+function confineSources(config: DeviceConfig, baseDir: string, sourceRoot: string): void {
+  const root = realSourceRoot(sourceRoot);
+  for (const [index, entry] of (config.files ?? []).entries()) {
+    if (entry.source !== undefined) confineSource(resolve(baseDir, entry.source), root, `files[${index}].source`, sourceRoot);
+  }
+}
+
+/**
+ * Fails with E_CONFIG unless every `files[].source` exists on the host (and,
+ * with a source root, lies inside it).
+ */
+export async function checkSources(config: DeviceConfig, baseDir: string, options: SourceRootOption = {}): Promise<void> {
+  if (options.sourceRoot !== undefined) confineSources(config, baseDir, options.sourceRoot);
   const missing: string[] = [];
   for (const [index, entry] of (config.files ?? []).entries()) {
     if (entry.source === undefined) continue;
@@ -304,15 +369,17 @@ export async function checkSources(config: DeviceConfig, baseDir: string): Promi
 /**
  * Reads a YAML or JSON device configuration with its `extends` chain,
  * applies PIIMG_* environment variables, then --set assignments, then
- * {{variables}}, validates it and checks that every file source exists.
+ * {{variables}}, validates it and checks that every file source exists
+ * (and lies inside `sourceRoot` when given; the result carries it, so
+ * applyConfig keeps every file of a source tree inside it too).
  */
-export async function loadConfig(path: string, options: ConfigOverrides = {}): Promise<LoadedConfig> {
+export async function loadConfig(path: string, options: ConfigOverrides & SourceRootOption = {}): Promise<LoadedConfig> {
   const absolute = resolve(path);
   const sources: string[] = [];
   const raw = await loadChain(absolute, [], sources);
   const baseDir = dirname(absolute);
   const { value, overrides } = prepare(raw, { ...options, baseDir });
   const config = validate(value, overrides, absolute);
-  await checkSources(config, baseDir);
-  return { config, baseDir, sources };
+  await checkSources(config, baseDir, options.sourceRoot !== undefined ? { sourceRoot: options.sourceRoot } : {});
+  return { config, baseDir, sources, ...(options.sourceRoot !== undefined ? { sourceRoot: options.sourceRoot } : {}) };
 }

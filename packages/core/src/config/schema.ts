@@ -17,9 +17,39 @@ const userName = z
   .string()
   .regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'must start with a lower-case letter or "_" and hold at most 32 of [a-z0-9_-]');
 
+/**
+ * crypt(5) hashes that Debian's libxcrypt verifies and that are not broken:
+ * yescrypt ($y$, the Debian default), gost-yescrypt ($gy$), scrypt ($7$),
+ * bcrypt ($2b$, $2a$, $2y$), sha512crypt ($6$) and sha256crypt ($5$), each
+ * with its alphabet and hash length; or a lock: "!" or "*" alone (no password
+ * login), or "!" before a hash (locked, hash kept). md5crypt ($1$) and DES are
+ * refused: a hash that leaks is cracked in minutes. Anything else would be
+ * written to /etc/shadow as is and lock the user out.
+ * Ref: crypt(5) of libxcrypt 4.4, "HASHING METHODS".
+ */
+const B64 = '[./0-9A-Za-z]';
+const SHA_ROUNDS = '(?:rounds=[1-9][0-9]{3,8}\\$)?';
+export const CRYPT_HASH = new RegExp(
+  '^(?:!|\\*|!\\*|!!|!?(?:' +
+    [
+      `\\$y\\$${B64}+\\$${B64}+\\$${B64}{43}`,
+      `\\$gy\\$${B64}+\\$${B64}+\\$${B64}{43}`,
+      `\\$7\\$${B64}{11,}\\$${B64}{43}`,
+      `\\$2[aby]\\$(?:0[4-9]|[12][0-9]|3[01])\\$${B64}{53}`,
+      `\\$6\\$${SHA_ROUNDS}${B64}{1,16}\\$${B64}{86}`,
+      `\\$5\\$${SHA_ROUNDS}${B64}{1,16}\\$${B64}{43}`,
+    ].join('|') +
+    '))$',
+);
+
+// Messages never quote the value: it is a password hash.
 const cryptHash = z
   .string()
-  .regex(/^\$(1|5|6|y|gy|7|2[abxy]?)\$[^:\n]+$/, 'must be a crypt(3) hash such as "$6$salt$..." or "$y$..."');
+  .refine((value) => !/^!?\$1\$/.test(value), 'md5crypt ($1$) is refused as too weak: use a $y$ (yescrypt) or $6$ (sha512crypt) hash')
+  .regex(
+    CRYPT_HASH,
+    'must be a well-formed crypt(5) hash: $y$ (yescrypt), $gy$, $7$ (scrypt), $2b$/$2a$/$2y$ (bcrypt), $6$ or $5$ (sha-crypt); or "!" or "*" to lock the password, or "!" before a hash',
+  );
 
 const octalMode = z
   .string()
@@ -64,7 +94,7 @@ const userSchema = z
   .strictObject({
     name: userName.describe('Login name. An existing user is modified, a missing one is created.'),
     password: z.string().min(1).optional().describe('Plain-text password, hashed with sha512-crypt by piimg. Never printed.'),
-    passwordHash: cryptHash.optional().describe('A ready crypt(3) hash ("$6$..." or "$y$...").'),
+    passwordHash: cryptHash.optional().describe('A ready crypt(5) hash ("$y$...", "$6$...", "$2b$..."; not md5crypt "$1$"), or "!" / "*" to lock the password. Never printed.'),
     groups: z.array(z.string().regex(/^[a-z_][a-z0-9_-]*$/, 'must be a group name')).optional()
       .describe('Supplementary groups for a new user (those missing in the image are skipped). Default: the groups of the Raspberry Pi OS first user.'),
     uid: z.number().int().min(1).max(60000).optional().describe('uid for a new user; the first free uid >= 1000 by default.'),

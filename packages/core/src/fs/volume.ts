@@ -1,3 +1,5 @@
+import type { ReaddirOptions } from './path.js';
+
 /**
  * The filesystem interface shared by the FAT and ext4 volumes, shaped like
  * node:fs/promises so it reads familiar. Paths are absolute POSIX paths
@@ -73,7 +75,13 @@ export interface Volume {
   rm(path: string, options?: RmOptions): Promise<void>;
   /** Moves `from` to `to`, replacing an existing file at `to` atomically. */
   rename(from: string, to: string): Promise<void>;
-  readdir(path: string): Promise<DirEntry[]>;
+  /**
+   * The entries of a directory, without "." and "..". Names that are not a
+   * single path component are left out and reported to `options.onBadName`;
+   * ext4 names that are not valid UTF-8 hold U+DC80..U+DCFF per byte
+   * (see decodeNameBytes) and work as they are in every other call.
+   */
+  readdir(path: string, options?: ReaddirOptions): Promise<DirEntry[]>;
   stat(path: string): Promise<Stats>;
   lstat(path: string): Promise<Stats>;
   exists(path: string): Promise<boolean>;

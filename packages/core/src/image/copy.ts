@@ -3,6 +3,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { Worker } from 'node:worker_threads';
 import { PiimgError } from '../errors.js';
 import { DATA_MAP_BLOCK, DataMapBuilder, type DataMap } from './datamap.js';
+import { throwIfAborted } from './abort.js';
 import type { Progress } from './source.js';
 
 /**
@@ -44,6 +45,8 @@ export interface CopyOptions {
   onProgress?: (progress: Progress) => void;
   /** Copy with worker threads when at least this many bytes are to be copied. Default PARALLEL_COPY_MIN. */
   parallelMin?: number;
+  /** Stops the copy between blocks; the call then rejects with the signal's reason (E_ABORTED). */
+  signal?: AbortSignal;
 }
 
 /** Blocks of at most COPY_BLOCK bytes, as [offset, length] pairs, in increasing order. */
@@ -226,8 +229,11 @@ function fail(control: Int32Array): void {
  * Copies the blocks on COPY_THREADS worker threads. (Letting the calling
  * thread copy while they start measured no faster.)
  */
-async function copyParallel(job: Omit<CopyJob, 'control' | 'slots'>, onProgress?: (progress: Progress) => void): Promise<void> {
+async function copyParallel(job: Omit<CopyJob, 'control' | 'slots'>, onProgress?: (progress: Progress) => void, signal?: AbortSignal): Promise<void> {
   const control = new Int32Array(new SharedArrayBuffer(CONTROL_SLOTS * 4));
+  // Aborting raises the flag the threads check between blocks.
+  const stop = () => fail(control);
+  signal?.addEventListener('abort', stop, { once: true });
   const shared = { ...job, control: control.buffer as SharedArrayBuffer, slots: SLOTS };
   const { blocks } = job;
   const bytesTotal = totalBytes(blocks);
@@ -253,6 +259,7 @@ async function copyParallel(job: Omit<CopyJob, 'control' | 'slots'>, onProgress?
       );
     }
     const results = await Promise.allSettled(workers);
+    throwIfAborted(signal, `copying ${job.fromPath}`);
     const failures = results.filter((result): result is PromiseRejectedResult => result.status === 'rejected').map((result) => result.reason as Error & { started?: boolean });
     if (failures.length === COPY_THREADS && failures.every((failure) => !failure.started)) {
       // No worker thread could start here: copy on this thread.
@@ -265,6 +272,7 @@ async function copyParallel(job: Omit<CopyJob, 'control' | 'slots'>, onProgress?
     throw failures.find((failure) => failure.started) ?? failures[0] ?? new Error('the copy ended before every block was written');
   } finally {
     if (timer) clearInterval(timer);
+    signal?.removeEventListener('abort', stop);
   }
 }
 
@@ -297,9 +305,10 @@ export async function copyRanges(fromPath: string, to: FileHandle, size: number,
     const job = { fromPath, toFd: to.fd, blocks, units, unitSize: DATA_MAP_BLOCK, writeSize: WRITE_SIZE };
     const bytesTotal = totalBytes(blocks);
     if (bytesTotal >= (options.parallelMin ?? PARALLEL_COPY_MIN)) {
-      await copyParallel(job, options.onProgress);
+      await copyParallel(job, options.onProgress, options.signal);
     } else {
       // A few ms of work: on this thread alone.
+      throwIfAborted(options.signal, `copying ${fromPath}`);
       copyThread({ ...job, control: new SharedArrayBuffer(CONTROL_SLOTS * 4), slots: SLOTS }, SYNC_FS);
       options.onProgress?.({ phase: 'save', bytesDone: bytesTotal, bytesTotal });
     }

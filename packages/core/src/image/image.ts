@@ -16,7 +16,7 @@ import { applyDeltaFile, writeDelta, type DeltaHeader } from './delta.js';
 import { rawSha256 } from './identity.js';
 import { detectFilesystem, type FilesystemInfo } from './detect.js';
 import { usedRanges } from './usage.js';
-import { saveOverlay, type SaveOptions, type SaveResult } from './save.js';
+import { saveOverlay, writeToDevice, type SaveOptions, type SaveResult } from './save.js';
 import { defaultCacheDir, resolveSource, type Compression, type SourceOptions } from './source.js';
 
 export interface OpenImageOptions extends SourceOptions {
@@ -199,7 +199,9 @@ export class Image implements AsyncDisposable {
 
   /**
    * Writes the image with its changes. With a path: a new file, written
-   * atomically; the base is untouched. Without a path: only for images opened
+   * atomically; the base is untouched. A path that exists must be a regular
+   * file (E_BAD_OUTPUT otherwise), unless `toDevice` asks to write onto a
+   * block device in place. Without a path: only for images opened
    * with inPlace, the changes are written into the base file.
    */
   async save(outPath?: string, options: SaveOptions = {}): Promise<SaveResult> {
@@ -217,6 +219,7 @@ export class Image implements AsyncDisposable {
     if (sameFile(target, this.rawPath) || sameFile(target, this.sourcePath)) {
       throw new PiimgError('E_SAME_FILE', `refusing to overwrite the base image ${outPath}; open it with inPlace to edit it`, { path: outPath });
     }
+    if (options.toDevice) return await writeToDevice(this.overlay, target, options);
     return await saveOverlay(this.rawPath, this.overlay, target, this.cacheDir, options);
   }
 

@@ -14,3 +14,7 @@ export { usedRanges } from './usage.js';
 export type { UsageArea } from './usage.js';
 export { DELTA_MAGIC, DELTA_VERSION, MAX_RECORD_LENGTH, readDeltaHeader } from './delta.js';
 export type { DeltaHeader } from './delta.js';
+export { checkOutputPath } from './save.js';
+export { partialName, removeStalePartials, DEFAULT_PARTIAL_GRACE_MS } from './partial.js';
+export type { StalePartialOptions } from './partial.js';
+export { throwIfAborted } from './abort.js';

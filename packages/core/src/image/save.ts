@@ -1,11 +1,13 @@
-import { randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { constants, readFileSync, realpathSync, statSync, type Stats } from 'node:fs';
 import { copyFile, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Overlay } from '../device/overlay.js';
 import { PiimgError } from '../errors.js';
+import { throwIfAborted } from './abort.js';
 import { copyRanges } from './copy.js';
 import { cachedDataMap, rememberDataMap } from './datamap.js';
+import { partialName, removeStalePartials } from './partial.js';
 import type { Progress } from './source.js';
 
 /** Async, unlike device/file.ts writeFully: a large overlay must not block the event loop. */
@@ -26,6 +28,19 @@ export interface SaveOptions {
    */
   sync?: boolean;
   onProgress?: (progress: Progress) => void;
+  /**
+   * Stops the save: the temporary file is removed and the call rejects with
+   * E_ABORTED (the signal's reason when it is a PiimgError). The output path
+   * is left as it was: absent, or the previous complete file.
+   */
+  signal?: AbortSignal;
+  /**
+   * The output is a block device (an SD card, a USB stick) to be written in
+   * place: every byte of the image is written (holes as zeros, since the device
+   * may hold old data there), then flushed, read back and compared by SHA-256.
+   * Without it, an output that is anything but a regular file is refused.
+   */
+  toDevice?: boolean;
 }
 
 export interface SaveResult {
@@ -34,6 +49,29 @@ export interface SaveResult {
   changedBytes: number;
   /** True when the base was cloned by reflink (copy-on-write filesystems: btrfs, XFS, APFS via clonefile). */
   reflinked: boolean;
+  /** With toDevice: bytes written, and the SHA-256 that the device read back matched. */
+  device?: { bytesWritten: number; sha256: string; readBack: true };
+}
+
+function kindOf(stats: Stats): string {
+  if (stats.isDirectory()) return 'a directory';
+  if (stats.isBlockDevice()) return 'a block device';
+  if (stats.isCharacterDevice()) return 'a character device';
+  if (stats.isFIFO()) return 'a FIFO';
+  if (stats.isSocket()) return 'a socket';
+  return 'not a regular file';
+}
+
+/**
+ * An output path must be a new path or a regular file: renaming a temporary
+ * file over a device node, FIFO or socket would silently replace it (as root,
+ * even /dev/null) and report success. Symlinks are judged by what they point at.
+ */
+export function checkOutputPath(outPath: string): void {
+  const stats = statSync(outPath, { throwIfNoEntry: false });
+  if (stats === undefined || stats.isFile()) return;
+  const hint = stats.isBlockDevice() ? ' (to write the image onto the device itself, ask for it: toDevice / --to-device)' : '';
+  throw new PiimgError('E_BAD_OUTPUT', `refusing to write the output to ${outPath}: it is ${kindOf(stats)}${hint}`, { path: outPath, kind: kindOf(stats) });
 }
 
 /**
@@ -50,7 +88,11 @@ export async function saveOverlay(
   cacheDir: string,
   options: SaveOptions = {},
 ): Promise<SaveResult> {
-  const temporary = join(dirname(outPath), `.${basename(outPath)}.${randomBytes(6).toString('hex')}.piimg-partial`);
+  checkOutputPath(outPath);
+  throwIfAborted(options.signal, `saving ${outPath}`);
+  // Partial files of runs that were killed (kill -9, power loss) go first.
+  removeStalePartials(dirname(outPath));
+  const temporary = join(dirname(outPath), partialName(basename(outPath)));
   let handle: FileHandle | undefined;
   try {
     let reflinked = false;
@@ -65,17 +107,22 @@ export async function saveOverlay(
     if (!reflinked) {
       // Without a map of the base yet, the copy finds one on the way.
       const slot = cachedDataMap(basePath, cacheDir);
-      const found = await copyRanges(basePath, handle, overlay.size, slot.map, { onProgress: options.onProgress });
+      const found = await copyRanges(basePath, handle, overlay.size, slot.map, {
+        ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
       if (!slot.map) rememberDataMap(cacheDir, slot, found);
     }
     let changedBytes = 0;
     for (const chunk of overlay.changedChunks()) {
+      throwIfAborted(options.signal, `saving ${outPath}`);
       await writeFullyAt(handle, Buffer.from(chunk.data.buffer, chunk.data.byteOffset, chunk.data.length), chunk.data.length, chunk.byteOffset);
       changedBytes += chunk.data.length;
     }
     if (options.sync ?? false) await handle.sync();
     await handle.close();
     handle = undefined;
+    throwIfAborted(options.signal, `saving ${outPath}`);
     await rename(temporary, outPath);
     return { path: outPath, changedBytes, reflinked };
   } catch (error) {
@@ -84,5 +131,112 @@ export async function saveOverlay(
     if (error instanceof PiimgError) throw error;
     const code = (error as NodeJS.ErrnoException).code;
     throw new PiimgError(code === 'ENOSPC' ? 'ENOSPC' : 'E_IO', `cannot write ${outPath}: ${(error as Error).message}`, { path: outPath }, { cause: error });
+  }
+}
+
+/** Each step of a device write: large enough for a card's erase blocks, small enough to stay responsive. */
+const DEVICE_CHUNK = 4 << 20;
+
+/** Linux: the mounted filesystems' sources, to refuse writing over a mounted disk or its partitions. */
+function refuseMounted(devicePath: string): void {
+  let mounts: string;
+  try {
+    mounts = readFileSync('/proc/self/mounts', 'utf8');
+  } catch {
+    return; // Not Linux: opening the device is the check left.
+  }
+  const device = realpathSync(devicePath);
+  for (const line of mounts.split('\n')) {
+    const source = line.split(' ')[0] ?? '';
+    if (!source.startsWith('/')) continue;
+    let real = source;
+    try {
+      real = realpathSync(source);
+    } catch {
+      // A source that is gone cannot be ours.
+    }
+    // Partitions: sda -> sda1, but mmcblk0 / loop1 / nvme0n1 -> mmcblk0p1 (loop1 -> loop10 is another disk).
+    const partition = /\d$/.test(device) ? /^p\d+$/ : /^\d+$/;
+    if (real === device || (real.startsWith(device) && partition.test(real.slice(device.length)))) {
+      throw new PiimgError('EBUSY', `refusing to write to ${devicePath}: ${real} is mounted`, { path: devicePath, mounted: real });
+    }
+  }
+}
+
+async function readFullyAt(handle: FileHandle, buffer: Buffer, length: number, position: number, path: string): Promise<void> {
+  for (let done = 0; done < length; ) {
+    const { bytesRead } = await handle.read(buffer, done, length - done, position + done);
+    if (bytesRead === 0) throw new PiimgError('E_TRUNCATED', `${path} ended at ${position + done} while reading it back`, { path });
+    done += bytesRead;
+  }
+}
+
+/**
+ * Writes the image onto a block device in place (or an existing regular
+ * file, which takes the same path). Every byte is written: a hole of the
+ * base is only known to read as zeros in a sparse file, while a device
+ * holds whatever was there before, and a filesystem may read those blocks
+ * (ext4 inode tables without uninit_bg, for one). Node offers no way to learn
+ * whether a device reads back zeros after a discard (BLKDISCARDZEROES), so
+ * nothing is skipped. Then fsync, and the whole range is read back and its
+ * SHA-256 compared with what was written. The read goes through the OS:
+ * after fsync it may be served from the page cache, so it proves what the
+ * kernel holds for the device, not the card's flash.
+ */
+export async function writeToDevice(overlay: Overlay, devicePath: string, options: SaveOptions = {}): Promise<SaveResult> {
+  const stats = statSync(devicePath, { throwIfNoEntry: false });
+  if (stats === undefined) throw new PiimgError('E_NOT_FOUND', `no such device: ${devicePath}`, { path: devicePath });
+  if (!stats.isBlockDevice() && !stats.isFile()) {
+    throw new PiimgError('E_BAD_OUTPUT', `refusing to write the image to ${devicePath}: it is ${kindOf(stats)}, not a block device`, { path: devicePath, kind: kindOf(stats) });
+  }
+  if (stats.isBlockDevice()) refuseMounted(devicePath);
+  throwIfAborted(options.signal, `writing ${devicePath}`);
+  // On Linux, O_EXCL on a block device is an exclusive open: EBUSY while mounted or in use.
+  const exclusive = stats.isBlockDevice() && process.platform === 'linux' ? constants.O_EXCL : 0;
+  let handle: FileHandle;
+  try {
+    handle = await open(devicePath, constants.O_RDWR | exclusive);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new PiimgError(code === 'EBUSY' ? 'EBUSY' : code === 'EACCES' || code === 'EPERM' ? 'EACCES' : 'E_IO', `cannot open ${devicePath}: ${(error as Error).message}`, { path: devicePath }, { cause: error });
+  }
+  const size = overlay.size;
+  const buffer = Buffer.allocUnsafe(DEVICE_CHUNK);
+  try {
+    // Block devices report size 0 in stat: the last byte of the image must be readable.
+    if (size > 0) {
+      const { bytesRead } = await handle.read(buffer, 0, 1, size - 1);
+      if (bytesRead !== 1) throw new PiimgError('ENOSPC', `${devicePath} is smaller than the image (${size} bytes)`, { path: devicePath, size });
+    }
+    const written = createHash('sha256');
+    for (let position = 0; position < size; position += DEVICE_CHUNK) {
+      throwIfAborted(options.signal, `writing ${devicePath}`);
+      const length = Math.min(DEVICE_CHUNK, size - position);
+      const data = overlay.read(position, length);
+      written.update(data);
+      await writeFullyAt(handle, Buffer.from(data.buffer, data.byteOffset, data.length), length, position);
+      options.onProgress?.({ phase: 'save', bytesDone: position + length, bytesTotal: size });
+    }
+    await handle.sync();
+    const readBack = createHash('sha256');
+    for (let position = 0; position < size; position += DEVICE_CHUNK) {
+      throwIfAborted(options.signal, `reading back ${devicePath}`);
+      const length = Math.min(DEVICE_CHUNK, size - position);
+      await readFullyAt(handle, buffer, length, position, devicePath);
+      readBack.update(buffer.subarray(0, length));
+    }
+    const sha256 = written.digest('hex');
+    if (readBack.digest('hex') !== sha256) {
+      throw new PiimgError('E_READBACK', `${devicePath} does not read back what was written: the device may be failing or fake-capacity`, { path: devicePath });
+    }
+    let changedBytes = 0;
+    for (const chunk of overlay.changedChunks()) changedBytes += chunk.data.length;
+    return { path: devicePath, changedBytes, reflinked: false, device: { bytesWritten: size, sha256, readBack: true } };
+  } catch (error) {
+    if (error instanceof PiimgError) throw error;
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new PiimgError(code === 'ENOSPC' ? 'ENOSPC' : 'E_IO', `cannot write ${devicePath}: ${(error as Error).message}`, { path: devicePath }, { cause: error });
+  } finally {
+    await handle.close().catch(() => undefined);
   }
 }

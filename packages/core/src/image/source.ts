@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { closeSync, createReadStream, existsSync, ftruncateSync, mkdirSync, openSync, readSync, renameSync, statSync, unlinkSync } from 'node:fs';
 import { homedir, platform } from 'node:os';
 import { join } from 'node:path';
@@ -6,6 +6,8 @@ import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { PiimgError } from '../errors.js';
 import { writeFully } from '../device/file.js';
+import { throwIfAborted } from './abort.js';
+import { partialName, removeStalePartials } from './partial.js';
 import { fileIdentityKey, readFileFact, writeFileFact } from './identity.js';
 import { cacheEntryMapPath, DATA_MAP_BLOCK, DataMapBuilder, writeDataMap, type DataMap } from './datamap.js';
 
@@ -23,6 +25,8 @@ export interface SourceOptions {
   onProgress?: (progress: Progress) => void;
   /** Refuse to decompress more than this many bytes (default 64 GiB): a guard against decompression bombs. */
   maxImageSize?: number;
+  /** Stops decompression; the partial cache file is removed and the call rejects with E_ABORTED. */
+  signal?: AbortSignal;
 }
 
 export const DEFAULT_MAX_IMAGE_SIZE = 64 * 1024 ** 3;
@@ -162,6 +166,17 @@ export interface ResolvedSource {
   cached: boolean;
 }
 
+/** ENOSPC (or E_IO) naming the cache directory and how to move it. */
+function cacheWriteError(error: unknown, cacheDir: string, path: string): PiimgError {
+  if (error instanceof PiimgError) return error;
+  const code = (error as NodeJS.ErrnoException).code;
+  const where = `the cache directory ${cacheDir} (set PIIMG_CACHE_DIR to use another)`;
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return new PiimgError('ENOSPC', `no space left in ${where} while decompressing ${path}`, { path, cacheDir }, { cause: error });
+  }
+  return new PiimgError('E_IO', `cannot write ${where} while decompressing ${path}: ${(error as Error).message}`, { path, cacheDir }, { cause: error });
+}
+
 /**
  * Returns a raw image path for `path`. A compressed base is decompressed once
  * into the cache, keyed by the SHA-256 of the compressed file, so many devices
@@ -184,9 +199,21 @@ export async function resolveSource(path: string, options: SourceOptions = {}): 
     return { rawPath, compression, cached: true };
   }
 
-  mkdirSync(cacheDir, { recursive: true });
-  const partial = join(cacheDir, `${key}.${process.pid}.${randomBytes(4).toString('hex')}.partial`);
-  const fd = openSync(partial, 'wx', 0o644);
+  throwIfAborted(options.signal, `decompressing ${path}`);
+  try {
+    mkdirSync(cacheDir, { recursive: true });
+  } catch (error) {
+    throw cacheWriteError(error, cacheDir, path);
+  }
+  // Partial entries of runs that were killed go first: they can be gigabytes.
+  removeStalePartials(cacheDir);
+  const partial = join(cacheDir, partialName(`${key}.img`));
+  let fd: number;
+  try {
+    fd = openSync(partial, 'wx', 0o644);
+  } catch (error) {
+    throw cacheWriteError(error, cacheDir, path);
+  }
   const maxImageSize = options.maxImageSize ?? DEFAULT_MAX_IMAGE_SIZE;
   try {
     const writer = new SparseWriter(fd);
@@ -198,14 +225,26 @@ export async function resolveSource(path: string, options: SourceOptions = {}): 
         if (bytesDone > maxImageSize) {
           throw new PiimgError('E_LIMIT', `${path} decompresses to more than ${maxImageSize} bytes`, { path, maxImageSize });
         }
-        writer.push(chunk);
+        throwIfAborted(options.signal, `decompressing ${path}`);
+        // A failed write is the cache's problem, not the compressed file's.
+        try {
+          writer.push(chunk);
+        } catch (error) {
+          throw cacheWriteError(error, cacheDir, path);
+        }
         options.onProgress?.({ phase: 'decompress', bytesDone });
       }
     } catch (error) {
       if (error instanceof PiimgError) throw error;
       throw new PiimgError('E_BAD_COMPRESSED', `${path} is not a valid ${compression} file: ${(error as Error).message}`, { path, compression }, { cause: error });
     }
-    const { size, dataMap } = writer.finish();
+    let finished: { size: number; dataMap: DataMap };
+    try {
+      finished = writer.finish();
+    } catch (error) {
+      throw cacheWriteError(error, cacheDir, path);
+    }
+    const { size, dataMap } = finished;
     if (size === 0) {
       throw new PiimgError('E_BAD_COMPRESSED', `${path} decompresses to nothing`, { path, compression });
     }

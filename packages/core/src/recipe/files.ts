@@ -2,6 +2,7 @@ import { lstatSync, readdirSync, readFileSync, readlinkSync, statSync, type Stat
 import { join, resolve } from 'node:path';
 import { PiimgError } from '../errors.js';
 import { normalizePath } from '../fs/path.js';
+import { confineSource } from '../config/load.js';
 import type { FileEntry } from '../config/schema.js';
 import { readAccounts, resolveOwner } from './accounts.js';
 import type { VolumeName } from './context.js';
@@ -47,7 +48,9 @@ export async function applyFiles(ctx: RecipeContext): Promise<void> {
       await ctx.editor.ensureFile(volume, path, bytes, { mode: mode ?? 0o644, ...owner, summary: `${bytes.length} bytes (content not shown)` });
       continue;
     }
-    const source = resolve(ctx.baseDir, entry.source);
+    let source = resolve(ctx.baseDir, entry.source);
+    // With a source root, the real path is read: a symlink swapped in later cannot lead out.
+    if (ctx.sourceRoot) source = confineSource(source, ctx.sourceRoot.real, `files[${index}].source`, ctx.sourceRoot.given);
     let stats: Stats;
     try {
       // The named source itself is followed, like `cp -r link/`; links inside a tree are copied as links.
@@ -57,7 +60,7 @@ export async function applyFiles(ctx: RecipeContext): Promise<void> {
     }
     if (stats.isDirectory()) {
       await ctx.editor.ensureDir(volume, path, { mode: parseMode(entry.dirMode) ?? 0o755, ...owner });
-      await copyTree(ctx, entry, source, volume, path, owner, { entries: 0 }, 0);
+      await copyTree(ctx, entry, source, volume, path, owner, { entries: 0 }, 0, `files[${index}].source`);
     } else {
       await copyFile(ctx, entry, source, stats, volume, path, owner);
     }
@@ -89,18 +92,21 @@ async function copyTree(
   owner: { uid: number; gid: number },
   budget: { entries: number },
   depth: number,
+  what: string,
 ): Promise<void> {
   if (depth > MAX_TREE_DEPTH) throw new PiimgError('E_LIMIT', `${source} is nested deeper than ${MAX_TREE_DEPTH} levels`, { path: source });
   // Sorted, so the order of writes (and inode numbers) does not depend on the host.
   const names = readdirSync(source).sort();
   for (const name of names) {
     if (++budget.entries > MAX_TREE_ENTRIES) throw new PiimgError('E_LIMIT', `${entry.source} has more than ${MAX_TREE_ENTRIES} entries`, {});
-    const from = join(source, name);
+    let from = join(source, name);
     const to = `${path === '/' ? '' : path}/${name}`;
     const stats = lstatSync(from);
+    // Symlinks inside a tree are copied as links (their text), never read through.
+    if (ctx.sourceRoot && !stats.isSymbolicLink()) from = confineSource(from, ctx.sourceRoot.real, `${what} (${from})`, ctx.sourceRoot.given);
     if (stats.isDirectory()) {
       await ctx.editor.ensureDir(volume, to, { mode: parseMode(entry.dirMode) ?? 0o755, ...owner });
-      await copyTree(ctx, entry, from, volume, to, owner, budget, depth + 1);
+      await copyTree(ctx, entry, from, volume, to, owner, budget, depth + 1, what);
     } else if (stats.isSymbolicLink()) {
       if (volume === 'boot') {
         ctx.editor.warn(`${from} is a symlink; the FAT boot partition cannot hold it, skipped`);

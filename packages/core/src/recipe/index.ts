@@ -2,7 +2,7 @@ import { stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { PiimgError } from '../errors.js';
 import { defaultClock, type Volume } from '../fs/volume.js';
-import { checkSources, type LoadedConfig } from '../config/load.js';
+import { checkSources, realSourceRoot, type LoadedConfig } from '../config/load.js';
 import type { DeviceConfig } from '../config/schema.js';
 import { readAccounts, resolveOwner } from './accounts.js';
 export { resolveImageOwner } from './accounts.js';
@@ -37,6 +37,12 @@ export interface ApplyOptions {
   now?: () => Date;
   /** Random source for salts, generated keys and random disk ids (tests pass a fixed one). */
   random?: (byteLength: number) => Uint8Array;
+  /**
+   * Confines every host file read for files[] to this directory (symlinks
+   * resolved), as loadConfig's option of the same name; defaults to the one
+   * loadConfig was given. Services taking configs from others must set it.
+   */
+  sourceRoot?: string;
 }
 
 const UNIT_DIRS = ['/etc/systemd/system', '/lib/systemd/system', '/usr/lib/systemd/system'];
@@ -147,6 +153,7 @@ async function preflight(ctx: RecipeContext, target: ApplyTarget): Promise<void>
  * second time (except diskId: "random", which draws a new id each run).
  */
 export async function applyConfig(target: ApplyTarget, loaded: LoadedConfig, options: ApplyOptions = {}): Promise<ApplyReport> {
+  const sourceRoot = options.sourceRoot ?? loaded.sourceRoot;
   const editor = new Editor(target.boot, target.root, options);
   const release: Release = await detectRelease(editor);
   const ctx: RecipeContext = {
@@ -154,11 +161,12 @@ export async function applyConfig(target: ApplyTarget, loaded: LoadedConfig, opt
     config: loaded.config,
     release,
     baseDir: loaded.baseDir,
+    ...(sourceRoot !== undefined ? { sourceRoot: { given: sourceRoot, real: realSourceRoot(sourceRoot) } } : {}),
     secrets: new Set(configSecrets(loaded.config)),
     now: options.now ?? defaultClock(),
   };
   // Sources were checked by loadConfig; check again for configs built with parseConfig.
-  await checkSources(loaded.config, loaded.baseDir);
+  await checkSources(loaded.config, loaded.baseDir, sourceRoot !== undefined ? { sourceRoot } : {});
   await preflight(ctx, target);
   await applyDiskId(ctx, target);
   await applyHostname(ctx);

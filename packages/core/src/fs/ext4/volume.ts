@@ -1,7 +1,7 @@
 import { CHUNK_BYTES as STAGE_BYTES, loadExt2fs, type Ext2Filesystem, type InodeStat, type Time } from '@piimg/wasm';
 import type { BlockDevice, BlockReader } from '../../device/types.js';
 import { PiimgError } from '../../errors.js';
-import { splitPath } from '../path.js';
+import { decodeNameBytes, encodeNameBytes, filterEntryNames, splitPath, type ReaddirOptions } from '../path.js';
 import {
   defaultClock,
   type DirEntry,
@@ -70,7 +70,7 @@ function toDate(time: Time): Date {
 }
 
 function encodeName(name: string, path: string): Uint8Array {
-  const bytes = encoder.encode(name);
+  const bytes = encodeNameBytes(name, path);
   if (bytes.length > NAME_MAX_BYTES) throw new PiimgError('ENAMETOOLONG', `name longer than ${NAME_MAX_BYTES} bytes: ${path}`, { path });
   return bytes;
 }
@@ -202,8 +202,16 @@ export class Ext4Volume implements Volume {
   // ---- path resolution ----
 
   private pathBytes(parts: string[], path: string): Uint8Array {
-    for (const part of parts) encodeName(part, path);
-    return encoder.encode('/' + parts.join('/'));
+    const names = parts.map((part) => encodeName(part, path));
+    const out = new Uint8Array(names.reduce((sum, name) => sum + 1 + name.length, 0) || 1);
+    out[0] = 0x2f;
+    let at = 0;
+    for (const name of names) {
+      out[at] = 0x2f;
+      out.set(name, at + 1);
+      at += 1 + name.length;
+    }
+    return out;
   }
 
   /** The inode at `path`; errors name `reportPath` (the path the caller asked about). */
@@ -311,12 +319,19 @@ export class Ext4Volume implements Volume {
     });
   }
 
-  readdir(path: string): Promise<DirEntry[]> {
+  readdir(path: string, options: ReaddirOptions = {}): Promise<DirEntry[]> {
     return this.run(path, false, () => {
       const ino = this.resolve(path, true);
       if (typeOfMode(this.fs.stat(ino).mode) !== 'directory') throw new PiimgError('ENOTDIR', `not a directory: ${path}`, { path });
-      return this.fs.readdir(ino).map((entry) => ({
-        name: decoder.decode(entry.name),
+      // Names are checked before anything else looks at them: a crafted
+      // entry must not cost even a stat of its inode.
+      const named = filterEntryNames(
+        path,
+        this.fs.readdir(ino).map((entry) => ({ name: decodeNameBytes(entry.name), entry })),
+        options,
+      );
+      return named.map(({ name, entry }) => ({
+        name,
         type: entry.fileType !== 0 ? (typesByFileType[entry.fileType] ?? 'unknown') : typeOfMode(this.fs.stat(entry.ino).mode),
       }));
     });

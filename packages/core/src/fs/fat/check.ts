@@ -29,6 +29,7 @@ import {
   STATE_DIRTY,
   viewOf,
 } from './layout.js';
+import { entryNameProblem, escapeName } from '../path.js';
 import { decodeLongNameSlot } from './lfn.js';
 import { decodeShortName, rawKey, shortNameChecksum } from './names.js';
 
@@ -437,6 +438,9 @@ function scanDirectory(bytes: Uint8Array, fatType: FatType, dir: PendingDirector
         parts = [];
       }
     }
+    // A long name holding "/" (or "", ".", "..") would name another path: piimg skips it, the checker reports it.
+    const nameProblem = entryNameProblem(name);
+    if (nameProblem) report.add(`${where}: entry ${JSON.stringify(escapeName(name))} is not a single file name (${nameProblem})`);
     const path = where === '/' ? `/${name}` : `${where}/${name}`;
     if (badShortName(raw)) report.add(`${path}: invalid short name ${JSON.stringify(key)}`);
     if (seen.has(key)) report.add(`${path}: duplicate short name ${JSON.stringify(decodeShortName(raw, 0))} in ${where}`);

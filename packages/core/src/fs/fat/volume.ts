@@ -1,6 +1,6 @@
 import type { BlockDevice, BlockReader } from '../../device/types.js';
 import { PiimgError } from '../../errors.js';
-import { parentAndName, splitPath } from '../path.js';
+import { filterEntryNames, parentAndName, splitPath, type ReaddirOptions } from '../path.js';
 import {
   type DirEntry,
   type FileData,
@@ -342,9 +342,9 @@ export class FatVolume implements Volume, FatContext {
     return readChain(this, node.entry.firstCluster, node.entry.size, path);
   }
 
-  async readdir(path: string): Promise<DirEntry[]> {
+  async readdir(path: string, options: ReaddirOptions = {}): Promise<DirEntry[]> {
     const dir = this.resolveDir(path);
-    return dir.entries().map((entry) => ({ name: entry.name, type: isDirectory(entry) ? 'directory' : 'file' }));
+    return filterEntryNames(path, dir.entries(), options).map((entry) => ({ name: entry.name, type: isDirectory(entry) ? 'directory' : 'file' }));
   }
 
   async stat(path: string): Promise<Stats> {
