@@ -25,6 +25,8 @@ export interface FatContext {
   readonly table: FatTable;
   /** Only called by mutating operations, after the volume checked it is writable. */
   writer(): BlockDevice;
+  /** Where file data goes: straight to the device unless it overwrites data the call freed. */
+  dataWriter(): BlockDevice;
   allocator(): Allocator;
 }
 
