@@ -445,6 +445,15 @@ function scanDirectory(bytes: Uint8Array, fatType: FatType, dir: PendingDirector
     const lead = bytes[at]!;
     if (lead === DIR_NAME_END) {
       if (expected > 0 || startSlot >= 0) abandon('long name not followed by its short entry');
+      // Slots after the end marker must be free too (FAT spec §6.1): Windows and mtools
+      // never look there, but Linux and fsck.fat read such entries as files.
+      for (let after = slot + 1; after < slots; after++) {
+        const byte = bytes[after * DIRENT_SIZE]!;
+        if (byte !== DIR_NAME_END && byte !== DIR_NAME_FREE) {
+          report.add(`${where}: slot ${after} is in use after the end-of-directory marker in slot ${slot}`);
+          break;
+        }
+      }
       break;
     }
     if (lead === DIR_NAME_FREE) {
@@ -490,6 +499,8 @@ function scanDirectory(bytes: Uint8Array, fatType: FatType, dir: PendingDirector
     const raw = bytes.subarray(at, at + 11);
     if (attr & ATTR_VOLUME_ID) {
       if (startSlot >= 0) abandon('long name followed by a volume label');
+      // fsck.fat takes such an entry for a directory too (and one at cluster 0 for the root).
+      if (attr & ATTR_DIRECTORY) report.add(`${where}: slot ${slot} has both the volume-label and the directory attribute (0x${attr.toString(16)})`);
       if (!dir.isRoot) report.add(`${where}: volume label entry in a subdirectory (slot ${slot})`);
       // The first one is the volume's label (dosfstools boot.c find_volume_de); others are not looked at.
       else if (label && !label.found) {
@@ -515,6 +526,7 @@ function scanDirectory(bytes: Uint8Array, fatType: FatType, dir: PendingDirector
       const wantCluster = isDot ? dir.firstCluster : dir.parentCluster;
       if (slot !== wantSlot) report.add(`${where}: "${isDot ? '.' : '..'}" entry in slot ${slot}, should be slot ${wantSlot}`);
       if (!(short.attr & ATTR_DIRECTORY)) report.add(`${where}: "${isDot ? '.' : '..'}" entry is not a directory`);
+      if (short.ntRes & NT_NO_83_NAME) report.add(`${where}: "${isDot ? '.' : '..'}" entry has the NT no-8.3-name flag (0x20) set`);
       if (short.firstCluster !== wantCluster) {
         report.add(`${where}: "${isDot ? '.' : '..'}" points to cluster ${short.firstCluster}, should be ${wantCluster}`);
       }
