@@ -86,7 +86,8 @@ async function edit(volume, r) {
  */
 async function filesystemCase(kind, target, r) {
   const family = kind === 'fat' ? bases.fat : bases.ext4;
-  const which = r.pick(Object.keys(family));
+  // FSInfo exists on FAT32 only.
+  const which = target === 'fat-fsinfo' ? 'fat32' : r.pick(Object.keys(family));
   const input = baseBytes(family[which]).slice();
   const edits = [];
   for (let n = 1 + r.int(2); n > 0; n--) {

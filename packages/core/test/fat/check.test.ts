@@ -324,6 +324,50 @@ const DAMAGES: Damage[] = [
     expect: /reserved bits/,
   },
   {
+    name: 'entry with both the volume-label and the directory attribute',
+    apply: async (image) => {
+      image.bytes[(await image.entryOffset('/empty')) + 0x0b] = 0x18;
+      return 'volume-label and the directory attribute';
+    },
+    expect: /0x18/,
+  },
+  {
+    name: 'entry in use after the end-of-directory marker',
+    apply: (image) => {
+      // mtools leaves the root as: label, 5 files (one with 2 long-name slots), dir; then zeros.
+      let slot = 0;
+      while (image.bytes[image.rootSlot(slot)] !== 0) slot++;
+      const at = image.rootSlot(slot + 1);
+      image.bytes.set(new TextEncoder().encode('HIDDEN  TXT'), at);
+      // fsck.fat reads the entry as a file: one pointing into free space is damage to it too.
+      image.view.setUint16(at + 0x1a, image.firstFree() + 5, true);
+      image.view.setUint32(at + 0x1c, 10, true);
+      return 'after the end-of-directory marker';
+    },
+    expect: /slot \d+ is in use/,
+  },
+  {
+    name: 'NT no-8.3-name flag on a dot entry',
+    apply: async (image) => {
+      image.bytes[image.clusterByteOffset(await image.firstCluster('/dir/sub')) + 0x0c] = 0x20;
+      return '/dir/sub';
+    },
+    expect: /"\." entry has the NT no-8.3-name flag/,
+  },
+  {
+    name: 'clean-shutdown bit of FAT[1] cleared',
+    apply: (image) => {
+      const { fatType, fatByteOffset, fatSectors, sectorSize, numFats } = image.geometry;
+      for (let copy = 0; copy < numFats; copy++) {
+        const at = fatByteOffset + copy * fatSectors * sectorSize;
+        if (fatType === 'fat32') image.view.setUint32(at + 4, image.view.getUint32(at + 4, true) & ~0x08000000, true);
+        else image.view.setUint16(at + 2, image.view.getUint16(at + 2, true) & ~0x8000, true);
+      }
+      return 'FAT: entry 1';
+    },
+    expect: /clean-shutdown bit/,
+  },
+  {
     name: 'volume label entry with a start cluster',
     apply: (image) => {
       image.view.setUint16(image.rootSlot(0) + 0x1a, image.firstFree() + 3, true);

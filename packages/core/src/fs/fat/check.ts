@@ -63,6 +63,9 @@ const NO_NAME = 'NO NAME    ';
  * dummy: valid only with a long name (dosfstools fsck.fat.h FAT_NO_83NAME).
  */
 const NT_NO_83_NAME = 0x20;
+/** ClnShutBitMask in FAT[1] (FAT spec §4.2). */
+const FAT16_CLEAN_SHUTDOWN = 0x8000;
+const FAT32_CLEAN_SHUTDOWN = 0x08000000;
 /** Owner value of clusters found lost (used, reachable from no entry). */
 const LOST = 0xffffffff;
 /** Device reads of a FAT copy for comparison are done in pieces of this size. */
@@ -118,7 +121,7 @@ export function checkFat(reader: BlockReader, options: FatCheckOptions = {}): Fa
   const fatView = viewOf(fat);
   const get = (cluster: number): number => codec.get(fat, fatView, cluster);
   compareFatCopies(reader, geometry, fat, active, report);
-  checkReservedEntries(fat, boot, report);
+  checkReservedEntries(fat, boot, geometry.fatType, report);
 
   // owner[cluster]: 0 = not reached, else the id of the chain (index into `paths`) that holds it.
   const owner = new Uint32Array(maxCluster + 1);
@@ -314,10 +317,18 @@ function compareFatCopies(reader: BlockReader, geometry: FatGeometry, fat: Uint8
   }
 }
 
-/** FAT[0] holds the media byte in its low 8 bits (FAT spec §4.2). */
-function checkReservedEntries(fat: Uint8Array, boot: Uint8Array, report: Report): void {
+/**
+ * FAT[0] holds the media byte in its low 8 bits; on FAT16/32, FAT[1] holds
+ * ClnShutBitMask, clear while the volume is in use (FAT spec §4.2; dosfstools
+ * check.c check_dirty_bits reports it like the boot sector's dirty bit).
+ */
+function checkReservedEntries(fat: Uint8Array, boot: Uint8Array, fatType: FatType, report: Report): void {
   const media = boot[BPB.BPB_Media.byteOffset]!;
   if (fat[0] !== media) report.add(`FAT: entry 0 holds media byte 0x${fat[0]!.toString(16)}, the boot sector says 0x${media.toString(16)}`);
+  if (fatType === 'fat12' || fat.length < 8) return;
+  const view = viewOf(fat);
+  const clean = fatType === 'fat16' ? (view.getUint16(2, true) & FAT16_CLEAN_SHUTDOWN) !== 0 : (view.getUint32(4, true) & FAT32_CLEAN_SHUTDOWN) !== 0;
+  if (!clean) report.add('FAT: entry 1 has the clean-shutdown bit clear (the volume was not cleanly unmounted)');
 }
 
 function readDirectory(reader: BlockReader, geometry: FatGeometry, dir: PendingDirectory): Uint8Array {
