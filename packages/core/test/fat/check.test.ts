@@ -68,6 +68,15 @@ class Image {
   clusterByteOffset(cluster: number): number {
     return this.geometry.dataByteOffset + (cluster - 2) * this.geometry.clusterSize;
   }
+  /** Byte offset of slot `slot` of the root directory (mkfs.fat puts the label entry in slot 0). */
+  rootSlot(slot: number): number {
+    const { fatType, rootByteOffset, rootCluster } = this.geometry;
+    return (fatType === 'fat32' ? this.clusterByteOffset(rootCluster) : rootByteOffset) + slot * 32;
+  }
+  /** Byte offset of BS_VolLab in the boot sector. */
+  get bootLabelOffset(): number {
+    return this.geometry.fatType === 'fat32' ? 0x47 : 0x2b;
+  }
   /** Adjusts the FSInfo free count; FAT12/16 have no FSInfo sector. */
   fsInfoFree(delta: number): void {
     if (this.geometry.fsInfoSector === 0) return;
@@ -265,6 +274,167 @@ const DAMAGES: Damage[] = [
     },
     expect: /invalid short name/,
   },
+  {
+    name: 'short name with a "." inside the 8.3 fields',
+    apply: async (image) => {
+      image.bytes[(await image.entryOffset('/a.txt')) + 2] = 0x2e;
+      return 'invalid short name';
+    },
+    expect: /"A \.     TXT"/,
+  },
+  {
+    name: 'short name starting with "."',
+    apply: async (image) => {
+      image.bytes[await image.entryOffset('/a.txt')] = 0x2e;
+      return 'invalid short name';
+    },
+    expect: /"\.       TXT"/,
+  },
+  {
+    name: 'NT "no 8.3 name" flag on an entry without a long name',
+    apply: async (image) => {
+      const at = (await image.entryOffset('/a.txt')) + 0x0c;
+      image.bytes[at] = image.bytes[at]! | 0x20;
+      return '/a.txt';
+    },
+    expect: /invalid short name/,
+  },
+  {
+    name: 'long-name slot with a cluster number (LDIR_FstClusLO)',
+    apply: async (image) => {
+      image.view.setUint16((await image.entryOffset('/Long File Name With Spaces.txt')) - 32 + 0x1a, 7, true);
+      return 'long-name slot';
+    },
+    expect: /LDIR_FstClusLO is 7/,
+  },
+  {
+    name: 'long-name slot with LDIR_Type set',
+    apply: async (image) => {
+      image.bytes[(await image.entryOffset('/Long File Name With Spaces.txt')) - 32 + 0x0c] = 1;
+      return 'long-name slot';
+    },
+    expect: /LDIR_Type is 0x1/,
+  },
+  {
+    name: 'long-name slot with reserved attribute bits',
+    apply: async (image) => {
+      image.bytes[(await image.entryOffset('/Long File Name With Spaces.txt')) - 32 + 0x0b] = 0x4f;
+      return 'long-name slot';
+    },
+    expect: /reserved bits/,
+  },
+  {
+    name: 'entry with both the volume-label and the directory attribute',
+    apply: async (image) => {
+      image.bytes[(await image.entryOffset('/empty')) + 0x0b] = 0x18;
+      return 'volume-label and the directory attribute';
+    },
+    expect: /0x18/,
+  },
+  {
+    name: 'entry in use after the end-of-directory marker',
+    apply: (image) => {
+      // mtools leaves the root as: label, 5 files (one with 2 long-name slots), dir; then zeros.
+      let slot = 0;
+      while (image.bytes[image.rootSlot(slot)] !== 0) slot++;
+      const at = image.rootSlot(slot + 1);
+      image.bytes.set(new TextEncoder().encode('HIDDEN  TXT'), at);
+      // fsck.fat reads the entry as a file: one pointing into free space is damage to it too.
+      image.view.setUint16(at + 0x1a, image.firstFree() + 5, true);
+      image.view.setUint32(at + 0x1c, 10, true);
+      return 'after the end-of-directory marker';
+    },
+    expect: /slot \d+ is in use/,
+  },
+  {
+    name: 'NT no-8.3-name flag on a dot entry',
+    apply: async (image) => {
+      image.bytes[image.clusterByteOffset(await image.firstCluster('/dir/sub')) + 0x0c] = 0x20;
+      return '/dir/sub';
+    },
+    expect: /"\." entry has the NT no-8.3-name flag/,
+  },
+  {
+    name: 'clean-shutdown bit of FAT[1] cleared',
+    apply: (image) => {
+      const { fatType, fatByteOffset, fatSectors, sectorSize, numFats } = image.geometry;
+      for (let copy = 0; copy < numFats; copy++) {
+        const at = fatByteOffset + copy * fatSectors * sectorSize;
+        if (fatType === 'fat32') image.view.setUint32(at + 4, image.view.getUint32(at + 4, true) & ~0x08000000, true);
+        else image.view.setUint16(at + 2, image.view.getUint16(at + 2, true) & ~0x8000, true);
+      }
+      return 'FAT: entry 1';
+    },
+    expect: /clean-shutdown bit/,
+  },
+  {
+    name: 'volume label entry with a start cluster',
+    apply: (image) => {
+      image.view.setUint16(image.rootSlot(0) + 0x1a, image.firstFree() + 3, true);
+      return 'volume label entry';
+    },
+    expect: /start cluster is \d+, should be 0/,
+  },
+  {
+    name: 'volume label entry with a size',
+    apply: (image) => {
+      image.view.setUint32(image.rootSlot(0) + 0x1c, 100, true);
+      return 'volume label entry';
+    },
+    expect: /size is 100/,
+  },
+  {
+    name: 'volume label with a forbidden character',
+    apply: (image) => {
+      image.bytes[image.rootSlot(0) + 2] = 0x2e;
+      return 'volume label entry';
+    },
+    expect: /"TE\.TVOL" is not valid/,
+  },
+  {
+    name: 'volume label starting with a space',
+    apply: (image) => {
+      image.bytes[image.rootSlot(0)] = 0x20;
+      return 'volume label entry';
+    },
+    expect: /starts with a space/,
+  },
+  {
+    name: 'volume label differs from BS_VolLab',
+    apply: (image) => {
+      image.bytes[image.rootSlot(0) + 2] = 0x41;
+      return 'boot sector';
+    },
+    expect: /"TESTVOL" differs from the root directory's volume label entry "TEATVOL"/,
+  },
+  {
+    name: 'volume label entry deleted, BS_VolLab kept',
+    apply: (image) => {
+      image.bytes[image.rootSlot(0)] = 0xe5;
+      return 'boot sector';
+    },
+    expect: /no volume label entry/,
+  },
+  {
+    name: 'BS_VolLab says NO NAME, the root has a label',
+    apply: (image) => {
+      image.bytes.set(new TextEncoder().encode('NO NAME    '), image.bootLabelOffset);
+      // FAT32 keeps a backup boot sector: change it too, so that only the label differs.
+      if (image.geometry.backupBootSector) image.bytes.set(new TextEncoder().encode('NO NAME    '), image.geometry.backupBootSector * image.geometry.sectorSize + image.bootLabelOffset);
+      return 'boot sector';
+    },
+    expect: /no label \(NO NAME\)/,
+  },
+  {
+    name: 'invalid BS_VolLab without a label entry',
+    apply: (image) => {
+      image.bytes[image.rootSlot(0)] = 0xe5;
+      image.bytes[image.bootLabelOffset + 2] = 0x2e;
+      if (image.geometry.backupBootSector) image.bytes[image.geometry.backupBootSector * image.geometry.sectorSize + image.bootLabelOffset + 2] = 0x2e;
+      return 'boot sector';
+    },
+    expect: /"TE\.TVOL" is not valid/,
+  },
 ];
 
 describe.skipIf(!haveTools)('checkFat against fsck.fat -n', () => {
@@ -321,6 +491,23 @@ describe.skipIf(!haveTools)('checkFat against fsck.fat -n', () => {
       .filter((fixture) => fixture === fat32 || !/FSInfo/.test(damage.name))
       .map((fixture) => ({ ...damage, fixture, label: `${damage.name} (${fixture.name})` })),
   );
+
+  it('lists a file whose short name starts with ".", which fsck.fat reports as a bad name', async () => {
+    const base = mtoolsVolume(fat16, 'leading-dot');
+    const image = new Image(new Uint8Array(readFileSync(base)));
+    const at = await image.entryOffset('/a.txt');
+    image.bytes.set(new TextEncoder().encode('.HIDDEN TXT'), at);
+    image.bytes[at + 0x0c] = 0;
+    const volume = await mountFat(new MemoryDevice(image.bytes), { readOnly: true });
+    const names = (await volume.readdir('/')).map((entry) => entry.name);
+    expect(names).toContain('.HIDDEN.TXT');
+    expect(await volume.readFile('/.HIDDEN.TXT')).toEqual(pattern(300, 1));
+    expect(checkFat(new MemoryDevice(image.bytes)).problems).toContainEqual(expect.stringMatching(/^\/\.HIDDEN\.TXT: invalid short name/));
+    writeFileSync(base, image.bytes);
+    const verdict = fsck(base);
+    expect(verdict.clean, verdict.output).toBe(false);
+    expect(verdict.output).toMatch(/Bad short file name \(\.HIDDEN\.TXT\)/);
+  });
 
   it.each(cases)('$label: problem reported, and fsck.fat agrees', async ({ name, apply, expect: pattern, fixture }) => {
     const base = mtoolsVolume(fixture, `damage-${name.replace(/\W+/g, '-')}-${fixture.name.replace(/\W+/g, '-')}`);

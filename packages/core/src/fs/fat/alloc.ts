@@ -17,6 +17,8 @@ export interface ClusterRun {
  */
 export class Allocator {
   private free: number | undefined;
+  /** Clusters freed by the changing call in progress (their old data is still committed; see FatVolume.dataWriter). */
+  releasedInCall: Set<number> | undefined;
 
   constructor(
     private readonly table: FatTable,
@@ -66,7 +68,18 @@ export class Allocator {
   release(clusters: readonly number[]): void {
     const before = this.freeCount;
     for (const cluster of clusters) this.table.set(cluster, FREE);
+    if (this.releasedInCall) for (const cluster of clusters) this.releasedInCall.add(cluster);
     this.free = before + clusters.length;
+  }
+
+  /** The counters, to put back with `restore` when a call fails and its table changes are discarded. */
+  snapshot(): { free: number | undefined; nextFree: number } {
+    return { free: this.free, nextFree: this.nextFree };
+  }
+
+  restore(state: { free: number | undefined; nextFree: number }): void {
+    this.free = state.free;
+    this.nextFree = state.nextFree;
   }
 
   /** True once the free count has been computed (it is then exact). */

@@ -16,6 +16,8 @@ import {
   ATTR_LONG_NAME_MASK,
   ATTR_VOLUME_ID,
   BPB,
+  BPB16,
+  BPB32,
   DIRENT_SIZE,
   DIR_NAME_END,
   DIR_NAME_FREE,
@@ -26,6 +28,7 @@ import {
   LDIR,
   MAX_LONG_SLOTS,
   maxDirClusters,
+  readBytes,
   STATE_DIRTY,
   viewOf,
 } from './layout.js';
@@ -50,8 +53,20 @@ export interface FatCheckResult {
   directories: number;
 }
 
-/** Characters dosfstools refuses in short names (check.c bad_name). */
-const BAD_SHORT_NAME_CHARS = new Set([...'*?<>|"\\/:'].map((c) => c.charCodeAt(0)));
+/** Characters dosfstools refuses in short names (check.c bad_name), `.` included: the dot between name and extension is implied. */
+const BAD_SHORT_NAME_CHARS = new Set([...'*?<>|"\\/:.'].map((c) => c.charCodeAt(0)));
+/** Characters the FAT spec forbids in a volume label (dosfstools common.c validate_volume_label). */
+const BAD_LABEL_CHARS = new Set([0x22, 0x2a, 0x2b, 0x2c, 0x2e, 0x2f, 0x3a, 0x3b, 0x3c, 0x3d, 0x3e, 0x3f, 0x5b, 0x5c, 0x5d, 0x7c]);
+/** BS_VolLab / label entry value meaning "no label". */
+const NO_NAME = 'NO NAME    ';
+/**
+ * DIR_NTRes bit set by patched Linux kernels on entries whose short name is a
+ * dummy: valid only with a long name (dosfstools fsck.fat.h FAT_NO_83NAME).
+ */
+const NT_NO_83_NAME = 0x20;
+/** ClnShutBitMask in FAT[1] (FAT spec §4.2). */
+const FAT16_CLEAN_SHUTDOWN = 0x8000;
+const FAT32_CLEAN_SHUTDOWN = 0x08000000;
 /** Owner value of clusters found lost (used, reachable from no entry). */
 const LOST = 0xffffffff;
 /** Device reads of a FAT copy for comparison are done in pieces of this size. */
@@ -107,7 +122,7 @@ export function checkFat(reader: BlockReader, options: FatCheckOptions = {}): Fa
   const fatView = viewOf(fat);
   const get = (cluster: number): number => codec.get(fat, fatView, cluster);
   compareFatCopies(reader, geometry, fat, active, report);
-  checkReservedEntries(fat, boot, report);
+  checkReservedEntries(fat, boot, geometry.fatType, report);
 
   // owner[cluster]: 0 = not reached, else the id of the chain (index into `paths`) that holds it.
   const owner = new Uint32Array(maxCluster + 1);
@@ -177,7 +192,9 @@ export function checkFat(reader: BlockReader, options: FatCheckOptions = {}): Fa
     const dir = pending.pop()!;
     directories++;
     const bytes = readDirectory(reader, geometry, dir);
-    const entries = scanDirectory(bytes, geometry.fatType, dir, report);
+    const label: RootLabel | undefined = dir.isRoot ? { found: false } : undefined;
+    const entries = scanDirectory(bytes, geometry.fatType, dir, report, label);
+    if (label) checkLabel(boot, geometry, label, report);
     for (const entry of entries) {
       const path = dir.path === '/' ? `/${entry.name}` : `${dir.path}/${entry.name}`;
       if (entry.attr & ATTR_DIRECTORY) {
@@ -301,10 +318,18 @@ function compareFatCopies(reader: BlockReader, geometry: FatGeometry, fat: Uint8
   }
 }
 
-/** FAT[0] holds the media byte in its low 8 bits (FAT spec §4.2). */
-function checkReservedEntries(fat: Uint8Array, boot: Uint8Array, report: Report): void {
+/**
+ * FAT[0] holds the media byte in its low 8 bits; on FAT16/32, FAT[1] holds
+ * ClnShutBitMask, clear while the volume is in use (FAT spec §4.2; dosfstools
+ * check.c check_dirty_bits reports it like the boot sector's dirty bit).
+ */
+function checkReservedEntries(fat: Uint8Array, boot: Uint8Array, fatType: FatType, report: Report): void {
   const media = boot[BPB.BPB_Media.byteOffset]!;
   if (fat[0] !== media) report.add(`FAT: entry 0 holds media byte 0x${fat[0]!.toString(16)}, the boot sector says 0x${media.toString(16)}`);
+  if (fatType === 'fat12' || fat.length < 8) return;
+  const view = viewOf(fat);
+  const clean = fatType === 'fat16' ? (view.getUint16(2, true) & FAT16_CLEAN_SHUTDOWN) !== 0 : (view.getUint32(4, true) & FAT32_CLEAN_SHUTDOWN) !== 0;
+  if (!clean) report.add('FAT: entry 1 has the clean-shutdown bit clear (the volume was not cleanly unmounted)');
 }
 
 function readDirectory(reader: BlockReader, geometry: FatGeometry, dir: PendingDirectory): Uint8Array {
@@ -319,14 +344,87 @@ interface FoundEntry {
   size: number;
 }
 
-/** dosfstools check.c bad_name: control characters, DOS-reserved characters, a leading space. */
-function badShortName(raw: Uint8Array): boolean {
+/**
+ * dosfstools check.c bad_name: control characters, DOS-reserved characters
+ * (`.` included), a leading space; a dummy short name (NT_NO_83_NAME) is
+ * only valid with a long name, and then not looked at.
+ */
+function badShortName(raw: Uint8Array, ntRes: number, hasLongName: boolean): boolean {
+  if (ntRes & NT_NO_83_NAME) return !hasLongName;
   if (raw[0] === 0x20) return true;
   for (let i = 0; i < 11; i++) {
     const c = raw[i]!;
     if ((c < 0x20 && !(i === 0 && c === DIR_NAME_KANJI_E5)) || c === 0x7f || BAD_SHORT_NAME_CHARS.has(c)) return true;
   }
   return false;
+}
+
+/** Reserved fields of a long-name slot must be zero (FAT spec §7; dosfstools lfn.c lfn_add_slot reports both). */
+function checkLongNameSlot(slot: Uint8Array, where: string, report: Report): void {
+  const attr = slot[LDIR.LDIR_Attr.byteOffset]!;
+  if (attr !== ATTR_LONG_NAME) report.add(`${where}: attribute 0x${attr.toString(16)} has reserved bits set besides ATTR_LONG_NAME`);
+  const type = slot[LDIR.LDIR_Type.byteOffset]!;
+  if (type !== 0) report.add(`${where}: LDIR_Type is 0x${type.toString(16)}, should be 0`);
+  const cluster = slot[LDIR.LDIR_FstClusLO.byteOffset]! | (slot[LDIR.LDIR_FstClusLO.byteOffset + 1]! << 8);
+  if (cluster !== 0) report.add(`${where}: LDIR_FstClusLO is ${cluster}, should be 0`);
+}
+
+/**
+ * dosfstools common.c validate_volume_label, the checks that fsck.fat
+ * reports by default: a byte below 0x20, a forbidden character, all spaces,
+ * a leading space. Bytes from 0x80 are refused too: fsck.fat compares them
+ * as signed `char`, so on x86 hosts they count as "below 0x20"; piimg never
+ * writes them.
+ */
+function invalidLabel(raw: Uint8Array): string | undefined {
+  if (raw[0] === 0x20) return raw.every((c) => c === 0x20) ? 'it is all spaces' : 'it starts with a space';
+  for (const c of raw) {
+    if (c < 0x20 || c >= 0x80) return `byte 0x${c.toString(16)} is not allowed`;
+    if (BAD_LABEL_CHARS.has(c)) return `character ${JSON.stringify(String.fromCharCode(c))} is not allowed`;
+  }
+  return undefined;
+}
+
+function showLabel(raw: Uint8Array): string {
+  return JSON.stringify(rawKey(raw).replace(/ +$/, ''));
+}
+
+/**
+ * The label entry of the root directory against BS_VolLab, as dosfstools
+ * check.c check_label compares them: both say the same, or both say none.
+ * Without an extended BPB (BS_BootSig 0x29) there is no BS_VolLab, which
+ * fsck.fat reads as an empty, invalid label.
+ */
+function checkLabel(boot: Uint8Array, geometry: FatGeometry, label: RootLabel, report: Report): void {
+  const volLab = geometry.fatType === 'fat32' ? BPB32.BS_VolLab : BPB16.BS_VolLab;
+  const bootLabel = geometry.hasExtendedBpb ? readBytes(boot, volLab) : new Uint8Array(11);
+  const bootSays = geometry.hasExtendedBpb ? rawKey(bootLabel) : '';
+  if (!label.raw) {
+    if (bootSays === NO_NAME) return;
+    const why = invalidLabel(bootLabel);
+    if (!geometry.hasExtendedBpb) report.add('boot sector: no extended BPB (BS_BootSig is not 0x29), so no BS_VolLab, and the root directory has no label entry');
+    else if (why) report.add(`boot sector: label ${showLabel(bootLabel)} is not valid (${why})`);
+    else report.add(`boot sector: label ${showLabel(bootLabel)}, but the root directory has no volume label entry`);
+    return;
+  }
+  const raw = label.raw.slice();
+  if (raw[0] === DIR_NAME_KANJI_E5) raw[0] = 0xe5;
+  const why = invalidLabel(raw);
+  if (why) {
+    report.add(`volume label entry: label ${showLabel(raw)} is not valid (${why})`);
+    return;
+  }
+  const rootSays = rawKey(raw);
+  if (bootSays === NO_NAME && rootSays !== NO_NAME) {
+    report.add(`boot sector: no label (NO NAME), but the root directory's volume label entry says ${showLabel(raw)}`);
+  } else if (bootSays !== NO_NAME && rootSays !== bootSays) {
+    report.add(`boot sector: label ${geometry.hasExtendedBpb ? showLabel(bootLabel) : '(none: no extended BPB)'} differs from the root directory's volume label entry ${showLabel(raw)}`);
+  }
+}
+
+interface RootLabel {
+  found: boolean;
+  raw?: Uint8Array;
 }
 
 const DOT_KEY = rawKey(DOT_NAME);
@@ -336,7 +434,7 @@ const DOTDOT_KEY = rawKey(DOTDOT_NAME);
  * Parses one directory: checks "." and "..", short names, duplicates and
  * long-name sequences, and returns the files and subdirectories in it.
  */
-function scanDirectory(bytes: Uint8Array, fatType: FatType, dir: PendingDirectory, report: Report): FoundEntry[] {
+function scanDirectory(bytes: Uint8Array, fatType: FatType, dir: PendingDirectory, report: Report, label?: RootLabel): FoundEntry[] {
   const entries: FoundEntry[] = [];
   const seen = new Set<string>();
   const where = dir.path;
@@ -359,6 +457,15 @@ function scanDirectory(bytes: Uint8Array, fatType: FatType, dir: PendingDirector
     const lead = bytes[at]!;
     if (lead === DIR_NAME_END) {
       if (expected > 0 || startSlot >= 0) abandon('long name not followed by its short entry');
+      // Slots after the end marker must be free too (FAT spec §6.1): Windows and mtools
+      // never look there, but Linux and fsck.fat read such entries as files.
+      for (let after = slot + 1; after < slots; after++) {
+        const byte = bytes[after * DIRENT_SIZE]!;
+        if (byte !== DIR_NAME_END && byte !== DIR_NAME_FREE) {
+          report.add(`${where}: slot ${after} is in use after the end-of-directory marker in slot ${slot}`);
+          break;
+        }
+      }
       break;
     }
     if (lead === DIR_NAME_FREE) {
@@ -368,6 +475,7 @@ function scanDirectory(bytes: Uint8Array, fatType: FatType, dir: PendingDirector
     const attr = bytes[at + 11]!;
     if ((attr & ATTR_LONG_NAME_MASK) === ATTR_LONG_NAME) {
       const slotBytes = bytes.subarray(at, at + DIRENT_SIZE);
+      checkLongNameSlot(slotBytes, `${where}: long-name slot ${slot}`, report);
       const ord = slotBytes[LDIR.LDIR_Ord.byteOffset]!;
       const number = ord & 0x3f;
       const sum = slotBytes[LDIR.LDIR_Chksum.byteOffset]!;
@@ -403,7 +511,17 @@ function scanDirectory(bytes: Uint8Array, fatType: FatType, dir: PendingDirector
     const raw = bytes.subarray(at, at + 11);
     if (attr & ATTR_VOLUME_ID) {
       if (startSlot >= 0) abandon('long name followed by a volume label');
+      // fsck.fat takes such an entry for a directory too (and one at cluster 0 for the root).
+      if (attr & ATTR_DIRECTORY) report.add(`${where}: slot ${slot} has both the volume-label and the directory attribute (0x${attr.toString(16)})`);
       if (!dir.isRoot) report.add(`${where}: volume label entry in a subdirectory (slot ${slot})`);
+      // The first one is the volume's label (dosfstools boot.c find_volume_de); others are not looked at.
+      else if (label && !label.found) {
+        const entry = parseShortEntry(bytes, at, fatType);
+        label.found = true;
+        label.raw = entry.raw;
+        if (entry.firstCluster !== 0) report.add(`volume label entry (slot ${slot}): start cluster is ${entry.firstCluster}, should be 0`);
+        if (entry.size !== 0) report.add(`volume label entry (slot ${slot}): size is ${entry.size}, should be 0`);
+      }
       continue;
     }
     const short = parseShortEntry(bytes, at, fatType);
@@ -420,6 +538,7 @@ function scanDirectory(bytes: Uint8Array, fatType: FatType, dir: PendingDirector
       const wantCluster = isDot ? dir.firstCluster : dir.parentCluster;
       if (slot !== wantSlot) report.add(`${where}: "${isDot ? '.' : '..'}" entry in slot ${slot}, should be slot ${wantSlot}`);
       if (!(short.attr & ATTR_DIRECTORY)) report.add(`${where}: "${isDot ? '.' : '..'}" entry is not a directory`);
+      if (short.ntRes & NT_NO_83_NAME) report.add(`${where}: "${isDot ? '.' : '..'}" entry has the NT no-8.3-name flag (0x20) set`);
       if (short.firstCluster !== wantCluster) {
         report.add(`${where}: "${isDot ? '.' : '..'}" points to cluster ${short.firstCluster}, should be ${wantCluster}`);
       }
@@ -428,12 +547,14 @@ function scanDirectory(bytes: Uint8Array, fatType: FatType, dir: PendingDirector
       continue;
     }
     let name = decodeShortName(raw, short.ntRes);
+    let hasLongName = false;
     if (startSlot >= 0) {
       if (expected !== 0) abandon(`long name with ${expected} missing slots before ${JSON.stringify(name)}`);
       else if (checksum !== shortNameChecksum(raw)) abandon(`long name checksum does not match short entry ${JSON.stringify(name)}`);
       else {
         const long = parts.join('');
         if (long.length > 0) name = long;
+        hasLongName = true;
         startSlot = -1;
         parts = [];
       }
@@ -442,7 +563,7 @@ function scanDirectory(bytes: Uint8Array, fatType: FatType, dir: PendingDirector
     const nameProblem = entryNameProblem(name);
     if (nameProblem) report.add(`${where}: entry ${JSON.stringify(escapeName(name))} is not a single file name (${nameProblem})`);
     const path = where === '/' ? `/${name}` : `${where}/${name}`;
-    if (badShortName(raw)) report.add(`${path}: invalid short name ${JSON.stringify(key)}`);
+    if (badShortName(raw, short.ntRes, hasLongName)) report.add(`${path}: invalid short name ${JSON.stringify(key)}`);
     if (seen.has(key)) report.add(`${path}: duplicate short name ${JSON.stringify(decodeShortName(raw, 0))} in ${where}`);
     seen.add(key);
     entries.push({ name, attr: short.attr, firstCluster: short.firstCluster, size: short.size });

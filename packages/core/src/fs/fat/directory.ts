@@ -2,7 +2,7 @@ import type { BlockDevice, BlockReader } from '../../device/types.js';
 import { PiimgError } from '../../errors.js';
 import type { Allocator } from './alloc.js';
 import type { FatGeometry } from './boot.js';
-import { type ShortEntry, parseShortEntry } from './dirent.js';
+import { DOT_NAME, DOTDOT_NAME, type ShortEntry, parseShortEntry } from './dirent.js';
 import {
   ATTR_LONG_NAME,
   ATTR_LONG_NAME_MASK,
@@ -25,6 +25,8 @@ export interface FatContext {
   readonly table: FatTable;
   /** Only called by mutating operations, after the volume checked it is writable. */
   writer(): BlockDevice;
+  /** Where file data goes: straight to the device unless it overwrites data the call freed. */
+  dataWriter(): BlockDevice;
   allocator(): Allocator;
 }
 
@@ -45,6 +47,9 @@ export function readClusters(reader: BlockReader, geometry: FatGeometry, cluster
   }
   return out;
 }
+
+const DOT_KEY = rawKey(DOT_NAME);
+const DOTDOT_KEY = rawKey(DOTDOT_NAME);
 
 /** A file or directory entry found in a directory. */
 export interface Entry extends ShortEntry {
@@ -142,9 +147,13 @@ export class Directory {
         if (this.isRoot && (this.labelSlot < 0 || this.labelSlot === slot)) this.labelSlot = slot;
         continue;
       }
-      if (lead === 0x2e) {
+      // Only the exact "." and ".." names are the dot entries: any other name
+      // starting with "." is damage (fsck.fat: "Bad short file name") but a
+      // file all the same, listed so that it is seen and can be removed.
+      const key = rawKey(raw);
+      if (key === DOT_KEY || key === DOTDOT_KEY) {
         assembler.reset();
-        if (raw[1] === 0x2e) this.dotDotSlot = slot;
+        if (key === DOTDOT_KEY) this.dotDotSlot = slot;
         continue;
       }
       const short = parseShortEntry(this.bytes, at, fatType);

@@ -57,7 +57,7 @@ export class ChainWriter {
       throw new PiimgError('EFBIG', `file would exceed ${MAX_FILE_SIZE} bytes, the FAT limit`, { path: this.path });
     }
     const { geometry } = this.context;
-    const writer = this.context.writer();
+    const writer = this.context.dataWriter();
     const clusterSize = geometry.clusterSize;
     let pos = 0;
     const used = this.size % clusterSize;

@@ -172,6 +172,19 @@ export class FatTable {
     return this.dirtyCount > 0;
   }
 
+  /**
+   * Drops the whole cache, changes included: the table is read from the
+   * device again on next use. After a failed call whose writes were undone
+   * (the FAT copies included, even when they had been flushed), memory and
+   * device agree again.
+   */
+  forget(): void {
+    this.loaded.fill(0);
+    this.dirtySectors.fill(0);
+    this.dirtyCount = 0;
+    this.allLoaded = false;
+  }
+
   /** Writes changed sectors to every FAT copy. */
   flush(device: BlockDevice): void {
     if (this.dirtyCount === 0) return;
@@ -188,9 +201,10 @@ export class FatTable {
       for (let copy = 0; copy < numFats; copy++) {
         device.write(fatByteOffset + copy * fatSectors * sectorSize + sector * sectorSize, data);
       }
-      this.dirtySectors.fill(0, sector, end);
       sector = end;
     }
+    // Only once every write went through: a failed flush leaves the changes to `discard`.
+    this.dirtySectors.fill(0);
     this.dirtyCount = 0;
   }
 

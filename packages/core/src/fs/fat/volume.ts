@@ -79,9 +79,12 @@ export class FatVolume implements Volume, FatContext {
   private readonly alloc: Allocator;
   private readonly dirs = new Map<number, Directory>();
   private closed = false;
-  private dirtyMarked = false;
   private fsInfoValid = false;
   private verified = false;
+  /** Set while a changing call runs: its metadata writes, with what they overwrote. */
+  private journal: Journal | undefined;
+  /** A failed call whose writes could not be undone: the device needs fsck.fat. */
+  private undoFailed: unknown;
 
   private constructor(reader: BlockReader, geometry: FatGeometry, options: FatMountOptions) {
     this.reader = reader;
@@ -110,7 +113,35 @@ export class FatVolume implements Volume, FatContext {
 
   writer(): BlockDevice {
     if (!this.device) throw new PiimgError('EROFS', 'the FAT volume is mounted read-only');
-    return this.device;
+    return this.journal ?? this.device;
+  }
+
+  /**
+   * File data goes straight to the device: it lands in clusters that were
+   * free before the call (or after the end of a file), which no committed
+   * entry reads. Clusters freed earlier in the same call still hold a
+   * committed file's data until the call succeeds, so writes there are
+   * journaled too.
+   */
+  dataWriter(): BlockDevice {
+    const device = this.writer();
+    const journal = this.journal;
+    const released = this.alloc.releasedInCall;
+    if (!journal || !released || released.size === 0 || !this.device) return device;
+    const direct = this.device;
+    const { dataByteOffset, clusterSize } = this.geometry;
+    return {
+      size: direct.size,
+      read: (byteOffset, length) => direct.read(byteOffset, length),
+      flush: () => direct.flush(),
+      write: (byteOffset, data) => {
+        const first = 2 + Math.floor((byteOffset - dataByteOffset) / clusterSize);
+        const last = 2 + Math.floor((byteOffset + data.length - 1 - dataByteOffset) / clusterSize);
+        let reused = false;
+        for (let cluster = first; cluster <= last && !reused; cluster++) reused = released.has(cluster);
+        (reused ? journal : direct).write(byteOffset, data);
+      },
+    };
   }
 
   allocator(): Allocator {
@@ -123,22 +154,95 @@ export class FatVolume implements Volume, FatContext {
     if (this.closed) throw new PiimgError('E_CLOSED', 'the FAT volume is closed');
   }
 
-  /** Called before every change: EROFS when read-only, and the dirty flag goes on. */
-  private beginWrite(path: string): BlockDevice {
+  /**
+   * Runs one changing call all-or-nothing on the device. Metadata writes
+   * (directory slots, boot sector, and at the end the FAT copies and FSInfo)
+   * go through a journal that keeps the bytes they overwrite. On success the
+   * FAT is written and the dirty flag, set for the duration of the call, is
+   * cleared: between calls the device is a clean volume. On failure (ENOSPC
+   * midway, a device error, anything) the journal is written back and the
+   * cached FAT, free count and directories are dropped, so both the device
+   * and the volume are as before the call; the error is rethrown. Nested
+   * calls (appendFile creating a file through writeFile) join the outer one.
+   */
+  private async change<T>(path: string, fn: () => Promise<T>): Promise<T> {
+    if (this.journal) return fn();
+    const saved = this.begin(path);
+    try {
+      if (!this.wasDirty) this.setDirtyFlag(true);
+      const result = await fn();
+      this.commit();
+      return result;
+    } catch (error) {
+      this.abort(saved);
+      throw error;
+    }
+  }
+
+  /** `change` for the synchronous calls (setLabel). */
+  private changeSync<T>(path: string, fn: () => T): T {
+    if (this.journal) return fn();
+    const saved = this.begin(path);
+    try {
+      if (!this.wasDirty) this.setDirtyFlag(true);
+      const result = fn();
+      this.commit();
+      return result;
+    } catch (error) {
+      this.abort(saved);
+      throw error;
+    }
+  }
+
+  private begin(path: string): { alloc: ReturnType<Allocator['snapshot']>; bootLabel: string | undefined } {
     this.checkOpen();
     if (!this.device) throw new PiimgError('EROFS', 'the FAT volume is mounted read-only', { path });
-    if (!this.dirtyMarked) {
-      // Count free clusters before the first change, so FSInfo ends up exact. This
-      // loads the whole FAT in one read, which the check below then walks from memory.
-      void this.alloc.freeCount;
-      if (!this.verified) {
-        this.verifyForWrite();
-        this.verified = true;
-      }
-      if (!this.wasDirty) this.setDirtyFlag(true);
-      this.dirtyMarked = true;
+    if (this.undoFailed !== undefined) {
+      throw new PiimgError('EIO', 'an earlier failed change could not be undone on the device; check the volume with fsck.fat', { path, cause: this.undoFailed });
     }
-    return this.device;
+    // Count free clusters before the first change, so FSInfo ends up exact. This
+    // loads the whole FAT in one read, which the check below then walks from memory.
+    void this.alloc.freeCount;
+    if (!this.verified) {
+      this.verifyForWrite();
+      this.verified = true;
+    }
+    const saved = { alloc: this.alloc.snapshot(), bootLabel: this.geometry.bootLabel };
+    this.journal = new Journal(this.device);
+    this.alloc.releasedInCall = new Set();
+    return saved;
+  }
+
+  private commit(): void {
+    const journal = this.journal!;
+    this.table.flush(journal);
+    if (this.geometry.fatType === 'fat32' && this.fsInfoValid && this.alloc.freeKnown) {
+      const at = this.geometry.fsInfoSector * this.geometry.sectorSize;
+      const fields = new Uint8Array(8);
+      const view = viewOf(fields);
+      view.setUint32(0, this.alloc.freeCount, true);
+      view.setUint32(4, this.alloc.nextFree, true);
+      journal.write(at + FSINFO.FSI_Free_Count.byteOffset, fields);
+    }
+    if (!this.wasDirty) this.setDirtyFlag(false);
+    this.journal = undefined;
+    this.alloc.releasedInCall = undefined;
+  }
+
+  private abort(saved: { alloc: ReturnType<Allocator['snapshot']>; bootLabel: string | undefined }): void {
+    const journal = this.journal!;
+    this.journal = undefined;
+    this.alloc.releasedInCall = undefined;
+    try {
+      journal.rollback();
+    } catch (error) {
+      // The device refuses writes: what is on it now is unknown, so no further change is tried.
+      this.undoFailed = error;
+    }
+    this.table.forget();
+    this.alloc.restore(saved.alloc);
+    this.dirs.clear();
+    (this.geometry as { bootLabel: string | undefined }).bootLabel = saved.bootLabel;
   }
 
   /**
@@ -201,7 +305,7 @@ export class FatVolume implements Volume, FatContext {
     const at = this.geometry.extendedOffset + 1;
     const byte = this.reader.read(at, 1)[0]!;
     const next = dirty ? byte | STATE_DIRTY : byte & ~STATE_DIRTY;
-    if (next !== byte) this.device.write(at, Uint8Array.of(next));
+    if (next !== byte) this.writer().write(at, Uint8Array.of(next));
   }
 
   private rootCluster(): number {
@@ -372,7 +476,10 @@ export class FatVolume implements Volume, FatContext {
   // --- writing ------------------------------------------------------------
 
   async writeFile(path: string, data: FileData, options: WriteFileOptions = {}): Promise<void> {
-    this.beginWrite(path);
+    return this.change(path, () => this.writeFileNow(path, data, options));
+  }
+
+  private async writeFileNow(path: string, data: FileData, options: WriteFileOptions): Promise<void> {
     const { parent, name } = parentAndName(path);
     const dir = this.resolveDir(parent);
     const existing = dir.find(name);
@@ -433,7 +540,10 @@ export class FatVolume implements Volume, FatContext {
 
   /** Appends to a file, creating it when missing. */
   async appendFile(path: string, data: FileData, options: WriteFileOptions = {}): Promise<void> {
-    this.beginWrite(path);
+    return this.change(path, () => this.appendFileNow(path, data, options));
+  }
+
+  private async appendFileNow(path: string, data: FileData, options: WriteFileOptions): Promise<void> {
     const { parent, name } = parentAndName(path);
     const dir = this.resolveDir(parent);
     const existing = dir.find(name);
@@ -469,7 +579,10 @@ export class FatVolume implements Volume, FatContext {
 
   /** Sets a file's length: shrinking frees clusters (and zeroes the slack), growing appends zero bytes. */
   async truncate(path: string, length = 0): Promise<void> {
-    this.beginWrite(path);
+    return this.change(path, () => this.truncateNow(path, length));
+  }
+
+  private async truncateNow(path: string, length: number): Promise<void> {
     const node = this.mustResolve(path);
     if (node.kind === 'root' || isDirectory(node.entry)) throw new PiimgError('EISDIR', `${path} is a directory`, { path });
     const { entry, parent } = node;
@@ -491,7 +604,10 @@ export class FatVolume implements Volume, FatContext {
   }
 
   async mkdir(path: string, options: MkdirOptions = {}): Promise<void> {
-    this.beginWrite(path);
+    return this.change(path, async () => this.mkdirNow(path, options));
+  }
+
+  private mkdirNow(path: string, options: MkdirOptions): void {
     const parts = splitPath(path);
     if (parts.length === 0) {
       if (options.recursive) return;
@@ -525,7 +641,7 @@ export class FatVolume implements Volume, FatContext {
     // ".." of a directory in the root points to cluster 0, also on FAT32 (FAT spec §6.7).
     const parentCluster = parent.isRoot ? 0 : parent.firstCluster;
     block.set(encodeShortEntry({ raw: DOTDOT_NAME, attr: ATTR_DIRECTORY, ntRes: 0, firstCluster: parentCluster, size: 0, ...times }), DIRENT_SIZE);
-    this.writer().write(clusterToByteOffset(this.geometry, cluster), block);
+    this.dataWriter().write(clusterToByteOffset(this.geometry, cluster), block);
     this.addEntry(parent, name, { attr: ATTR_DIRECTORY, firstCluster: cluster, size: 0, ...times }, path);
     this.dirs.delete(cluster);
     return this.openDir(cluster, false, path);
@@ -560,7 +676,10 @@ export class FatVolume implements Volume, FatContext {
 
   /** Sets the modification time and the access date (FAT keeps no access time of day). */
   async utimes(path: string, atime: Date, mtime: Date): Promise<void> {
-    this.beginWrite(path);
+    return this.change(path, async () => this.utimesNow(path, atime, mtime));
+  }
+
+  private utimesNow(path: string, atime: Date, mtime: Date): void {
     const node = this.mustResolve(path);
     if (node.kind === 'root') return;
     const m = this.stamp(mtime);
@@ -568,7 +687,10 @@ export class FatVolume implements Volume, FatContext {
   }
 
   async rm(path: string, options: RmOptions = {}): Promise<void> {
-    this.beginWrite(path);
+    return this.change(path, async () => this.rmNow(path, options));
+  }
+
+  private rmNow(path: string, options: RmOptions): void {
     let node: Node | undefined;
     try {
       node = this.resolve(path);
@@ -603,7 +725,10 @@ export class FatVolume implements Volume, FatContext {
   }
 
   async rename(from: string, to: string): Promise<void> {
-    this.beginWrite(from);
+    return this.change(from, async () => this.renameNow(from, to));
+  }
+
+  private renameNow(from: string, to: string): void {
     const source = this.mustResolve(from);
     if (source.kind === 'root') throw new PiimgError('EINVAL', 'cannot move the root directory', { path: from });
     const { parent: toParent, name: toName } = parentAndName(to);
@@ -686,7 +811,10 @@ export class FatVolume implements Volume, FatContext {
    * An empty label removes it.
    */
   setLabel(label: string): void {
-    this.beginWrite('/');
+    this.changeSync('/', () => this.setLabelNow(label));
+  }
+
+  private setLabelNow(label: string): void {
     if (label.length > 11 || /[^\x20-\x7e]|["*+,./:;<=>?[\\\]|]/.test(label) || label.startsWith(' ')) {
       throw new PiimgError('EINVAL', `invalid FAT volume label ${JSON.stringify(label)}`, { label });
     }
@@ -717,21 +845,10 @@ export class FatVolume implements Volume, FatContext {
 
   // --- lifecycle ----------------------------------------------------------
 
+  /** Each changing call already wrote its FAT changes (see `change`): what is left is the device's own flush. */
   async flush(): Promise<void> {
     this.checkOpen();
-    if (!this.device || !this.dirtyMarked) return;
-    this.table.flush(this.device);
-    if (this.geometry.fatType === 'fat32' && this.fsInfoValid && this.alloc.freeKnown) {
-      const at = this.geometry.fsInfoSector * this.geometry.sectorSize;
-      const fields = new Uint8Array(8);
-      const view = viewOf(fields);
-      view.setUint32(0, this.alloc.freeCount, true);
-      view.setUint32(4, this.alloc.nextFree, true);
-      this.device.write(at + FSINFO.FSI_Free_Count.byteOffset, fields);
-    }
-    if (!this.wasDirty) this.setDirtyFlag(false);
-    this.dirtyMarked = false;
-    this.device.flush();
+    this.device?.flush();
   }
 
   async close(): Promise<void> {
@@ -745,3 +862,36 @@ export class FatVolume implements Volume, FatContext {
   }
 }
 
+
+/**
+ * The metadata writes of one changing call, each with the bytes it
+ * overwrote, so that a failed call can be undone (see FatVolume.change).
+ */
+class Journal implements BlockDevice {
+  private readonly undo: { byteOffset: number; before: Uint8Array }[] = [];
+  constructor(private readonly device: BlockDevice) {}
+
+  get size(): number {
+    return this.device.size;
+  }
+
+  read(byteOffset: number, length: number): Uint8Array {
+    return this.device.read(byteOffset, length);
+  }
+
+  write(byteOffset: number, data: Uint8Array): void {
+    // Kept before writing: a write that fails halfway is undone too.
+    this.undo.push({ byteOffset, before: this.device.read(byteOffset, data.length).slice() });
+    this.device.write(byteOffset, data);
+  }
+
+  flush(): void {
+    this.device.flush();
+  }
+
+  /** Writes back what was overwritten, last write first. */
+  rollback(): void {
+    for (let i = this.undo.length - 1; i >= 0; i--) this.device.write(this.undo[i]!.byteOffset, this.undo[i]!.before);
+    this.undo.length = 0;
+  }
+}
