@@ -89,24 +89,59 @@ async function openDecompressed(path: string, compression: Compression): Promise
       const web = new XzReadableStream(Readable.toWeb(createReadStream(path)) as ReadableStream<Uint8Array>);
       return Readable.fromWeb(web as import('node:stream/web').ReadableStream<Uint8Array>);
     }
-    case 'zip': {
-      const unzipper = interop(await import('unzipper'));
-      let directory: Awaited<ReturnType<typeof unzipper.Open.file>>;
-      try {
-        directory = await unzipper.Open.file(path);
-      } catch (error) {
-        throw new PiimgError('E_BAD_ARCHIVE', `${path} is not a readable zip archive: ${(error as Error).message}`, { path }, { cause: error });
-      }
-      const images = directory.files.filter((file) => file.type === 'File' && /\.img$/i.test(file.path));
-      if (images.length !== 1) {
-        throw new PiimgError(
-          'E_BAD_ARCHIVE',
-          images.length === 0 ? `${path} holds no .img file` : `${path} holds several .img files: ${images.map((f) => f.path).join(', ')}`,
-          { path, entries: directory.files.map((file) => file.path).slice(0, 20) },
-        );
-      }
-      return images[0]!.stream();
+    case 'zip':
+      return openZipImage(path);
+  }
+}
+
+/**
+ * The one `.img` entry of a zip archive, as a stream. yauzl reads the central
+ * directory (zip64 included) and checks each entry's sizes; entries are read
+ * one at a time (`lazyEntries`), so a huge directory is never held whole
+ * (the error keeps the first 20 names).
+ * Ref: PKWARE APPNOTE 4.3.
+ */
+async function openZipImage(path: string): Promise<AsyncIterable<Uint8Array>> {
+  const yauzl = interop(await import('yauzl'));
+  const bad = (message: string, cause?: unknown, entries?: string[]): PiimgError =>
+    new PiimgError('E_BAD_ARCHIVE', `${path} ${message}`, entries ? { path, entries } : { path }, cause === undefined ? undefined : { cause });
+  let zip: import('yauzl').ZipFile;
+  try {
+    zip = await new Promise((resolve, reject) =>
+      yauzl.open(path, { lazyEntries: true, autoClose: false }, (error, file) => (error ? reject(error) : resolve(file))),
+    );
+  } catch (error) {
+    throw bad(`is not a readable zip archive: ${(error as Error).message}`, error);
+  }
+  try {
+    const names: string[] = [];
+    const images: import('yauzl').Entry[] = [];
+    await new Promise<void>((resolve, reject) => {
+      zip.on('entry', (entry: import('yauzl').Entry) => {
+        if (names.length < 20) names.push(entry.fileName);
+        if (!entry.fileName.endsWith('/') && /\.img$/i.test(entry.fileName)) images.push(entry);
+        zip.readEntry();
+      });
+      zip.once('end', () => resolve());
+      // Kept after the listing: a later 'error' without a listener would crash the process.
+      zip.on('error', reject);
+      zip.readEntry();
+    }).catch((error: unknown) => {
+      throw bad(`is not a readable zip archive: ${(error as Error).message}`, error);
+    });
+    if (images.length !== 1) {
+      throw bad(images.length === 0 ? 'holds no .img file' : `holds several .img files: ${images.map((e) => e.fileName).join(', ')}`, undefined, names);
     }
+    const stream = await new Promise<import('node:stream').Readable>((resolve, reject) =>
+      zip.openReadStream(images[0]!, (error, entryStream) => (error ? reject(error) : resolve(entryStream))),
+    ).catch((error: unknown) => {
+      throw bad(`cannot read ${images[0]!.fileName}: ${(error as Error).message}`, error);
+    });
+    stream.once('close', () => zip.close());
+    return stream;
+  } catch (error) {
+    zip.close();
+    throw error;
   }
 }
 
