@@ -39,3 +39,5 @@ export type { DeviceConfig, DeviceConfigInput, FileEntry, WifiNetwork, LoadedCon
 export type { ApplyReport, ApplyTarget, ApplyOptions, Change, ChangeAction, VolumeName, Release } from './recipe/index.js';
 export * from './crypto/index.js';
 export { readHostFile } from './host.js';
+// Bundled applications tell where @piimg/wasm's dist/ files are (or set PIIMG_WASM_DIR).
+export { setWasmDirectory } from '@piimg/wasm';
