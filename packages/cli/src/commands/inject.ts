@@ -35,7 +35,6 @@ function parseVars(list: string[] | undefined): Record<string, string> {
 
 export const inject: Command = {
   name: 'inject',
-  summary: 'write a device image from a base image and a device configuration',
   usage,
   async run(argv: string[], io: CliIo): Promise<number> {
     const started = Date.now();
@@ -74,6 +73,7 @@ export const inject: Command = {
     };
 
     await using image = await openImage(positionals[0]!, onProgress ? { onProgress } : {});
+    onProgress?.clear();
     lap('open');
     log(`base: ${image.sourcePath}${image.cached ? ' (cached)' : ''}`);
     const boot = await image.mount('boot');
@@ -109,6 +109,7 @@ export const inject: Command = {
       lap('verify');
     }
     const saved = await image.save(values.output, { sync: values.sync ?? false, ...(onProgress ? { onProgress } : {}) });
+    onProgress?.clear();
     lap('save');
 
     const summary = {

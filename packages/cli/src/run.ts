@@ -1,0 +1,23 @@
+import { isPiimgError } from '@piimg/core';
+import type { CliIo } from './base.js';
+import type { CommandEntry } from './commands/list.js';
+import { clearProgress, exitCodeFor, UsageError } from './io.js';
+
+/** Loads and runs a command; errors become a message and an exit status. */
+export async function runCommand(entry: CommandEntry, argv: string[], io: CliIo): Promise<number> {
+  try {
+    const command = await entry.load();
+    return await command.run(argv, io);
+  } catch (error) {
+    clearProgress();
+    const code = exitCodeFor(error);
+    if (error instanceof UsageError) {
+      io.stderr.write(`piimg ${entry.name}: ${error.message}\n`);
+    } else if (isPiimgError(error)) {
+      io.stderr.write(`piimg ${entry.name}: ${error.message} [${error.code}]\n`);
+    } else {
+      io.stderr.write(`piimg ${entry.name}: internal error: ${(error as Error)?.stack ?? String(error)}\n`);
+    }
+    return code;
+  }
+}
