@@ -27,7 +27,7 @@ export type { Partition, PartitionTable, PartitionScheme, ReadPartitionTableOpti
 export { crc32, mbrPartUuid, GPT_TYPE } from './partition/index.js';
 export * from './image/index.js';
 export { mountFat, probeFat, formatFat, checkFat, FatVolume } from './fs/fat/index.js';
-export type { FatMountOptions, FormatFatOptions, FatProbe, FatCheckResult } from './fs/fat/index.js';
+export type { FatMountOptions, FormatFatOptions, FatProbe, FatCheckResult, FatCheckOptions, FatType } from './fs/fat/index.js';
 export { mountExt4, probeExt, verifyExt4, formatExt4, Ext4Volume } from './fs/ext4/index.js';
 export type { Ext4MountOptions, Ext4VerifyResult, FormatExt4Options, ExtProbe } from './fs/ext4/index.js';
 export { walk } from './fs/walk.js';

@@ -6,6 +6,7 @@ import { PiimgError } from '../errors.js';
 import { formatPath, isPlainObject, mergeConfig, type PlainObject } from './merge.js';
 import { deviceConfigSchema, type DeviceConfig } from './schema.js';
 
+/** A checked device configuration with the files it came from. */
 export interface LoadedConfig {
   config: DeviceConfig;
   /** Directory of the top config file; `files[].source` paths are already absolute. */
@@ -14,6 +15,7 @@ export interface LoadedConfig {
   sources: string[];
 }
 
+/** What may override a configuration file: --set, the environment, variables. */
 export interface ConfigOverrides {
   /** `key.path=value` assignments (the CLI's --set); values are YAML scalars or flow collections. */
   set?: string[];
@@ -23,6 +25,7 @@ export interface ConfigOverrides {
   vars?: Record<string, string>;
 }
 
+/** Options of `parseConfig`. */
 export interface ParseConfigOptions extends ConfigOverrides {
   /** Directory that relative `files[].source` paths are resolved against. */
   baseDir?: string;

@@ -1,5 +1,6 @@
 import type { Stats, Volume } from './volume.js';
 
+/** One file, directory or link that `walk` visits. */
 export interface WalkEntry {
   /** Absolute path inside the volume. */
   path: string;

@@ -9,22 +9,27 @@ import { writeFully } from '../device/file.js';
 import { fileIdentityKey, readFileFact, writeFileFact } from './identity.js';
 import { cacheEntryMapPath, DATA_MAP_BLOCK, DataMapBuilder, writeDataMap, type DataMap } from './datamap.js';
 
+/** Containers piimg decompresses, recognised by signature. */
 export type Compression = 'xz' | 'gzip' | 'zip';
 
+/** A progress report: the phase and bytes done (no total while decompressing). */
 export interface Progress {
   phase: 'hash' | 'decompress' | 'save';
   bytesDone: number;
   bytesTotal?: number;
 }
 
+/** How a base image is opened and cached. */
 export interface SourceOptions {
   /** Where decompressed bases are kept (default: PIIMG_CACHE_DIR or the user's cache directory). */
   cacheDir?: string;
+  /** Called as the image is hashed and decompressed. */
   onProgress?: (progress: Progress) => void;
   /** Refuse to decompress more than this many bytes (default 64 GiB): a guard against decompression bombs. */
   maxImageSize?: number;
 }
 
+/** Default limit of a decompressed image: 64 GiB. */
 export const DEFAULT_MAX_IMAGE_SIZE = 64 * 1024 ** 3;
 
 /** Recognises a compressed container by its signature, never by the file name. */
@@ -36,6 +41,7 @@ export function sniffCompression(head: Uint8Array): Compression | undefined {
   return undefined;
 }
 
+/** Where decompressed bases are cached: PIIMG_CACHE_DIR, else the platform's user cache directory. */
 export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   if (env.PIIMG_CACHE_DIR) return env.PIIMG_CACHE_DIR;
   switch (platform()) {
@@ -189,6 +195,7 @@ export class SparseWriter {
   }
 }
 
+/** The raw image behind a possibly compressed base. */
 export interface ResolvedSource {
   /** The raw image to open: the file itself, or the decompressed copy in the cache. */
   rawPath: string;
