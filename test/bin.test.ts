@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { fixturePath, repoRoot } from './support/fixtures.js';
+import { assertJsonOutput } from './support/json-schema.js';
 
 // The built command, as users run it: `npm test` builds first, so this checks the shipped bundle
 // (module interop, the committed .wasm files and their loading) and not only the sources.
@@ -35,15 +36,18 @@ describe.skipIf(!built)('the built piimg command', () => {
     );
     expect(inject.stderr).toBe('');
     expect(inject.code).toBe(0);
+    assertJsonOutput('inject', inject.stdout);
     const report = JSON.parse(inject.stdout);
     expect(report.verified).toBe(true);
     expect(inject.stdout).not.toContain('change-me-please');
     expect(inject.stdout).not.toContain('plant-floor-secret');
     const verify = piimg(['verify', out, '--json'], { PATH: noTools });
     expect(verify.code).toBe(0);
+    assertJsonOutput('verify', verify.stdout);
     expect(JSON.parse(verify.stdout).clean).toBe(true);
     const diff = piimg(['diff', fixturePath('pi-bookworm'), out, '--json'], { PATH: noTools });
     expect(diff.code).toBe(10);
+    assertJsonOutput('diff', diff.stdout);
     expect(JSON.parse(diff.stdout).changed).toEqual(expect.arrayContaining([expect.objectContaining({ partition: 2, path: '/etc/hostname' })]));
   });
 

@@ -183,7 +183,7 @@ describe('piimg cp into the root filesystem', () => {
     expect(copy.stderr).toBe('');
     expect(copy.code).toBe(0);
     const listing = JSON.parse((await piimg(['ls', out, 'root:/home/pi/note.txt', '--json'])).stdout);
-    expect(listing[0]).toMatchObject({ uid: 1000, gid: 1000, mode: 0o600, size: 5 });
+    expect(listing.entries[0]).toMatchObject({ uid: 1000, gid: 1000, mode: 0o600, size: 5 });
     const unknown = await piimg(['cp', base, host, 'root:/x.txt', '--owner', 'nosuchuser', '-o', out]);
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toContain('nosuchuser');

@@ -1,9 +1,8 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { type CliIo, UsageError } from './io.js';
+import { type CliIo, UsageError } from './base.js';
 
 export interface Command {
   name: string;
-  summary: string;
   usage: string;
   run(argv: string[], io: CliIo): Promise<number>;
 }

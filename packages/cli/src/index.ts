@@ -1,51 +1,50 @@
-import { isPiimgError } from '@piimg/core';
-import type { Command } from './command.js';
-import { apply } from './commands/apply.js';
-import { cat } from './commands/cat.js';
-import { cp } from './commands/cp.js';
-import { diff } from './commands/diff.js';
-import { info } from './commands/info.js';
-import { inject } from './commands/inject.js';
-import { ls } from './commands/ls.js';
-import { verify } from './commands/verify.js';
-import { type CliIo, defaultIo, EXIT, exitCodeFor, isClosedPipe, UsageError } from './io.js';
+// The entry point stays light: `--version` and `--help` import nothing from @piimg/core
+// (bench/cli-start.bench.mjs); a command and the library load only when one runs.
+import { type CliIo, defaultIo, EXIT } from './base.js';
+import { commandList } from './commands/list.js';
 
-export type { CliIo } from './io.js';
-export { EXIT } from './io.js';
-export { runCli } from './run.js';
+export type { CliIo } from './base.js';
+export { EXIT } from './base.js';
+export { runCli } from './process.js';
 
-const commands: Command[] = [inject, apply, info, verify, ls, cat, cp, diff];
-
-const version = '0.1.0';
+/** The version of this package (test/cli-shell.test.ts compares it with package.json). */
+export const version = '0.1.0';
 
 function help(): string {
-  const width = Math.max(...commands.map((c) => c.name.length));
+  const width = Math.max(...commandList.map((c) => c.name.length));
   return `piimg ${version}: customize Raspberry Pi OS images offline, without root
 
 Usage: piimg <command> [options]
+       piimg --version | --help
 
 Commands:
-${commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join('\n')}
+${commandList.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join('\n')}
+
+Options:
+  -V, --version  print the version
+  -h, --help     this help
 
 Run 'piimg <command> --help' for a command's options.
 
 Exit status:
-  0  success
-  1  usage error (unknown command or option, missing argument, an output path
-     that is a directory, device node, FIFO or socket)
-  2  bad or unsupported image (corrupt table, unknown filesystem feature, ...)
-  3  bad device configuration
-  4  verification found filesystem problems
- 10  piimg diff: the images differ
-  5  file, image or path not found
-  6  other failure (no space left, I/O error, ...)
- 70  internal error (a bug: please report it)
-130  interrupted by SIGINT (Ctrl-C), 143 by SIGTERM: temporary files removed, the
-     output left absent or as it was before
+  0   success
+  1   usage error (unknown command or option, missing argument, an output path
+      that is a directory, device node, FIFO or socket)
+  2   bad or unsupported image (corrupt table, unknown filesystem feature, ...)
+  3   bad device configuration
+  4   verification found filesystem problems
+  5   file, image or path not found
+  6   other failure (no space left, I/O error, ...)
+  10  piimg diff: the images differ
+  70  internal error (a bug: please report it)
+  130 interrupted by SIGINT (Ctrl-C), 143 by SIGTERM: temporary files removed, the
+      output left absent or as it was before
 
 Environment:
-  NO_COLOR           no colors
+  NO_COLOR           no colors (when set and not empty)
+  FORCE_COLOR        colors even when not on a terminal (0 or false: never)
   PIIMG_CACHE_DIR    where decompressed base images are cached
+  PIIMG_WASM_DIR     where @piimg/wasm's .wasm files are, for bundled installs
   SOURCE_DATE_EPOCH  fixed timestamps for reproducible images
 `;
 }
@@ -61,24 +60,11 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
     io.stdout.write(`${version}\n`);
     return EXIT.ok;
   }
-  const command = commands.find((c) => c.name === name);
-  if (!command) {
+  const entry = commandList.find((c) => c.name === name);
+  if (!entry) {
     io.stderr.write(`piimg: unknown command '${name}'\n\n${help()}`);
     return EXIT.usage;
   }
-  try {
-    return await command.run(rest, io);
-  } catch (error) {
-    // The reader of stdout has gone: that is the end of output, not a failure.
-    if (isClosedPipe(error)) return EXIT.ok;
-    const code = exitCodeFor(error);
-    if (error instanceof UsageError) {
-      io.stderr.write(`piimg ${name}: ${error.message}\n`);
-    } else if (isPiimgError(error)) {
-      io.stderr.write(`piimg ${name}: ${error.message} [${error.code}]\n`);
-    } else {
-      io.stderr.write(`piimg ${name}: internal error: ${(error as Error)?.stack ?? String(error)}\n`);
-    }
-    return code;
-  }
+  const { runCommand } = await import('./run.js');
+  return runCommand(entry, rest, io);
 }

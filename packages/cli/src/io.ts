@@ -1,49 +1,9 @@
 import { PiimgError, type BadNameReason } from '@piimg/core';
+import { type CliIo, EXIT, SIGNAL_EXIT, UsageError } from './base.js';
 
-/** Where a command writes; tests pass their own. */
-export interface CliIo {
-  stdout: NodeJS.WritableStream & { isTTY?: boolean };
-  stderr: NodeJS.WritableStream & { isTTY?: boolean };
-  env: NodeJS.ProcessEnv;
-  cwd: string;
-  /** Aborted on SIGINT/SIGTERM by the piimg command (see run.ts); long steps stop and clean up. */
-  signal?: AbortSignal;
-}
-
-export function defaultIo(): CliIo {
-  return { stdout: process.stdout, stderr: process.stderr, env: process.env, cwd: process.cwd() };
-}
-
-/**
- * Exit codes, documented in the README and `piimg --help`.
- */
-export const EXIT = {
-  ok: 0,
-  usage: 1,
-  badImage: 2,
-  badConfig: 3,
-  verifyFailed: 4,
-  /** piimg diff: the images differ. */
-  differ: 10,
-  notFound: 5,
-  failed: 6,
-  internal: 70,
-} as const;
-
-export class UsageError extends Error {
-  override readonly name = 'UsageError';
-}
+export { type CliIo, defaultIo, EXIT, isClosedPipe, SIGNAL_EXIT, UsageError } from './base.js';
 
 const IMAGE_CODES = /^E_(NO_PARTITION_TABLE|BAD_|DELTA_|EBR_LOOP|PARTITION_|TRUNCATED|LIMIT|UNSUPPORTED|EXT4_|FAT_|NO_PARTITION|OUT_OF_RANGE)/;
-
-/** Exit status 128 + signal number, as shells report a process ended by a signal. */
-export const SIGNAL_EXIT: Record<string, number> = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 };
-
-/** A write to a stdout whose reader has gone (`piimg ... | head`). */
-export function isClosedPipe(error: unknown): boolean {
-  const code = (error as NodeJS.ErrnoException | undefined)?.code;
-  return code === 'EPIPE' || code === 'ERR_STREAM_DESTROYED';
-}
 
 export function exitCodeFor(error: unknown): number {
   if (error instanceof UsageError) return EXIT.usage;
@@ -60,8 +20,16 @@ export function exitCodeFor(error: unknown): number {
   return EXIT.internal;
 }
 
+/**
+ * Colors on a terminal unless NO_COLOR is set and not empty (no-color.org);
+ * FORCE_COLOR forces them on (any value but 0 or false) or off (0, false)
+ * whatever the stream is, and wins over NO_COLOR, as in Node itself.
+ */
 export function useColor(stream: { isTTY?: boolean }, env: NodeJS.ProcessEnv): boolean {
-  return Boolean(stream.isTTY) && env.NO_COLOR === undefined && env.TERM !== 'dumb';
+  const force = env.FORCE_COLOR;
+  if (force !== undefined) return force !== '0' && force.toLowerCase() !== 'false';
+  if (env.NO_COLOR !== undefined && env.NO_COLOR !== '') return false;
+  return Boolean(stream.isTTY) && env.TERM !== 'dumb';
 }
 
 export function paint(enabled: boolean, code: number, text: string): string {
@@ -79,22 +47,61 @@ export function formatBytes(bytes: number): string {
   return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
 }
 
-export function writeJson(io: CliIo, value: unknown): void {
-  io.stdout.write(JSON.stringify(value, null, 2) + '\n');
+/**
+ * Version of the `--json` outputs, written first in each as `schemaVersion`;
+ * their JSON Schemas are schema/NAME.schema.json in this package. Raised
+ * when a field is removed or changes meaning, not when one is added.
+ */
+export const JSON_SCHEMA_VERSION = 1;
+
+export function writeJson(io: CliIo, value: object): void {
+  io.stdout.write(JSON.stringify({ schemaVersion: JSON_SCHEMA_VERSION, ...value }, null, 2) + '\n');
 }
 
-/** A one-line progress display, only on a terminal. */
-export function progressReporter(io: CliIo, enabled: boolean): ((p: { phase: string; bytesDone: number; bytesTotal?: number }) => void) | undefined {
+/** A progress callback for @piimg/core with a way to take its line off the terminal. */
+export type ProgressReporter = ((p: { phase: string; bytesDone: number; bytesTotal?: number }) => void) & { clear(): void };
+
+let shown: ProgressReporter | undefined;
+
+/** Takes the progress line off the terminal, if one is shown (before an error message, say). */
+export function clearProgress(): void {
+  shown?.clear();
+}
+
+/**
+ * A one-line progress display, only on a terminal. A phase without a known
+ * total (decompressing .xz) never reaches 100%: the line is cleared when the
+ * phase changes and by `clear()`, which commands call once the step is done.
+ */
+export function progressReporter(io: CliIo, enabled: boolean): ProgressReporter | undefined {
   if (!enabled || !io.stderr.isTTY) return undefined;
   let last = 0;
-  return (p) => {
+  let drawn = false;
+  let phase = '';
+  const clearLine = () => {
+    if (drawn) io.stderr.write('\r\u001b[2K');
+    drawn = false;
+  };
+  const report = ((p) => {
+    if (p.phase !== phase) {
+      clearLine();
+      phase = p.phase;
+    }
+    const finished = p.bytesTotal !== undefined && p.bytesDone >= p.bytesTotal;
     const now = Date.now();
-    if (now - last < 100 && p.bytesDone !== p.bytesTotal) return;
+    if (now - last < 100 && !finished) return;
     last = now;
+    if (finished) {
+      clearLine();
+      return;
+    }
     const percent = p.bytesTotal ? ` ${((100 * p.bytesDone) / p.bytesTotal).toFixed(0)}%` : '';
     io.stderr.write(`\r\u001b[2K${p.phase}: ${formatBytes(p.bytesDone)}${percent}`);
-    if (p.bytesTotal !== undefined && p.bytesDone >= p.bytesTotal) io.stderr.write('\r\u001b[2K');
-  };
+    drawn = true;
+  }) as ProgressReporter;
+  report.clear = clearLine;
+  shown = report;
+  return report;
 }
 
 /** A warning on stderr; output on stdout stays clean for pipes and --json. */

@@ -1,41 +1,25 @@
-import { PiimgError } from '@piimg/core';
-import { main } from './index.js';
-import { defaultIo, SIGNAL_EXIT } from './io.js';
+import { isPiimgError } from '@piimg/core';
+import type { CliIo } from './base.js';
+import type { CommandEntry } from './commands/list.js';
+import { clearProgress, exitCodeFor, isClosedPipe, UsageError } from './io.js';
 
-/** Commands that write files: on a signal they stop at the next step and remove their temporary files. */
-const WRITING = new Set(['inject', 'cp']);
-
-/**
- * The `piimg` executable: main() plus what only a real process has.
- * - SIGINT/SIGTERM: the command is aborted through io.signal: it stops at its
- *   next step, removes its temporary file (output or cache entry) and exits
- *   130/143. A second signal exits at once.
- * - A closed stdout (`piimg ls ... | head`) is the end of output: EPIPE is
- *   not an error, and the exit status stays what the command decided.
- */
-export async function runCli(argv: string[]): Promise<number> {
-  const controller = new AbortController();
-  let received: NodeJS.Signals | undefined;
-  const onSignal = (signal: NodeJS.Signals) => {
-    const code = SIGNAL_EXIT[signal] ?? 1;
-    if (received !== undefined) process.exit(code);
-    received = signal;
-    controller.abort(new PiimgError('E_ABORTED', `interrupted by ${signal}`, { signal }));
-    // A reading command only has a decompression into the cache to stop (that
-    // takes one chunk); it does not otherwise look at the signal.
-    if (!WRITING.has(argv[0] ?? '')) setTimeout(() => process.exit(code), 1000).unref();
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
-    if (error.code === 'EPIPE') return;
-    throw error;
-  });
+/** Loads and runs a command; errors become a message and an exit status. */
+export async function runCommand(entry: CommandEntry, argv: string[], io: CliIo): Promise<number> {
   try {
-    const code = await main(argv, { ...defaultIo(), signal: controller.signal });
-    return received !== undefined ? (SIGNAL_EXIT[received] ?? code) : code;
-  } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    const command = await entry.load();
+    return await command.run(argv, io);
+  } catch (error) {
+    clearProgress();
+    // The reader of stdout has gone: that is the end of output, not a failure.
+    if (isClosedPipe(error)) return 0;
+    const code = exitCodeFor(error);
+    if (error instanceof UsageError) {
+      io.stderr.write(`piimg ${entry.name}: ${error.message}\n`);
+    } else if (isPiimgError(error)) {
+      io.stderr.write(`piimg ${entry.name}: ${error.message} [${error.code}]\n`);
+    } else {
+      io.stderr.write(`piimg ${entry.name}: internal error: ${(error as Error)?.stack ?? String(error)}\n`);
+    }
+    return code;
   }
 }

@@ -1,10 +1,11 @@
+/** Facts about an error for programs: the path, partition or offset involved. */
+export type ErrorData = Record<string, unknown>;
+
 /**
  * The one error class of piimg. `code` is stable and meant for programs:
  * `E_*` names for image-level problems, errno names (`ENOENT`, `ENOSPC`, ...)
  * for filesystem calls. `data` carries the path, partition or offset involved.
  */
-export type ErrorData = Record<string, unknown>;
-
 export class PiimgError extends Error {
   override readonly name = 'PiimgError';
   readonly code: string;
@@ -17,6 +18,7 @@ export class PiimgError extends Error {
   }
 }
 
+/** True for a PiimgError, and when `code` is given, one with that code. */
 export function isPiimgError(error: unknown, code?: string): error is PiimgError {
   return error instanceof PiimgError && (code === undefined || error.code === code);
 }

@@ -28,7 +28,7 @@ export type { Partition, PartitionTable, PartitionScheme, ReadPartitionTableOpti
 export { crc32, mbrPartUuid, GPT_TYPE } from './partition/index.js';
 export * from './image/index.js';
 export { mountFat, probeFat, formatFat, checkFat, FatVolume } from './fs/fat/index.js';
-export type { FatMountOptions, FormatFatOptions, FatProbe, FatCheckResult } from './fs/fat/index.js';
+export type { FatMountOptions, FormatFatOptions, FatProbe, FatCheckResult, FatCheckOptions, FatType } from './fs/fat/index.js';
 export { mountExt4, probeExt, verifyExt4, formatExt4, Ext4Volume } from './fs/ext4/index.js';
 export type { Ext4MountOptions, Ext4VerifyResult, FormatExt4Options, ExtProbe } from './fs/ext4/index.js';
 export { walk } from './fs/walk.js';
@@ -40,3 +40,5 @@ export type { DeviceConfig, DeviceConfigInput, FileEntry, WifiNetwork, LoadedCon
 export type { ApplyReport, ApplyTarget, ApplyOptions, Change, ChangeAction, VolumeName, Release, FirstBootMechanism } from './recipe/index.js';
 export * from './crypto/index.js';
 export { readHostFile } from './host.js';
+// Bundled applications tell where @piimg/wasm's dist/ files are (or set PIIMG_WASM_DIR).
+export { setWasmDirectory } from '@piimg/wasm';

@@ -7,8 +7,10 @@
  * (synchronously) and caches them; `load()` is the same behind a promise
  * for callers that prefer to warm up early.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 /** The device interface libext2fs reads and writes through (same shape as @piimg/core's BlockDevice). */
 export interface Device {
@@ -59,7 +61,52 @@ declare const WebAssembly: {
 };
 
 const require = createRequire(import.meta.url);
-const distUrl = new URL('../dist/', import.meta.url);
+
+/**
+ * A `file:` URL as a path of this platform (or of Windows when `windows` is
+ * true). `URL.pathname` is not a path: it keeps `%20` for a space and gives
+ * `/C:/...` on Windows.
+ */
+export function urlToPath(url: URL, options: { windows?: boolean } = {}): string {
+  return options.windows === undefined ? fileURLToPath(url) : fileURLToPath(url, { windows: options.windows });
+}
+
+/** The directory holding the `.cjs` and `.wasm` files: see {@link setWasmDirectory}. */
+let wasmDirectory: string | undefined;
+
+/**
+ * Sets the directory that holds this package's `dist/` files (`ext2fs.cjs`,
+ * `ext2fs.wasm`, `e2fsck.*`, `mke2fs.*`), for applications bundled into one
+ * file, where the package's own location is gone. Call it before the first
+ * ext4 operation; `undefined` restores the default. Without it, the
+ * `PIIMG_WASM_DIR` environment variable is used, then the package's own
+ * `dist/`, then the directory of the running module (files copied next to a
+ * bundle).
+ */
+export function setWasmDirectory(directory: string | URL | undefined): void {
+  wasmDirectory = directory instanceof URL ? urlToPath(directory) : directory;
+  compiled.clear();
+}
+
+/** Where the wasm files are looked for, in order (see {@link setWasmDirectory}). */
+export function wasmDirectoryCandidates(): string[] {
+  if (wasmDirectory !== undefined) return [wasmDirectory];
+  const fromEnv = process.env.PIIMG_WASM_DIR;
+  if (fromEnv) return [fromEnv];
+  return [urlToPath(new URL('../dist/', import.meta.url)), urlToPath(new URL('./', import.meta.url))];
+}
+
+function findWasmDirectory(): string {
+  const candidates = wasmDirectoryCandidates();
+  const found = candidates.find((dir) => existsSync(join(dir, 'ext2fs.wasm')));
+  if (found === undefined) {
+    throw new Error(
+      `@piimg/wasm: ext2fs.wasm not found in ${candidates.join(' or ')}; ` +
+        'set PIIMG_WASM_DIR or call setWasmDirectory() with the directory holding the files of @piimg/wasm/dist',
+    );
+  }
+  return found;
+}
 
 interface Compiled {
   factory: Factory;
@@ -70,8 +117,9 @@ const compiled = new Map<string, Compiled>();
 function compile(name: 'ext2fs' | 'e2fsck' | 'mke2fs'): Compiled {
   let entry = compiled.get(name);
   if (entry === undefined) {
-    const factory = require(new URL(`${name}.cjs`, distUrl).pathname) as Factory;
-    const bytes = readFileSync(new URL(`${name}.wasm`, distUrl));
+    const dir = findWasmDirectory();
+    const factory = require(join(dir, `${name}.cjs`)) as Factory;
+    const bytes = readFileSync(join(dir, `${name}.wasm`));
     entry = { factory, module: new WebAssembly.Module(bytes) };
     compiled.set(name, entry);
   }

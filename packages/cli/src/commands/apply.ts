@@ -1,6 +1,6 @@
 import { openImage, PiimgError } from '@piimg/core';
 import { type Command, parse, requirePositionals, wantsHelp } from '../command.js';
-import { EXIT, paint, progressReporter, UsageError, useColor, writeJson, type CliIo } from '../io.js';
+import { EXIT, paint, progressReporter, UsageError, useColor, withSignal, writeJson, type CliIo } from '../io.js';
 
 const usage = `Usage: piimg apply BASE DELTA -o OUT [--bmap FILE] [--no-verify] [--json]
 
@@ -18,7 +18,6 @@ Options:
 
 export const apply: Command = {
   name: 'apply',
-  summary: 'write a device image from a base image and a delta',
   usage,
   async run(argv: string[], io: CliIo): Promise<number> {
     const { values, positionals } = parse(
@@ -30,7 +29,8 @@ export const apply: Command = {
     requirePositionals(positionals, 2, usage);
     if (!values.output) throw new UsageError(`-o OUT is required\n\n${usage}`);
     const onProgress = progressReporter(io, !values.json);
-    await using image = await openImage(positionals[0]!, onProgress ? { onProgress } : {});
+    await using image = await openImage(positionals[0]!, withSignal(io, onProgress ? { onProgress } : {}));
+    onProgress?.clear();
     const delta = await image.applyDelta(positionals[1]!);
     let verified = false;
     if (!values['no-verify']) {
@@ -40,7 +40,8 @@ export const apply: Command = {
       }
       verified = true;
     }
-    const saved = await image.save(values.output, onProgress ? { onProgress } : {});
+    const saved = await image.save(values.output, withSignal(io, onProgress ? { onProgress } : {}));
+    onProgress?.clear();
     const bmap = values.bmap ? await image.writeBmap(values.bmap) : undefined;
     const summary = {
       base: image.sourcePath,

@@ -6,11 +6,13 @@ import { EXIT, type CliIo, withSignal } from '../io.js';
 const usage = `Usage: piimg cat IMAGE PART:/path
 
 Writes a file from inside an image to standard output, byte for byte.
-PART is a partition number, 'boot' or 'root'.`;
+PART is a partition number, 'boot' or 'root'.
+
+Options:
+  -h, --help    this help`;
 
 export const cat: Command = {
   name: 'cat',
-  summary: 'print a file from inside an image',
   usage,
   async run(argv: string[], io: CliIo): Promise<number> {
     const { values, positionals } = parse(argv, {}, usage);

@@ -211,7 +211,6 @@ async function copyIn(
 
 export const cp: Command = {
   name: 'cp',
-  summary: 'copy files into or out of an image',
   usage,
   async run(argv: string[], io: CliIo): Promise<number> {
     const { values, positionals } = parse(

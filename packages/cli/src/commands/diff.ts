@@ -72,7 +72,6 @@ export async function diffImages(a: Image, b: Image, options: { times?: boolean;
 
 export const diff: Command = {
   name: 'diff',
-  summary: 'list files added, removed and changed between two images',
   usage,
   async run(argv: string[], io: CliIo): Promise<number> {
     const { values, positionals } = parse(argv, { times: { type: 'boolean' }, json: { type: 'boolean' } }, usage);

@@ -77,7 +77,6 @@ export function describeImage(image: Image) {
 
 export const info: Command = {
   name: 'info',
-  summary: 'show partitions, filesystems, labels and ext4 features of an image',
   usage,
   async run(argv: string[], io: CliIo): Promise<number> {
     const { values, positionals } = parse(argv, { json: { type: 'boolean' } }, usage);
@@ -85,6 +84,7 @@ export const info: Command = {
     requirePositionals(positionals, 1, usage);
     const onProgress = progressReporter(io, !values.json);
     await using image = await openImage(positionals[0]!, withSignal(io, onProgress ? { onProgress } : {}));
+    onProgress?.clear();
     const description = { ...describeImage(image), release: await describeRelease(image) };
     if (values.json) {
       writeJson(io, description);

@@ -42,7 +42,6 @@ function parseVars(list: string[] | undefined): Record<string, string> {
 
 export const inject: Command = {
   name: 'inject',
-  summary: 'write a device image from a base image and a device configuration',
   usage,
   async run(argv: string[], io: CliIo): Promise<number> {
     const started = Date.now();
@@ -91,6 +90,7 @@ export const inject: Command = {
     };
 
     await using image = await openImage(positionals[0]!, { ...(onProgress ? { onProgress } : {}), ...(io.signal ? { signal: io.signal } : {}) });
+    onProgress?.clear();
     lap('open');
     log(`base: ${image.sourcePath}${image.cached ? ' (cached)' : ''}`);
     const boot = await image.mount('boot');
@@ -133,6 +133,7 @@ export const inject: Command = {
       ...(onProgress ? { onProgress } : {}),
       ...(io.signal ? { signal: io.signal } : {}),
     });
+    onProgress?.clear();
     lap('save');
 
     const summary = {

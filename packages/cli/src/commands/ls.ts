@@ -29,7 +29,6 @@ export function modeString(stats: Stats): string {
 
 export const ls: Command = {
   name: 'ls',
-  summary: 'list files inside an image',
   usage,
   async run(argv: string[], io: CliIo): Promise<number> {
     const { values, positionals } = parse(argv, { long: { type: 'boolean', short: 'l' }, json: { type: 'boolean' } }, usage);
@@ -51,7 +50,7 @@ export const ls: Command = {
       rows.push({ name: escapeName(name ?? at.path), ...raw, path: escapeName(path), type: st.type, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, size: st.size, mtime: st.mtime.toISOString(), ...(target !== undefined ? { target: escapeName(target) } : {}), st });
     }
     if (values.json) {
-      writeJson(io, rows.map(({ st: _st, ...row }) => row));
+      writeJson(io, { image: positionals[0]!, path: positionals[1]!, entries: rows.map(({ st: _st, ...row }) => row) });
     } else if (values.long) {
       for (const row of rows) {
         const link = row.target !== undefined ? ` -> ${row.target}` : '';

@@ -15,7 +15,6 @@ Options:
 
 export const verify: Command = {
   name: 'verify',
-  summary: 'check the filesystems of an image (read-only)',
   usage,
   async run(argv: string[], io: CliIo): Promise<number> {
     const { values, positionals } = parse(argv, { json: { type: 'boolean' } }, usage);
@@ -23,6 +22,7 @@ export const verify: Command = {
     requirePositionals(positionals, 1, usage);
     const onProgress = progressReporter(io, !values.json);
     await using image = await openImage(positionals[0]!, withSignal(io, onProgress ? { onProgress } : {}));
+    onProgress?.clear();
     const findings = await image.verify();
     const clean = findings.every((f) => f.clean);
     if (values.json) {

@@ -7,6 +7,7 @@ import { PiimgError } from '../errors.js';
 import { formatPath, isPlainObject, mergeConfig, type PlainObject } from './merge.js';
 import { deviceConfigSchema, type DeviceConfig } from './schema.js';
 
+/** A checked device configuration with the files it came from. */
 export interface LoadedConfig {
   config: DeviceConfig;
   /** Directory of the top config file; `files[].source` paths are already absolute. */
@@ -29,6 +30,7 @@ export interface SourceRootOption {
   sourceRoot?: string;
 }
 
+/** What may override a configuration file: --set, the environment, variables. */
 export interface ConfigOverrides {
   /** `key.path=value` assignments (the CLI's --set); values are YAML scalars or flow collections. */
   set?: string[];
@@ -38,6 +40,7 @@ export interface ConfigOverrides {
   vars?: Record<string, string>;
 }
 
+/** Options of `parseConfig`. */
 export interface ParseConfigOptions extends ConfigOverrides, SourceRootOption {
   /** Directory that relative `files[].source` paths are resolved against. */
   baseDir?: string;

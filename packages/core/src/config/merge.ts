@@ -9,6 +9,7 @@ export function isPlainObject(value: unknown): value is PlainObject {
   return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array);
 }
 
+/** Deep-merges `override` into `base` (objects merge, arrays and scalars replace), as `extends` does. */
 export function mergeConfig(base: unknown, override: unknown): unknown {
   if (!isPlainObject(base) || !isPlainObject(override)) return override;
   const out: PlainObject = { ...base };

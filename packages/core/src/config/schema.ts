@@ -211,6 +211,7 @@ const bootSchema = z.strictObject({
 const varScalar = z.union([z.string(), z.number(), z.boolean()]);
 const varValue = z.union([varScalar, z.record(z.string(), z.union([varScalar, z.record(z.string(), varScalar)]))]);
 
+/** The zod schema of a device configuration; the JSON Schema in schema/ is generated from it. */
 export const deviceConfigSchema = z
   .strictObject({
     $schema: z.string().optional(),
@@ -239,5 +240,7 @@ export const deviceConfigSchema = z
 export type DeviceConfig = z.output<typeof deviceConfigSchema>;
 /** The configuration as written in a file. */
 export type DeviceConfigInput = z.input<typeof deviceConfigSchema>;
+/** One entry of `files`: a file to write into the image. */
 export type FileEntry = NonNullable<DeviceConfig['files']>[number];
+/** One network of `wifi.networks`. */
 export type WifiNetwork = NonNullable<DeviceConfig['wifi']>['networks'][number];

@@ -81,6 +81,7 @@ function encodeDigest(digest: Uint8Array): string {
   return out;
 }
 
+/** Options of `sha512Crypt`. */
 export interface Sha512CryptOptions {
   /** Salt characters (at most 16 are used); random when absent. */
   salt?: string;

@@ -7,6 +7,7 @@ const PKCS8_X25519_PREFIX = Uint8Array.from([
 ]);
 const KEY_BYTES = 32;
 
+/** A WireGuard key pair. */
 export interface WireguardKeyPair {
   /** Base64 of the 32-byte X25519 private key, as `wg genkey` prints it. */
   privateKey: string;

@@ -42,6 +42,7 @@ export class FileReader implements BlockReader {
     this.size = fstatSync(fd).size;
   }
 
+  /** Opens a file read-only. */
   static open(path: string): FileReader {
     let fd: number;
     try {
@@ -64,6 +65,7 @@ export class FileReader implements BlockReader {
     return out;
   }
 
+  /** Closes the file; further reads fail. */
   close(): void {
     if (this.fd !== undefined) {
       closeSync(this.fd);
@@ -71,6 +73,7 @@ export class FileReader implements BlockReader {
     }
   }
 
+  /** Same as `close()`, for `using`. */
   [Symbol.dispose](): void {
     this.close();
   }
@@ -78,6 +81,7 @@ export class FileReader implements BlockReader {
 
 /** A writable file of fixed size (writes past the end are refused, like a disk). */
 export class FileDevice extends FileReader implements BlockDevice {
+  /** Opens an existing file for reading and writing; its size stays fixed. */
   static override open(path: string): FileDevice {
     let fd: number;
     try {

@@ -7,6 +7,7 @@ import { readFully, writeFully } from './file.js';
 import { checkRange } from './range.js';
 import type { BlockDevice, BlockReader, ByteRange } from './types.js';
 
+/** Options of `new Overlay(base, options)`. */
 export interface OverlayOptions {
   /** Granularity of change tracking in bytes, a power of two (default 64 KiB). */
   chunkSize?: number;
@@ -16,7 +17,9 @@ export interface OverlayOptions {
   spillDir?: string;
 }
 
+/** Default granularity of change tracking: 64 KiB. */
 export const DEFAULT_CHUNK_SIZE = 64 * 1024;
+/** Default memory for changed chunks before they spill to a temporary file: 256 MiB. */
 export const DEFAULT_MAX_MEMORY = 256 * 1024 * 1024;
 
 /** Where the current bytes of a changed chunk live: in memory, or at an offset of the spill file. */
@@ -203,6 +206,7 @@ export class Overlay implements BlockDevice {
     this.spillNext = 0;
   }
 
+  /** Releases the spill file; the overlay cannot be used afterwards. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
@@ -221,6 +225,7 @@ export class Overlay implements BlockDevice {
     }
   }
 
+  /** Same as `close()`, for `using`. */
   [Symbol.dispose](): void {
     this.close();
   }

@@ -14,7 +14,9 @@ export interface BlockReader {
 }
 
 export interface BlockDevice extends BlockReader {
+  /** Writes `data` at `byteOffset`; a range outside the device throws `E_OUT_OF_RANGE`. */
   write(byteOffset: number, data: Uint8Array): void;
+  /** Makes every write durable (an fsync for files). */
   flush(): void;
 }
 

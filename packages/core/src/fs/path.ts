@@ -20,6 +20,7 @@ export function splitPath(path: string): string[] {
   return parts;
 }
 
+/** The absolute form of a volume path: "." and ".." resolved lexically, never above "/", no trailing slash. */
 export function normalizePath(path: string): string {
   return '/' + splitPath(path).join('/');
 }

@@ -10,6 +10,7 @@ import type { ReaddirOptions } from './path.js';
  */
 export type FileType = 'file' | 'directory' | 'symlink' | 'char' | 'block' | 'fifo' | 'socket' | 'unknown';
 
+/** What `stat` and `lstat` return, as node:fs names it. */
 export interface Stats {
   type: FileType;
   /** Full st_mode: file type bits and permission bits (0o100644 for a regular file). */
@@ -26,6 +27,7 @@ export interface Stats {
   birthtime?: Date;
 }
 
+/** One entry of `readdir` (without '.' and '..'). */
 export interface DirEntry {
   name: string;
   type: FileType;
@@ -34,11 +36,13 @@ export interface DirEntry {
 /** File content: bytes, a UTF-8 string, or chunks for large files. */
 export type FileData = Uint8Array | string | Iterable<Uint8Array> | AsyncIterable<Uint8Array>;
 
+/** Owner of a new file, directory or link (0:0 when absent). */
 export interface OwnerOptions {
   uid?: number;
   gid?: number;
 }
 
+/** Options of `writeFile`. */
 export interface WriteFileOptions extends OwnerOptions {
   /** Permission bits (0o644 by default for new files; existing files keep theirs unless given). */
   mode?: number;
@@ -47,31 +51,48 @@ export interface WriteFileOptions extends OwnerOptions {
   atime?: Date;
 }
 
+/** Options of `mkdir`. */
 export interface MkdirOptions extends OwnerOptions {
   recursive?: boolean;
   /** Permission bits, 0o755 by default. */
   mode?: number;
 }
 
+/** Options of `rm`. */
 export interface RmOptions {
   recursive?: boolean;
   /** No error when the path does not exist. */
   force?: boolean;
 }
 
+/**
+ * A mounted filesystem: the FAT volume or the ext4 volume, with the calls of
+ * node:fs/promises. Errors are PiimgError with errno-style codes and the path.
+ */
 export interface Volume {
   /** 'fat' or 'ext4' (ext2/ext3 are served by the ext4 volume). */
   readonly kind: 'fat' | 'ext4';
+  /** Mounted read-only: every change fails with EROFS. */
   readonly readOnly: boolean;
+  /** The whole content of a file (symlinks followed). */
   readFile(path: string): Promise<Uint8Array>;
+  /** Creates or replaces a file; its parent directory must exist. */
   writeFile(path: string, data: FileData, options?: WriteFileOptions): Promise<void>;
+  /** Creates a directory (and its parents with `recursive`). */
   mkdir(path: string, options?: MkdirOptions): Promise<void>;
+  /** Creates a symbolic link at `path` pointing to `target` (ENOTSUP on FAT). */
   symlink(target: string, path: string, options?: OwnerOptions): Promise<void>;
+  /** The target of a symbolic link. */
   readlink(path: string): Promise<string>;
+  /** Creates a hard link (ENOTSUP on FAT). */
   link(existingPath: string, newPath: string): Promise<void>;
+  /** Sets the permission bits (accepted and ignored on FAT). */
   chmod(path: string, mode: number): Promise<void>;
+  /** Sets the owner (accepted and ignored on FAT). */
   chown(path: string, uid: number, gid: number): Promise<void>;
+  /** Sets the access and modification times. */
   utimes(path: string, atime: Date, mtime: Date): Promise<void>;
+  /** Removes a file, a link or (empty, or with `recursive`) a directory. */
   rm(path: string, options?: RmOptions): Promise<void>;
   /** Moves `from` to `to`, replacing an existing file at `to` atomically. */
   rename(from: string, to: string): Promise<void>;
@@ -82,8 +103,11 @@ export interface Volume {
    * (see decodeNameBytes) and work as they are in every other call.
    */
   readdir(path: string, options?: ReaddirOptions): Promise<DirEntry[]>;
+  /** Facts about a file, following symbolic links. */
   stat(path: string): Promise<Stats>;
+  /** Facts about a file; a symbolic link is described itself. */
   lstat(path: string): Promise<Stats>;
+  /** True when the path names something (a dangling link counts). */
   exists(path: string): Promise<boolean>;
   /** Writes every pending change to the device. */
   flush(): Promise<void>;

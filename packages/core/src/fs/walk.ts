@@ -1,6 +1,7 @@
 import type { BadEntryName } from './path.js';
 import type { Stats, Volume } from './volume.js';
 
+/** One file, directory or link that `walk` visits. */
 export interface WalkEntry {
   /** Absolute path inside the volume. */
   path: string;

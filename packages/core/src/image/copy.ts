@@ -41,7 +41,9 @@ export const WRITE_SIZE = 64 << 10;
 export const PARALLEL_COPY_MIN = 64 << 20;
 const COPY_THREADS = 2;
 
+/** Options of `copyRanges`. */
 export interface CopyOptions {
+  /** Called as bytes are copied. */
   onProgress?: (progress: Progress) => void;
   /** Copy with worker threads when at least this many bytes are to be copied. Default PARALLEL_COPY_MIN. */
   parallelMin?: number;

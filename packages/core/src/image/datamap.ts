@@ -16,6 +16,7 @@ export const DATA_MAP_BLOCK = 64 * 1024;
 const ZERO_BLOCK = Buffer.alloc(DATA_MAP_BLOCK);
 const SCAN_BUFFER = 8 << 20;
 
+/** The byte ranges of a file that hold data, in increasing order; the rest reads as zeros. */
 export type DataMap = ByteRange[];
 
 /** Collects non-zero blocks into merged ranges, in increasing order. */
@@ -37,6 +38,7 @@ export class DataMapBuilder {
   }
 }
 
+/** Finds the data ranges of a file by reading it: non-zero 64 KiB blocks, merged. */
 export function scanDataMap(path: string, size: number): DataMap {
   const builder = new DataMapBuilder();
   const fd = openSync(path, 'r');

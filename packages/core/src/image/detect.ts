@@ -2,8 +2,10 @@ import type { BlockReader } from '../device/types.js';
 import { probeExt } from '../fs/ext4/index.js';
 import { probeFat } from '../fs/fat/index.js';
 
+/** The filesystems piimg recognises by signature. */
 export type FilesystemType = 'fat12' | 'fat16' | 'fat32' | 'ext2' | 'ext3' | 'ext4' | 'swap' | 'unknown';
 
+/** What a partition holds, found by signature. */
 export interface FilesystemInfo {
   type: FilesystemType;
   label?: string;

@@ -19,17 +19,20 @@ import { usedRanges } from './usage.js';
 import { saveOverlay, writeToDevice, type SaveOptions, type SaveResult } from './save.js';
 import { defaultCacheDir, resolveSource, type Compression, type SourceOptions } from './source.js';
 
+/** Options of `openImage`. */
 export interface OpenImageOptions extends SourceOptions {
   /**
    * Edit the base file itself: save() without a path writes the changes into
    * it. Off by default: the base is opened read-only and never modified.
    */
   inPlace?: boolean;
+  /** Where changes are kept: chunk size, memory before spilling to a temporary file (256 MiB). */
   overlay?: OverlayOptions;
   /** Logical sector size, when detection is not wanted. */
   sectorSize?: 512 | 4096;
 }
 
+/** A partition of an opened image, with the filesystem found in it. */
 export interface ImagePartition extends Partition {
   filesystem: FilesystemInfo;
 }
@@ -37,6 +40,7 @@ export interface ImagePartition extends Partition {
 /** Selects a partition: its number, 'boot' (the first FAT partition), 'root' (the first ext partition), or its label. */
 export type PartitionSelector = number | 'boot' | 'root' | string | ImagePartition;
 
+/** The check of one partition by `Image.verify()`. */
 export interface VerifyFinding {
   partition: number;
   filesystem: FilesystemInfo['type'];
@@ -49,6 +53,7 @@ export interface VerifyFinding {
 const isFat = (info: FilesystemInfo): boolean => info.type === 'fat12' || info.type === 'fat16' || info.type === 'fat32';
 const isExt = (info: FilesystemInfo): boolean => info.type === 'ext2' || info.type === 'ext3' || info.type === 'ext4';
 
+/** An opened disk image: its partition table and partitions, mountable volumes, and a copy-on-write overlay that holds every change until `save`. Made by `openImage`. */
 export class Image implements AsyncDisposable {
   /** The path given to openImage. */
   readonly sourcePath: string;
@@ -114,6 +119,7 @@ export class Image implements AsyncDisposable {
     if (this.closed) throw new PiimgError('E_CLOSED', `${this.sourcePath} is closed`, { path: this.sourcePath });
   }
 
+  /** The partition a selector names; E_NO_PARTITION when none matches. */
   partition(selector: PartitionSelector): ImagePartition {
     if (typeof selector === 'object') return selector;
     const found =
@@ -341,6 +347,7 @@ export class Image implements AsyncDisposable {
     }
   }
 
+  /** Closes the mounted volumes and the base, and drops unsaved changes. */
   async close(): Promise<void> {
     if (this.closed) return;
     for (const volume of [...this.volumes]) {
@@ -355,6 +362,7 @@ export class Image implements AsyncDisposable {
     this.base.close();
   }
 
+  /** Same as `close()`, for `await using`. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }

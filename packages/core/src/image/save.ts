@@ -19,6 +19,7 @@ async function writeFullyAt(handle: FileHandle, buffer: Buffer, length: number, 
   }
 }
 
+/** Options of `Image.save`. */
 export interface SaveOptions {
   /**
    * fsync the output before it is renamed into place. Default false for a new
@@ -27,6 +28,7 @@ export interface SaveOptions {
    * Default true for an in-place save, which changes the base itself.
    */
   sync?: boolean;
+  /** Called as the output is written. */
   onProgress?: (progress: Progress) => void;
   /**
    * Stops the save: the temporary file is removed and the call rejects with
@@ -43,6 +45,7 @@ export interface SaveOptions {
   toDevice?: boolean;
 }
 
+/** What `Image.save` wrote. */
 export interface SaveResult {
   path: string;
   /** Bytes of changed chunks written over the copy of the base. */

@@ -11,17 +11,21 @@ import { partialName, removeStalePartials } from './partial.js';
 import { fileIdentityKey, readFileFact, writeFileFact } from './identity.js';
 import { cacheEntryMapPath, DATA_MAP_BLOCK, DataMapBuilder, writeDataMap, type DataMap } from './datamap.js';
 
+/** Containers piimg decompresses, recognised by signature. */
 export type Compression = 'xz' | 'gzip' | 'zip';
 
+/** A progress report: the phase and bytes done (no total while decompressing). */
 export interface Progress {
   phase: 'hash' | 'decompress' | 'save';
   bytesDone: number;
   bytesTotal?: number;
 }
 
+/** How a base image is opened and cached. */
 export interface SourceOptions {
   /** Where decompressed bases are kept (default: PIIMG_CACHE_DIR or the user's cache directory). */
   cacheDir?: string;
+  /** Called as the image is hashed and decompressed. */
   onProgress?: (progress: Progress) => void;
   /** Refuse to decompress more than this many bytes (default 64 GiB): a guard against decompression bombs. */
   maxImageSize?: number;
@@ -29,6 +33,7 @@ export interface SourceOptions {
   signal?: AbortSignal;
 }
 
+/** Default limit of a decompressed image: 64 GiB. */
 export const DEFAULT_MAX_IMAGE_SIZE = 64 * 1024 ** 3;
 
 /** Recognises a compressed container by its signature, never by the file name. */
@@ -40,6 +45,7 @@ export function sniffCompression(head: Uint8Array): Compression | undefined {
   return undefined;
 }
 
+/** Where decompressed bases are cached: PIIMG_CACHE_DIR, else the platform's user cache directory. */
 export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   if (env.PIIMG_CACHE_DIR) return env.PIIMG_CACHE_DIR;
   switch (platform()) {
@@ -93,24 +99,59 @@ async function openDecompressed(path: string, compression: Compression): Promise
       const web = new XzReadableStream(Readable.toWeb(createReadStream(path)) as ReadableStream<Uint8Array>);
       return Readable.fromWeb(web as import('node:stream/web').ReadableStream<Uint8Array>);
     }
-    case 'zip': {
-      const unzipper = interop(await import('unzipper'));
-      let directory: Awaited<ReturnType<typeof unzipper.Open.file>>;
-      try {
-        directory = await unzipper.Open.file(path);
-      } catch (error) {
-        throw new PiimgError('E_BAD_ARCHIVE', `${path} is not a readable zip archive: ${(error as Error).message}`, { path }, { cause: error });
-      }
-      const images = directory.files.filter((file) => file.type === 'File' && /\.img$/i.test(file.path));
-      if (images.length !== 1) {
-        throw new PiimgError(
-          'E_BAD_ARCHIVE',
-          images.length === 0 ? `${path} holds no .img file` : `${path} holds several .img files: ${images.map((f) => f.path).join(', ')}`,
-          { path, entries: directory.files.map((file) => file.path).slice(0, 20) },
-        );
-      }
-      return images[0]!.stream();
+    case 'zip':
+      return openZipImage(path);
+  }
+}
+
+/**
+ * The one `.img` entry of a zip archive, as a stream. yauzl reads the central
+ * directory (zip64 included) and checks each entry's sizes; entries are read
+ * one at a time (`lazyEntries`), so a huge directory is never held whole
+ * (the error keeps the first 20 names).
+ * Ref: PKWARE APPNOTE 4.3.
+ */
+async function openZipImage(path: string): Promise<AsyncIterable<Uint8Array>> {
+  const yauzl = interop(await import('yauzl'));
+  const bad = (message: string, cause?: unknown, entries?: string[]): PiimgError =>
+    new PiimgError('E_BAD_ARCHIVE', `${path} ${message}`, entries ? { path, entries } : { path }, cause === undefined ? undefined : { cause });
+  let zip: import('yauzl').ZipFile;
+  try {
+    zip = await new Promise((resolve, reject) =>
+      yauzl.open(path, { lazyEntries: true, autoClose: false }, (error, file) => (error ? reject(error) : resolve(file))),
+    );
+  } catch (error) {
+    throw bad(`is not a readable zip archive: ${(error as Error).message}`, error);
+  }
+  try {
+    const names: string[] = [];
+    const images: import('yauzl').Entry[] = [];
+    await new Promise<void>((resolve, reject) => {
+      zip.on('entry', (entry: import('yauzl').Entry) => {
+        if (names.length < 20) names.push(entry.fileName);
+        if (!entry.fileName.endsWith('/') && /\.img$/i.test(entry.fileName)) images.push(entry);
+        zip.readEntry();
+      });
+      zip.once('end', () => resolve());
+      // Kept after the listing: a later 'error' without a listener would crash the process.
+      zip.on('error', reject);
+      zip.readEntry();
+    }).catch((error: unknown) => {
+      throw bad(`is not a readable zip archive: ${(error as Error).message}`, error);
+    });
+    if (images.length !== 1) {
+      throw bad(images.length === 0 ? 'holds no .img file' : `holds several .img files: ${images.map((e) => e.fileName).join(', ')}`, undefined, names);
     }
+    const stream = await new Promise<import('node:stream').Readable>((resolve, reject) =>
+      zip.openReadStream(images[0]!, (error, entryStream) => (error ? reject(error) : resolve(entryStream))),
+    ).catch((error: unknown) => {
+      throw bad(`cannot read ${images[0]!.fileName}: ${(error as Error).message}`, error);
+    });
+    stream.once('close', () => zip.close());
+    return stream;
+  } catch (error) {
+    zip.close();
+    throw error;
   }
 }
 
@@ -158,6 +199,7 @@ export class SparseWriter {
   }
 }
 
+/** The raw image behind a possibly compressed base. */
 export interface ResolvedSource {
   /** The raw image to open: the file itself, or the decompressed copy in the cache. */
   rawPath: string;

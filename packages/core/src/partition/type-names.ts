@@ -51,10 +51,12 @@ export const GPT_TYPE = {
   linuxRootX86_64: '4f68bce3-e8cd-4db1-96e7-fbcaf984b709',
 } as const;
 
+/** Human name of an MBR type byte ('W95 FAT32 (LBA)'), undefined when unknown. */
 export function mbrTypeName(type: number): string | undefined {
   return MBR_TYPE_NAMES[type];
 }
 
+/** Human name of a GPT type GUID ('EFI System'), undefined when unknown. */
 export function gptTypeName(typeGuid: string): string | undefined {
   return GPT_TYPE_NAMES[typeGuid.toLowerCase()];
 }

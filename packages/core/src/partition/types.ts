@@ -1,7 +1,9 @@
 import type { BlockDevice, BlockReader } from '../device/types.js';
 
+/** The kind of partition table. */
 export type PartitionScheme = 'mbr' | 'gpt';
 
+/** One partition as the table describes it (the extended container of MBR is not one). */
 export interface Partition {
   /** Partition number as Linux names it: 1-4 primary, 5+ logical (MBR); 1-based entry index (GPT). */
   number: number;
@@ -37,6 +39,7 @@ export interface ExtendedPartition {
   type: string;
 }
 
+/** A partition table as read from an image, MBR or GPT. */
 export interface PartitionTable {
   scheme: PartitionScheme;
   sectorSize: number;
@@ -51,9 +54,11 @@ export interface PartitionTable {
   extended?: ExtendedPartition;
   /** GPT only: the area partitions may occupy, inclusive LBAs (from the header used). */
   firstUsableLba?: number;
+  /** Last LBA partitions may occupy (GPT only, inclusive). */
   lastUsableLba?: number;
 }
 
+/** Options of `readPartitionTable`. */
 export interface ReadPartitionTableOptions {
   /** Logical sector size; detected when absent (GPT signature at 512 or 4096; MBR layout checks). */
   sectorSize?: 512 | 4096;

@@ -46,6 +46,7 @@ function itemIdentity(key: string, value: string): string {
   return value;
 }
 
+/** Applies `edit` to the text of config.txt, touching only unconditional lines. */
 export function editConfigTxt(text: string, edit: ConfigTxtEdit): string {
   const lines = parseConfigTxt(text);
   const removeKeys = new Set(edit.remove);

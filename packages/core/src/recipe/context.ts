@@ -3,9 +3,12 @@ import { PiimgError } from '../errors.js';
 import { parentAndName, splitPath } from '../fs/path.js';
 import type { Stats, Volume } from '../fs/volume.js';
 
+/** The two volumes recipes edit: the FAT boot partition and the ext4 root. */
 export type VolumeName = 'boot' | 'root';
+/** What a recipe did to a path. */
 export type ChangeAction = 'create' | 'update' | 'delete' | 'symlink' | 'mkdir' | 'rename';
 
+/** One change `applyConfig` made (never the content written). */
 export interface Change {
   volume: VolumeName;
   path: string;
@@ -14,6 +17,7 @@ export interface Change {
   summary: string;
 }
 
+/** What `applyConfig` changed, warned about and generated (public values only). */
 export interface ApplyReport {
   changes: Change[];
   warnings: string[];

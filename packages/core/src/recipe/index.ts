@@ -23,6 +23,7 @@ export { detectRelease, parseOsRelease, bootMountFromFstab, releaseLabel } from 
 export { editConfigTxt, editCmdline } from './boot.js';
 export { parseInstallSection } from './systemd.js';
 
+/** The mounted volumes `applyConfig` edits, and the disk identifier. */
 export interface ApplyTarget {
   boot: Volume;
   root: Volume;
@@ -32,6 +33,7 @@ export interface ApplyTarget {
   setDiskId?: (diskId: string) => Promise<void> | void;
 }
 
+/** Options of `applyConfig`. */
 export interface ApplyOptions {
   /** Clock for written timestamps and shadow's last-change day; SOURCE_DATE_EPOCH-aware by default. */
   now?: () => Date;

@@ -20,6 +20,7 @@ const DEBIAN_VERSIONS: Record<string, number> = {
  */
 export type FirstBootMechanism = 'cloud-init' | 'userconf' | 'firstboot-init';
 
+/** The Raspberry Pi OS / Debian release of an image, and what follows from it. */
 export interface Release {
   /** ID from os-release ("debian", "raspbian"). */
   id: string;
@@ -76,6 +77,7 @@ export function bootMountFromFstab(text: string): string | undefined {
   return undefined;
 }
 
+/** Reads the release of the root filesystem from os-release. */
 export async function detectRelease(editor: Editor): Promise<Release> {
   const text = (await editor.readText('root', '/etc/os-release')) ?? (await editor.readText('root', '/usr/lib/os-release'));
   const fields = text === undefined ? {} : parseOsRelease(text);

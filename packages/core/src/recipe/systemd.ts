@@ -9,6 +9,7 @@ export const SYSTEM_UNIT_DIR = '/etc/systemd/system';
 const UNIT_SEARCH_PATH = ['/etc/systemd/system', '/lib/systemd/system', '/usr/lib/systemd/system'];
 const MAX_ALSO_DEPTH = 8;
 
+/** The [Install] section of a systemd unit, as `systemctl enable` reads it. */
 export interface InstallSection {
   wantedBy: string[];
   requiredBy: string[];

@@ -3,6 +3,7 @@ import type { BlockDevice } from '../../device/types.js';
 import { PiimgError } from '../../errors.js';
 import { defaultClock } from '../volume.js';
 
+/** Options of `formatExt4` (mke2fs, run in WebAssembly). */
 export interface FormatExt4Options {
   /** ext4 by default. */
   type?: 'ext2' | 'ext3' | 'ext4';

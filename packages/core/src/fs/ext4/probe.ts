@@ -17,6 +17,7 @@ import {
   SUPERBLOCK_SIZE,
 } from './layout.js';
 
+/** What `probeExt` reads from an ext2/3/4 superblock. */
 export interface ExtProbe {
   /** As blkid names it: ext4 when any feature beyond ext3's is set, ext3 with a journal, else ext2. */
   type: 'ext2' | 'ext3' | 'ext4';

@@ -1,6 +1,7 @@
 import { e2fsck } from '@piimg/wasm';
 import type { BlockReader } from '../../device/types.js';
 
+/** What `verifyExt4` found: e2fsck -fn, run in WebAssembly. */
 export interface Ext4VerifyResult {
   /** True when e2fsck -fn found nothing to fix (exit status 0). */
   clean: boolean;

@@ -620,6 +620,7 @@ export class Ext4Volume implements Volume {
     return next;
   }
 
+  /** Same as `close()`, for `await using`. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }

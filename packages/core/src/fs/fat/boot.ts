@@ -183,6 +183,7 @@ export function formatVolumeId(id: number): string {
   return `${hex.slice(0, 4)}-${hex.slice(4)}`;
 }
 
+/** What `probeFat` reads from a FAT boot sector. */
 export interface FatProbe {
   fatType: FatType;
   label?: string;

@@ -36,11 +36,13 @@ import { entryNameProblem, escapeName } from '../path.js';
 import { decodeLongNameSlot } from './lfn.js';
 import { decodeShortName, rawKey, shortNameChecksum } from './names.js';
 
+/** Options of `checkFat`. */
 export interface FatCheckOptions {
   /** Problems listed at most; the rest are counted in a last line. Default 200. */
   maxProblems?: number;
 }
 
+/** What `checkFat` found, and the counts fsck.fat -n prints. */
 export interface FatCheckResult {
   /** True when no problem was found. */
   clean: boolean;

@@ -9,6 +9,7 @@ export const END = 0xffffffff;
 /** Cluster marked bad. */
 export const BAD = 0xfffffff7;
 
+/** The FAT variant, by cluster count (FAT spec §3.5). */
 export type FatType = 'fat12' | 'fat16' | 'fat32';
 
 export interface FatCodec {

@@ -19,6 +19,7 @@ import {
   writeUint,
 } from './layout.js';
 
+/** Options of `formatFat`. */
 export interface FormatFatOptions {
   /** Chosen from the size when absent: FAT12 below 8 MiB, FAT16 below 64 MiB, else FAT32. */
   fatType?: FatType;

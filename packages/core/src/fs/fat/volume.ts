@@ -69,8 +69,10 @@ export async function mountFat(device: BlockDevice | BlockReader, options: FatMo
 export class FatVolume implements Volume, FatContext {
   readonly kind = 'fat' as const;
   readonly readOnly: boolean;
+  /** @internal */
   readonly geometry: FatGeometry;
   readonly reader: BlockReader;
+  /** @internal */
   readonly table: FatTable;
   /** The dirty flag was set when mounted (the volume was not cleanly unmounted). */
   readonly wasDirty: boolean;
@@ -103,6 +105,7 @@ export class FatVolume implements Volume, FatContext {
     this.wasDirty = (state & STATE_DIRTY) !== 0;
   }
 
+  /** Mounts the FAT volume on a device (read-only over a BlockReader or with `readOnly`). */
   static async mount(device: BlockDevice | BlockReader, options: FatMountOptions = {}): Promise<FatVolume> {
     if (device.size < 512) throw new PiimgError('E_FAT_BAD_BPB', 'device is too small for a FAT volume', { size: device.size });
     const geometry = parseBootSector(device.read(0, 512), device.size);
@@ -111,6 +114,7 @@ export class FatVolume implements Volume, FatContext {
 
   // --- FatContext ---------------------------------------------------------
 
+  /** @internal */
   writer(): BlockDevice {
     if (!this.device) throw new PiimgError('EROFS', 'the FAT volume is mounted read-only');
     return this.journal ?? this.device;
@@ -144,6 +148,7 @@ export class FatVolume implements Volume, FatContext {
     };
   }
 
+  /** @internal */
   allocator(): Allocator {
     return this.alloc;
   }
@@ -857,6 +862,7 @@ export class FatVolume implements Volume, FatContext {
     this.closed = true;
   }
 
+  /** Same as `close()`, for `await using`. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }

@@ -1,0 +1,61 @@
+import type { Command } from '../command.js';
+
+/**
+ * The commands as `--help` and shell completion know them; each one's code,
+ * and with it @piimg/core, is loaded only when it runs. `options` are written
+ * as in the help (`-o, --output FILE`: short, long, value) for shell
+ * completion; test/cli-shell.test.ts checks them against each command's help.
+ */
+export interface CommandEntry {
+  name: string;
+  summary: string;
+  options: string[];
+  load(): Promise<Command>;
+}
+
+export const commandList: CommandEntry[] = [
+  {
+    name: 'inject',
+    summary: 'write a device image from a base image and a device configuration',
+    options: ['-o, --output FILE', '-c, --config FILE', '--set VALUE', '--var VALUE', '--no-verify', '--sync', '--json', '-h, --help'],
+    load: async () => (await import('./inject.js')).inject,
+  },
+  {
+    name: 'apply',
+    summary: 'write a device image from a base image and a delta',
+    options: ['-o, --output FILE', '--bmap FILE', '--no-verify', '--json', '-h, --help'],
+    load: async () => (await import('./apply.js')).apply,
+  },
+  {
+    name: 'info',
+    summary: 'show partitions, filesystems, labels and ext4 features of an image',
+    options: ['--json', '-h, --help'],
+    load: async () => (await import('./info.js')).info,
+  },
+  {
+    name: 'verify',
+    summary: 'check the filesystems of an image (read-only)',
+    options: ['--json', '-h, --help'],
+    load: async () => (await import('./verify.js')).verify,
+  },
+  { name: 'ls', summary: 'list files inside an image', options: ['-l, --long', '--json', '-h, --help'], load: async () => (await import('./ls.js')).ls },
+  { name: 'cat', summary: 'print a file from inside an image', options: ['-h, --help'], load: async () => (await import('./cat.js')).cat },
+  {
+    name: 'cp',
+    summary: 'copy files into or out of an image',
+    options: ['-r, --recursive', '--mode MODE', '--owner OWNER', '-o, --output FILE', '--in-place', '--json', '-h, --help'],
+    load: async () => (await import('./cp.js')).cp,
+  },
+  {
+    name: 'diff',
+    summary: 'list files added, removed and changed between two images',
+    options: ['--times', '--json', '-h, --help'],
+    load: async () => (await import('./diff.js')).diff,
+  },
+  {
+    name: 'completion',
+    summary: 'print a shell completion script (bash, zsh or fish)',
+    options: ['-h, --help'],
+    load: async () => (await import('./completion.js')).completion,
+  },
+];
