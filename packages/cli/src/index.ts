@@ -41,7 +41,8 @@ Exit status:
 Environment:
   NO_COLOR           no colors
   PIIMG_CACHE_DIR    where decompressed base images are cached
-  SOURCE_DATE_EPOCH  fixed timestamps for reproducible images
+  SOURCE_DATE_EPOCH  fixed timestamps and password salts for reproducible images
+  PIIMG_SEED         secret seed for generated keys and random disk ids (see inject --help)
 `;
 }
 

@@ -1,7 +1,8 @@
 import { stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { PiimgError } from '../errors.js';
-import { defaultClock, type Volume } from '../fs/volume.js';
+import { defaultClock, sourceDateEpoch, type Volume } from '../fs/volume.js';
+import { parseSeed } from '../crypto/derive.js';
 import { checkSources, type LoadedConfig } from '../config/load.js';
 import type { DeviceConfig } from '../config/schema.js';
 import { readAccounts, resolveOwner } from './accounts.js';
@@ -36,6 +37,13 @@ export interface ApplyOptions {
   now?: () => Date;
   /** Random source for salts, generated keys and random disk ids (tests pass a fixed one). */
   random?: (byteLength: number) => Uint8Array;
+  /**
+   * A secret (at least 32 characters; the CLI reads PIIMG_SEED) from which
+   * generated WireGuard keys, random disk ids and password salts are derived,
+   * so the same inputs and seed give the same image. Without it they are
+   * random, except salts, which SOURCE_DATE_EPOCH alone makes reproducible.
+   */
+  seed?: string | Uint8Array;
 }
 
 const UNIT_DIRS = ['/etc/systemd/system', '/lib/systemd/system', '/usr/lib/systemd/system'];
@@ -137,14 +145,15 @@ async function preflight(ctx: RecipeContext, target: ApplyTarget): Promise<void>
  * second time (except diskId: "random", which draws a new id each run).
  */
 export async function applyConfig(target: ApplyTarget, loaded: LoadedConfig, options: ApplyOptions = {}): Promise<ApplyReport> {
-  const editor = new Editor(target.boot, target.root, options);
+  const seed = options.seed === undefined ? undefined : parseSeed(options.seed);
+  const editor = new Editor(target.boot, target.root, { now: options.now, random: options.random, seed, epoch: sourceDateEpoch() });
   const release: Release = await detectRelease(editor);
   const ctx: RecipeContext = {
     editor,
     config: loaded.config,
     release,
     baseDir: loaded.baseDir,
-    secrets: new Set(configSecrets(loaded.config)),
+    secrets: new Set([...configSecrets(loaded.config), ...(typeof options.seed === 'string' ? [options.seed] : [])]),
     now: options.now ?? defaultClock(),
   };
   // Sources were checked by loadConfig; check again for configs built with parseConfig.

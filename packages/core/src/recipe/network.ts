@@ -139,7 +139,9 @@ export async function applyWireguard(ctx: RecipeContext): Promise<void> {
   const path = `/etc/wireguard/${wg.interface}.conf`;
   let privateKey: string;
   if (wg.privateKey === 'generate') {
-    privateKey = existingPrivateKey(await editor.readText('root', path)) ?? generateWireguardKeyPair({ random: editor.random }).privateKey;
+    // With a seed, the key is derived from what tells devices apart: host name and tunnel address.
+    const purpose = `wireguard private key\0${wg.interface}\0${ctx.config.hostname ?? ''}\0${wgList(wg.address)}`;
+    privateKey = existingPrivateKey(await editor.readText('root', path)) ?? generateWireguardKeyPair({ random: (n) => editor.secretBytes(purpose, n) }).privateKey;
   } else {
     privateKey = wg.privateKey;
   }
