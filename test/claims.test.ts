@@ -237,3 +237,81 @@ describe('inject --json on a base with every kind of secret', () => {
     }
   });
 });
+
+describe('piimg command line', () => {
+  let raw: string;
+  beforeAll(async () => {
+    raw = await rawFixture('pi-bookworm', join(dir, 'cli'));
+  });
+
+  it('cp --in-place changes IMAGE itself, and ls -l shows mode, owner, size and time', async () => {
+    const host = join(dir, 'cli', 'note.txt');
+    writeFileSync(host, 'written in place\n');
+    const before = readFileSync(raw);
+    const copy = await piimg(['cp', raw, host, 'root:/etc/in-place.txt', '--in-place', '--mode', '0640', '--owner', '0:4'], env);
+    expect(copy.code, copy.stderr).toBe(0);
+    expect(readFileSync(raw).equals(before)).toBe(false);
+    expect((await piimg(['cat', raw, 'root:/etc/in-place.txt'], env)).stdout).toBe('written in place\n');
+    expect((await piimg(['verify', raw], env)).code).toBe(0);
+    const listing = await piimg(['ls', raw, 'root:/etc', '-l'], env);
+    expect(listing.code).toBe(0);
+    await using image = await openImage(raw);
+    const stats = await (await image.mount('root', { readOnly: true })).stat('/etc/in-place.txt');
+    const line = listing.stdout.split('\n').find((l) => l.endsWith(' in-place.txt'));
+    expect(line).toMatch(new RegExp(`^-rw-r----- +0 +4 +17 ${stats.mtime.toISOString().replace(/[.]/g, '\\.')} in-place\\.txt$`));
+    // Without -l: names only.
+    expect((await piimg(['ls', raw, 'root:/etc'], env)).stdout.split('\n')).toContain('in-place.txt');
+  });
+
+  it('diff reports a changed modification time only with --times', async () => {
+    const a = await rawFixture('pi-bookworm', join(dir, 'times'));
+    const b = join(dir, 'times', 'b.img');
+    {
+      await using image = await openImage(a);
+      const root = await image.mount('root');
+      await root.utimes('/etc/hostname', new Date(Date.UTC(2030, 0, 1)), new Date(Date.UTC(2030, 0, 1)));
+      await root.close();
+      await image.save(b);
+    }
+    const plain = await piimg(['diff', a, b], env);
+    expect(plain.stdout).toBe('');
+    expect(plain.code).toBe(0);
+    const times = await piimg(['diff', a, b, '--times'], env);
+    expect(times.code).toBe(10);
+    expect(times.stdout).toBe('~ 2:/etc/hostname (mtime)\n');
+  });
+
+  it('exits 6 when a copy does not fit, and leaves no output behind', async () => {
+    const big = join(dir, 'cli', 'big.bin');
+    writeFileSync(big, '');
+    truncateSync(big, 70 * 1024 * 1024); // more than the 64 MiB boot partition
+    const out = join(dir, 'cli', 'full.img');
+    const result = await piimg(['cp', raw, big, 'boot:/big.bin', '-o', out], env);
+    expect(result.stderr).toMatch(/\[ENOSPC\]/);
+    expect(result.code).toBe(6);
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it('exits 70 with "internal error" and the stack when something that is not a PiimgError is thrown', async () => {
+    const stderr = new Capture(false);
+    const broken = {
+      isTTY: false,
+      write() {
+        throw new TypeError('a bug in output');
+      },
+    } as unknown as NodeJS.WritableStream;
+    const code = await main(['info', fixturePath('pi-bookworm')], { stdout: broken, stderr, env: { ...process.env, ...env }, cwd: process.cwd() });
+    expect(code).toBe(70);
+    expect(stderr.text).toMatch(/^piimg info: internal error: TypeError: a bug in output\n {4}at /);
+  });
+
+  it('colors a terminal, and NO_COLOR turns colors off there', async () => {
+    const colored = await onTerminal(['info', fixturePath('pi-bookworm')], { NO_COLOR: undefined, TERM: 'xterm' });
+    expect(colored.code).toBe(0);
+    expect(colored.stdout).toContain('\u001b[');
+    const plain = await onTerminal(['info', fixturePath('pi-bookworm')], { NO_COLOR: '1', TERM: 'xterm' });
+    expect(plain.code).toBe(0);
+    expect(plain.stdout).not.toContain('\u001b[');
+    expect(plain.stdout).toContain('pi-bookworm.img.xz');
+  });
+});
