@@ -63,7 +63,7 @@ class Capture extends Writable {
 async function onTerminal(argv: string[], extraEnv: Record<string, string | undefined> = {}) {
   const stdout = new Capture(true);
   const stderr = new Capture(true);
-  const all = { ...process.env, ...env, ...extraEnv };
+  const all: NodeJS.ProcessEnv = { ...process.env, ...env, ...extraEnv };
   for (const [key, value] of Object.entries(extraEnv)) if (value === undefined) delete all[key];
   const code = await main(argv, { stdout, stderr, env: all, cwd: process.cwd() });
   return { code, stdout: stdout.text, stderr: stderr.text };
