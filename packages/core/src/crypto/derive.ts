@@ -1,7 +1,7 @@
 import { hkdfSync } from 'node:crypto';
 import { PiimgError } from '../errors.js';
 
-/** Shortest seed accepted: 32 characters, e.g. `openssl rand -hex 16` (128 bits). */
+/** Shortest seed accepted: 32 characters (128 bits as hex); `openssl rand -hex 32` gives 64. */
 export const MIN_SEED_CHARS = 32;
 
 const encoder = new TextEncoder();

@@ -142,7 +142,7 @@ async function preflight(ctx: RecipeContext, target: ApplyTarget): Promise<void>
  * of a Raspberry Pi OS image, directly in the files the running system
  * reads, so nothing depends on first-boot hooks. Writes happen only where the
  * image differs from the configuration: applying twice changes nothing the
- * second time (except diskId: "random", which draws a new id each run).
+ * second time (except diskId: "random" without a seed, which draws a new id each run).
  */
 export async function applyConfig(target: ApplyTarget, loaded: LoadedConfig, options: ApplyOptions = {}): Promise<ApplyReport> {
   const seed = options.seed === undefined ? undefined : parseSeed(options.seed);
