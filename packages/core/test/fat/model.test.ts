@@ -23,9 +23,9 @@ type Op =
 /** Sizes: mostly small, some a large part of the volume, so sequences fill it, free space and fill it again. */
 const size = (volumeBytes: number) =>
   fc.oneof(
-    { arbitrary: fc.integer({ min: 0, max: 5000 }), weight: 2 },
+    { arbitrary: fc.integer({ min: 0, max: 5000 }), weight: 1 },
     // Without bias: fast-check otherwise favours small values, and volumes would rarely fill.
-    { arbitrary: fc.noBias(fc.integer({ min: Math.floor(volumeBytes / 8), max: Math.floor(volumeBytes / 2) })), weight: 3 },
+    { arbitrary: fc.noBias(fc.integer({ min: Math.floor(volumeBytes / 6), max: Math.floor((volumeBytes * 2) / 3) })), weight: 3 },
   );
 
 function ops(volumeBytes: number): fc.Arbitrary<Op> {
