@@ -45,7 +45,8 @@ Environment:
   FORCE_COLOR        colors even when not on a terminal (0 or false: never)
   PIIMG_CACHE_DIR    where decompressed base images are cached
   PIIMG_WASM_DIR     where @piimg/wasm's .wasm files are, for bundled installs
-  SOURCE_DATE_EPOCH  fixed timestamps for reproducible images
+  SOURCE_DATE_EPOCH  fixed timestamps and password salts for reproducible images
+  PIIMG_SEED         secret seed for generated keys and random disk ids (see inject --help)
 `;
 }
 

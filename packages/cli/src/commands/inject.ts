@@ -28,7 +28,10 @@ Options:
                         seconds spent in each step under "timings"
   -h, --help            this help
 
-Environment: PIIMG_<KEY>=value overrides configuration keys (see the reference).`;
+Environment: PIIMG_<KEY>=value overrides configuration keys (see the reference).
+PIIMG_SEED=secret (32+ characters) derives generated WireGuard keys and random
+disk ids from the seed; with SOURCE_DATE_EPOCH the same inputs and seed give
+the same image, byte for byte.`;
 
 function parseVars(list: string[] | undefined): Record<string, string> {
   const vars: Record<string, string> = {};
@@ -105,6 +108,7 @@ export const inject: Command = {
         },
       },
       loaded,
+      io.env.PIIMG_SEED ? { seed: io.env.PIIMG_SEED } : {},
     );
     await boot.close();
     await root.close();

@@ -125,11 +125,17 @@ export interface MountOptions {
   now?: () => Date;
 }
 
+/** SOURCE_DATE_EPOCH in seconds, when set to a number (Ref: reproducible-builds.org/specs/source-date-epoch). */
+export function sourceDateEpoch(env: NodeJS.ProcessEnv = process.env): number | undefined {
+  const epoch = env.SOURCE_DATE_EPOCH;
+  return epoch !== undefined && /^\d+$/.test(epoch) ? Number(epoch) : undefined;
+}
+
 /** The default clock: SOURCE_DATE_EPOCH when set, so equal inputs give equal images. */
 export function defaultClock(env: NodeJS.ProcessEnv = process.env): () => Date {
-  const epoch = env.SOURCE_DATE_EPOCH;
-  if (epoch !== undefined && /^\d+$/.test(epoch)) {
-    const fixed = new Date(Number(epoch) * 1000);
+  const epoch = sourceDateEpoch(env);
+  if (epoch !== undefined) {
+    const fixed = new Date(epoch * 1000);
     return () => new Date(fixed.getTime());
   }
   return () => new Date();

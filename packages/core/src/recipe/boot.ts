@@ -213,7 +213,8 @@ export function wantedDiskId(ctx: RecipeContext): string | undefined {
   const setting = ctx.config.diskId;
   if (setting === undefined) return undefined;
   let id: string;
-  if (setting === 'random') id = Buffer.from(ctx.editor.random(4)).toString('hex');
+  // With a seed, "random" is derived from the whole configuration, so each device still gets its own id.
+  if (setting === 'random') id = Buffer.from(ctx.editor.secretBytes(`disk id\0${createHash('sha256').update(JSON.stringify(ctx.config)).digest('hex')}`, 4)).toString('hex');
   else if (setting === 'hostname') {
     if (!ctx.config.hostname) throw new PiimgError('E_CONFIG', 'diskId: "hostname" needs hostname to be set', {});
     id = createHash('sha256').update(`piimg disk id\0${ctx.config.hostname}`).digest('hex').slice(0, 8);

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { deriveBytes } from '../crypto/derive.js';
 import { PiimgError } from '../errors.js';
 import { parentAndName, splitPath } from '../fs/path.js';
 import type { Stats, Volume } from '../fs/volume.js';
@@ -60,15 +61,44 @@ export function octal(mode: number): string {
 export class Editor {
   readonly report: ApplyReport = { changes: [], warnings: [], outputs: {} };
   private readonly now: (() => Date) | undefined;
-  readonly random: (byteLength: number) => Uint8Array;
+  private readonly random: ((byteLength: number) => Uint8Array) | undefined;
+  private readonly seed: Uint8Array | undefined;
+  private readonly epoch: number | undefined;
 
   constructor(
     readonly boot: Volume,
     readonly root: Volume,
-    options: { now?: () => Date; random?: (byteLength: number) => Uint8Array } = {},
+    options: { now?: () => Date; random?: (byteLength: number) => Uint8Array; seed?: Uint8Array; epoch?: number } = {},
   ) {
     this.now = options.now;
-    this.random = options.random ?? ((n) => new Uint8Array(randomBytes(n)));
+    this.random = options.random;
+    this.seed = options.seed;
+    this.epoch = options.epoch;
+  }
+
+  /**
+   * Bytes that must stay secret (generated keys) or be unique (random disk
+   * ids): derived from the user's seed for `purpose` when there is one, so
+   * equal inputs and seed give equal images; random otherwise.
+   */
+  secretBytes(purpose: string, byteLength: number): Uint8Array {
+    if (this.random) return this.random(byteLength);
+    if (this.seed) return deriveBytes(this.seed, `secret\0${purpose}`, byteLength);
+    return new Uint8Array(randomBytes(byteLength));
+  }
+
+  /**
+   * Bytes for a password salt. A salt need not be secret, only unlikely to
+   * repeat, so with SOURCE_DATE_EPOCH set it is derived from public inputs
+   * (`purpose` names the user and host, never the password: a salt computed
+   * from the password would let anyone test guesses with one fast hash instead
+   * of sha512-crypt's 5000 rounds). With a seed it is keyed by the seed too.
+   */
+  saltBytes(purpose: string, byteLength: number): Uint8Array {
+    if (this.random) return this.random(byteLength);
+    if (this.seed) return deriveBytes(this.seed, `salt\0${purpose}`, byteLength);
+    if (this.epoch !== undefined) return deriveBytes(new TextEncoder().encode(`SOURCE_DATE_EPOCH=${this.epoch}`), `salt\0${purpose}`, byteLength);
+    return new Uint8Array(randomBytes(byteLength));
   }
 
   volume(name: VolumeName): Volume {

@@ -1,7 +1,8 @@
 import { stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { PiimgError } from '../errors.js';
-import { defaultClock, type Volume } from '../fs/volume.js';
+import { defaultClock, sourceDateEpoch, type Volume } from '../fs/volume.js';
+import { parseSeed } from '../crypto/derive.js';
 import { checkSources, realSourceRoot, type LoadedConfig } from '../config/load.js';
 import type { DeviceConfig } from '../config/schema.js';
 import { readAccounts, resolveOwner } from './accounts.js';
@@ -45,6 +46,13 @@ export interface ApplyOptions {
    * loadConfig was given. Services taking configs from others must set it.
    */
   sourceRoot?: string;
+  /**
+   * A secret (at least 32 characters; the CLI reads PIIMG_SEED) from which
+   * generated WireGuard keys, random disk ids and password salts are derived,
+   * so the same inputs and seed give the same image. Without it they are
+   * random, except salts, which SOURCE_DATE_EPOCH alone makes reproducible.
+   */
+  seed?: string | Uint8Array;
 }
 
 const UNIT_DIRS = ['/etc/systemd/system', '/lib/systemd/system', '/usr/lib/systemd/system'];
@@ -152,11 +160,12 @@ async function preflight(ctx: RecipeContext, target: ApplyTarget): Promise<void>
  * of a Raspberry Pi OS image, directly in the files the running system
  * reads, so nothing depends on first-boot hooks. Writes happen only where the
  * image differs from the configuration: applying twice changes nothing the
- * second time (except diskId: "random", which draws a new id each run).
+ * second time (except diskId: "random" without a seed, which draws a new id each run).
  */
 export async function applyConfig(target: ApplyTarget, loaded: LoadedConfig, options: ApplyOptions = {}): Promise<ApplyReport> {
   const sourceRoot = options.sourceRoot ?? loaded.sourceRoot;
-  const editor = new Editor(target.boot, target.root, options);
+  const seed = options.seed === undefined ? undefined : parseSeed(options.seed);
+  const editor = new Editor(target.boot, target.root, { now: options.now, random: options.random, seed, epoch: sourceDateEpoch() });
   const release: Release = await detectRelease(editor);
   const ctx: RecipeContext = {
     editor,
@@ -164,7 +173,7 @@ export async function applyConfig(target: ApplyTarget, loaded: LoadedConfig, opt
     release,
     baseDir: loaded.baseDir,
     ...(sourceRoot !== undefined ? { sourceRoot: { given: sourceRoot, real: realSourceRoot(sourceRoot) } } : {}),
-    secrets: new Set(configSecrets(loaded.config)),
+    secrets: new Set([...configSecrets(loaded.config), ...(typeof options.seed === 'string' ? [options.seed] : [])]),
     now: options.now ?? defaultClock(),
   };
   // Sources were checked by loadConfig; check again for configs built with parseConfig.

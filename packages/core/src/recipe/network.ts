@@ -265,10 +265,12 @@ export async function applyWireguard(ctx: RecipeContext): Promise<void> {
   const nmPath = `${NM_CONNECTIONS}/${wg.interface}.nmconnection`;
   let privateKey: string;
   if (wg.privateKey === 'generate') {
+    // With a seed, the key is derived from what tells devices apart: host name and tunnel address.
+    const purpose = `wireguard private key\0${wg.interface}\0${ctx.config.hostname ?? ''}\0${wgList(wg.address)}`;
     privateKey =
       existingPrivateKey(await editor.readText('root', method === 'wg-quick' ? confPath : nmPath)) ??
       existingPrivateKey(await editor.readText('root', method === 'wg-quick' ? nmPath : confPath)) ??
-      generateWireguardKeyPair({ random: editor.random }).privateKey;
+      generateWireguardKeyPair({ random: (n) => editor.secretBytes(purpose, n) }).privateKey;
   } else {
     privateKey = wg.privateKey;
   }

@@ -113,7 +113,7 @@ export function chooseHash(ctx: RecipeContext, current: string | undefined): str
   if (user.password === undefined) return undefined;
   // Re-hashing would pick a new salt and change the image on every run.
   if (current !== undefined && verifySha512Crypt(user.password, current)) return current;
-  return sha512Crypt(user.password, { random: ctx.editor.random });
+  return sha512Crypt(user.password, { random: (n) => ctx.editor.saltBytes(`sha512-crypt\0${user.name}\0${ctx.config.hostname ?? ''}`, n) });
 }
 
 function addToGroups(ctx: RecipeContext, accounts: Accounts, user: string, groups: string[], warnMissing: boolean): void {
