@@ -10,6 +10,9 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 
+// liblzma (xz-utils) lives in its own module.
+export * from './lzma.js';
+
 /** The device interface libext2fs reads and writes through (same shape as @piimg/core's BlockDevice). */
 export interface Device {
   readonly size: number;

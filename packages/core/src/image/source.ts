@@ -2,7 +2,6 @@ import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, createReadStream, existsSync, ftruncateSync, mkdirSync, openSync, readSync, renameSync, statSync, unlinkSync } from 'node:fs';
 import { homedir, platform } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { PiimgError } from '../errors.js';
 import { writeFully } from '../device/file.js';
@@ -85,9 +84,8 @@ async function openDecompressed(path: string, compression: Compression): Promise
     case 'gzip':
       return createReadStream(path).pipe(createGunzip());
     case 'xz': {
-      const { XzReadableStream } = interop(await import('xz-decompress'));
-      const web = new XzReadableStream(Readable.toWeb(createReadStream(path)) as ReadableStream<Uint8Array>);
-      return Readable.fromWeb(web as import('node:stream/web').ReadableStream<Uint8Array>);
+      const { xzStreamChunks } = await import('./xz/decode.js');
+      return xzStreamChunks(path);
     }
     case 'zip': {
       const unzipper = interop(await import('unzipper'));
@@ -154,6 +152,27 @@ export class SparseWriter {
   }
 }
 
+/** Decompresses `path` as one stream into `fd`, leaving zeros as holes. */
+async function decompressStream(path: string, fd: number, compression: Compression, maxImageSize: number, onProgress?: (progress: Progress) => void): Promise<{ size: number; dataMap: DataMap }> {
+  const writer = new SparseWriter(fd);
+  let bytesDone = 0;
+  const stream = await openDecompressed(path, compression);
+  try {
+    for await (const chunk of stream) {
+      bytesDone += chunk.length;
+      if (bytesDone > maxImageSize) {
+        throw new PiimgError('E_LIMIT', `${path} decompresses to more than ${maxImageSize} bytes`, { path, maxImageSize });
+      }
+      writer.push(chunk);
+      onProgress?.({ phase: 'decompress', bytesDone });
+    }
+  } catch (error) {
+    if (error instanceof PiimgError) throw error;
+    throw new PiimgError('E_BAD_COMPRESSED', `${path} is not a valid ${compression} file: ${(error as Error).message}`, { path, compression }, { cause: error });
+  }
+  return writer.finish();
+}
+
 export interface ResolvedSource {
   /** The raw image to open: the file itself, or the decompressed copy in the cache. */
   rawPath: string;
@@ -189,23 +208,12 @@ export async function resolveSource(path: string, options: SourceOptions = {}): 
   const fd = openSync(partial, 'wx', 0o644);
   const maxImageSize = options.maxImageSize ?? DEFAULT_MAX_IMAGE_SIZE;
   try {
-    const writer = new SparseWriter(fd);
-    let bytesDone = 0;
-    const stream = await openDecompressed(path, compression);
-    try {
-      for await (const chunk of stream) {
-        bytesDone += chunk.length;
-        if (bytesDone > maxImageSize) {
-          throw new PiimgError('E_LIMIT', `${path} decompresses to more than ${maxImageSize} bytes`, { path, maxImageSize });
-        }
-        writer.push(chunk);
-        options.onProgress?.({ phase: 'decompress', bytesDone });
-      }
-    } catch (error) {
-      if (error instanceof PiimgError) throw error;
-      throw new PiimgError('E_BAD_COMPRESSED', `${path} is not a valid ${compression} file: ${(error as Error).message}`, { path, compression }, { cause: error });
-    }
-    const { size, dataMap } = writer.finish();
+    // Multi-Block .xz: Blocks decoded in parallel, straight into the file.
+    const parallel =
+      compression === 'xz'
+        ? await (await import('./xz/decode.js')).decodeXzBlocks(path, fd, { maxImageSize, ...(options.onProgress ? { onProgress: options.onProgress } : {}) })
+        : undefined;
+    const { size, dataMap } = parallel ?? (await decompressStream(path, fd, compression, maxImageSize, options.onProgress));
     if (size === 0) {
       throw new PiimgError('E_BAD_COMPRESSED', `${path} decompresses to nothing`, { path, compression });
     }
