@@ -8,3 +8,5 @@ export { copyRanges, type CopyOptions } from './copy.js';
 export { scanDataMap, dataMapFor } from './datamap.js';
 export type { DataMap } from './datamap.js';
 export type { SaveOptions, SaveResult } from './save.js';
+export { formatFromPath, parseOutputFormat, OUTPUT_FORMATS } from './output.js';
+export type { OutputFormat, CompressOptions } from './output.js';

@@ -6,6 +6,7 @@ import type { Overlay } from '../device/overlay.js';
 import { PiimgError } from '../errors.js';
 import { copyRanges } from './copy.js';
 import { cachedDataMap, rememberDataMap } from './datamap.js';
+import type { OutputFormat } from './output.js';
 import type { Progress } from './source.js';
 
 /** Async, unlike device/file.ts writeFully: a large overlay must not block the event loop. */
@@ -26,6 +27,12 @@ export interface SaveOptions {
    */
   sync?: boolean;
   onProgress?: (progress: Progress) => void;
+  /** Output format; default from the file name (`.img.xz` xz, `.img.gz` gzip, else raw). */
+  format?: OutputFormat;
+  /** Compression level (xz 0-9, gzip 1-9; default 6). */
+  level?: number;
+  /** Compressing threads (default: one per core). */
+  threads?: number;
 }
 
 export interface SaveResult {
@@ -34,6 +41,8 @@ export interface SaveResult {
   changedBytes: number;
   /** True when the base was cloned by reflink (copy-on-write filesystems: btrfs, XFS, APFS via clonefile). */
   reflinked: boolean;
+  /** The format written (default 'img'). */
+  format?: OutputFormat;
 }
 
 /**
