@@ -3,7 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
 import { isPiimgError, openImage, resolveSource } from '@piimg/core';
 import { crc32 } from '../packages/core/src/partition/crc32.js';
 import { decodeMultibyte, encodeIndex, encodeMultibyte, encodeStreamFooter, encodeStreamHeader, parseIndex, parseStreamFooter, parseStreamHeader, readXzIndex } from '../packages/core/src/image/xz/layout.js';
@@ -175,5 +175,62 @@ describe('compressed outputs', () => {
     await using image = await openImage(fixturePath('pi-bookworm'), { cacheDir: testCacheDir });
     expect(await codeOf(image.save(join(dir, 'x.img.zst')))).toBe('E_UNSUPPORTED_FORMAT');
     expect(() => image.createReadStream({ format: 'lz4' as never })).toThrow();
+  });
+});
+
+describe('CLI output formats', () => {
+  it.skipIf(!hasTool('xz') || !hasTool('gzip'))('-o picks the format from the name, --format overrides, -o - streams; .img.zst is a usage error', async () => {
+    const { piimg } = await import('./support/cli.js');
+    const env = { PIIMG_CACHE_DIR: testCacheDir };
+    // Fixed timestamps: each run must write the same image.
+    const epoch = process.env.SOURCE_DATE_EPOCH;
+    process.env.SOURCE_DATE_EPOCH = '1767225600';
+    onTestFinished(() => {
+      if (epoch === undefined) delete process.env.SOURCE_DATE_EPOCH;
+      else process.env.SOURCE_DATE_EPOCH = epoch;
+    });
+    const file = join(dir, 'note.txt');
+    writeFileSync(file, 'hello from the cli test\n');
+    const base = fixturePath('pi-bookworm');
+    const out = (name: string) => join(dir, `cli-${name}`);
+    for (const name of ['a.img', 'a.img.xz', 'a.img.gz']) {
+      const result = await piimg(['cp', base, file, 'boot:/note.txt', '-o', out(name), '--threads', '2'], env);
+      expect(result.code, result.stderr).toBe(0);
+    }
+    const rawHash = sha256(readFileSync(out('a.img')));
+    const dc = (cmd: string, path: string) => sha256(spawnSync(cmd, ['-dc', path], { maxBuffer: 1 << 30 }).stdout);
+    expect(dc('xz', out('a.img.xz'))).toBe(rawHash);
+    expect(dc('gzip', out('a.img.gz'))).toBe(rawHash);
+    // --format wins over the name.
+    const forced = await piimg(['cp', base, file, 'boot:/note.txt', '-o', out('forced.img'), '--format', 'gz', '--level', '1'], env);
+    expect(forced.code, forced.stderr).toBe(0);
+    expect(dc('gzip', out('forced.img'))).toBe(rawHash);
+    // Standard output: raw by default, compressed with --format.
+    const streamed = await piimg(['cp', base, file, 'boot:/note.txt', '-o', '-', '--format', 'xz', '--level', '0'], env);
+    expect(streamed.code, streamed.stderr).toBe(0);
+    expect(sha256(spawnSync('xz', ['-dc'], { input: streamed.bytes, maxBuffer: 1 << 30 }).stdout)).toBe(rawHash);
+    const rawStreamed = await piimg(['cp', base, file, 'boot:/note.txt', '-o', '-'], env);
+    expect(sha256(rawStreamed.bytes)).toBe(rawHash);
+    // zstd is not there yet: a usage error before anything is done.
+    const zst = await piimg(['cp', base, file, 'boot:/note.txt', '-o', out('a.img.zst')], env);
+    expect(zst.code).toBe(1);
+    expect(zst.stderr).toContain('not supported yet');
+    expect(existsSync(out('a.img.zst'))).toBe(false);
+    const badLevel = await piimg(['cp', base, file, 'boot:/note.txt', '-o', out('b.img.gz'), '--level', '0'], env);
+    expect(badLevel.code).toBe(1);
+  });
+
+  it('refuses to write an image to a terminal', async () => {
+    const { main } = await import('../packages/cli/src/index.js');
+    const { Writable } = await import('node:stream');
+    const sink = () => Object.assign(new Writable({ write: (_chunk, _encoding, callback) => callback() }), { isTTY: true });
+    const stderr = sink();
+    let message = '';
+    stderr.write = ((chunk: string) => ((message += chunk), true)) as never;
+    const file = join(dir, 'tty.txt');
+    writeFileSync(file, 'x');
+    const code = await main(['cp', fixturePath('pi-bookworm'), file, 'boot:/tty.txt', '-o', '-'], { stdout: sink(), stderr, env: { ...process.env, PIIMG_CACHE_DIR: testCacheDir }, cwd: process.cwd() });
+    expect(code).toBe(1);
+    expect(message).toContain('terminal');
   });
 });

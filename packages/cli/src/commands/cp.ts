@@ -4,22 +4,25 @@ import { openImage, PiimgError, readHostFile, resolveImageOwner, walk, type Imag
 import { type Command, parse, requirePositionals, wantsHelp } from '../command.js';
 import { mountFor, parseImagePath, type ImagePath } from '../image-path.js';
 import { EXIT, UsageError, writeJson, type CliIo } from '../io.js';
+import { checkStdout, outputOptions, outputSpec, outputUsage, writeImage, type OutputSpec } from '../output.js';
 
-const usage = `Usage: piimg cp IMAGE SRC DST [-r] [--mode MODE] [--owner UID:GID] (-o OUT | --in-place)
+const usage = `Usage: piimg cp IMAGE SRC DST [-r] [--mode MODE] [--owner UID:GID] (-o OUT [--format F] | --in-place)
        piimg cp IMAGE PART:/path HOSTPATH [-r]
 
 Copies files into or out of an image. One of SRC and DST is PART:/path (PART: a
 partition number, 'boot' or 'root'), the other a path on this machine.
 Copying into an image writes a new image with -o OUT (the base is left as it
-is), or changes IMAGE itself with --in-place.
+is; .img.xz and .img.gz are written compressed, '-o -' streams to standard
+output), or changes IMAGE itself with --in-place.
 
 Options:
   -r, --recursive   copy directories and their contents
   --mode MODE       octal permission bits of copied files (default: 0644, or 0755 when executable)
   --owner OWNER     owner of copied files and directories: UID:GID, or USER[:GROUP]
                     resolved through the image's own /etc/passwd and /etc/group (default 0:0)
-  -o, --output OUT  write the changed image to OUT
+  -o, --output OUT  write the changed image to OUT (or - for standard output)
   --in-place        change IMAGE itself (raw images only)
+${outputUsage}
   --json            print what was copied as JSON
   -h, --help        this help`;
 
@@ -101,6 +104,7 @@ export const cp: Command = {
         output: { type: 'string', short: 'o' },
         'in-place': { type: 'boolean' },
         json: { type: 'boolean' },
+        ...outputOptions,
       },
       usage,
     );
@@ -113,12 +117,15 @@ export const cp: Command = {
       throw new UsageError(`exactly one of SRC and DST must be PART:/path\n\n${usage}`);
     }
     const copied: string[] = [];
+    let output: OutputSpec | undefined;
     if (from) {
       await using image = await openImage(imagePath);
       await copyOut(await mountFor(image, from, true), from.path, dst, values.recursive ?? false, copied);
     } else {
       const target = to as ImagePath;
       if (!values.output === !values['in-place']) throw new UsageError(`copying into an image needs either -o OUT or --in-place\n\n${usage}`);
+      output = values.output === undefined ? undefined : outputSpec(values.output, values);
+      if (output) checkStdout(output, io);
       const mode = parseMode(values.mode);
       await using image = await openImage(imagePath, { inPlace: values['in-place'] ?? false });
       const owner = await resolveOwnerOption(image, values.owner);
@@ -131,10 +138,11 @@ export const cp: Command = {
       await copyIn(volume, src, destination, { recursive: values.recursive ?? false, ...(mode !== undefined ? { mode } : {}), ...owner }, copied);
       await volume.close();
       if (values['in-place']) await image.save();
-      else await image.save(values.output!);
+      else await writeImage(image, output!, io);
     }
     if (copied.length === 0) throw new PiimgError('E_NOT_FOUND', `nothing was copied from ${src}`, { path: src });
-    if (values.json) writeJson(io, { copied });
+    // With the image on standard output, the report goes to standard error.
+    if (values.json) writeJson(output?.path === '-' ? { ...io, stdout: io.stderr } : io, { copied });
     return EXIT.ok;
   },
 };

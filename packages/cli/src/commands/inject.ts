@@ -1,20 +1,25 @@
 import { applyConfig, loadConfig, openImage, PiimgError, type ApplyReport } from '@piimg/core';
 import { type Command, parse, requirePositionals, wantsHelp } from '../command.js';
 import { EXIT, paint, progressReporter, UsageError, useColor, writeJson, type CliIo } from '../io.js';
+import { checkStdout, outputOptions, outputSpec, outputUsage, writeImage } from '../output.js';
 
 const usage = `Usage: piimg inject BASE -o OUT --config FILE [--set key.path=value ...] [--var name=value ...]
-                    [--no-verify] [--sync] [--json]
+                    [--format img|xz|gz] [--level N] [--threads N] [--no-verify] [--sync] [--json]
 
 Writes a ready-to-flash device image OUT from BASE (.img, .img.xz, .zip, .gz)
 and a device configuration (YAML or JSON; see the configuration reference).
 BASE is never modified. OUT appears only when everything succeeded, filesystems
 verified: a failed inject leaves no output file behind.
 
+OUT ending in .img.xz or .img.gz is written compressed (multi-Block xz, parallel gzip
+members), '-o -' streams the image to standard output (never to a terminal).
+
 Options:
-  -o, --output OUT      the device image to write (replaced atomically if it exists)
+  -o, --output OUT      the device image to write (replaced atomically if it exists), or -
   -c, --config FILE     the device configuration
   --set key.path=value  override a configuration value (repeatable), e.g. --set hostname=dev-7
   --var name=value      a {{name}} variable for the configuration (repeatable), e.g. --var device.id=0007
+${outputUsage}
   --no-verify           skip the filesystem check before writing OUT
   --sync                fsync OUT before it is renamed into place
   --json                print the report as JSON (secrets are never printed), with the
@@ -49,6 +54,7 @@ export const inject: Command = {
         'no-verify': { type: 'boolean' },
         sync: { type: 'boolean' },
         json: { type: 'boolean' },
+        ...outputOptions,
       },
       usage,
     );
@@ -56,6 +62,10 @@ export const inject: Command = {
     requirePositionals(positionals, 1, usage);
     if (!values.output) throw new UsageError(`-o OUT is required\n\n${usage}`);
     if (!values.config) throw new UsageError(`--config FILE is required\n\n${usage}`);
+    const output = outputSpec(values.output, values);
+    checkStdout(output, io);
+    // With the image on standard output, the report goes to standard error.
+    const reportIo = output.path === '-' ? { ...io, stdout: io.stderr } : io;
 
     // Seconds spent in each step, reported with --json.
     const timings: Record<string, number> = {};
@@ -108,7 +118,7 @@ export const inject: Command = {
       verified = true;
       lap('verify');
     }
-    const saved = await image.save(values.output, { sync: values.sync ?? false, ...(onProgress ? { onProgress } : {}) });
+    const saved = await writeImage(image, output, io, { sync: values.sync ?? false, ...(onProgress ? { onProgress } : {}) });
     lap('save');
 
     const summary = {
@@ -124,15 +134,15 @@ export const inject: Command = {
       timings,
     };
     if (values.json) {
-      writeJson(io, summary);
+      writeJson(reportIo, summary);
       return EXIT.ok;
     }
-    const color = useColor(io.stdout, io.env);
+    const color = useColor(reportIo.stdout, io.env);
     const lines = report.changes.map((c) => `  ${c.action.padEnd(7)} ${c.volume}:${c.path}${c.summary ? `  ${paint(color, 2, c.summary)}` : ''}`);
-    io.stdout.write(`${paint(color, 1, saved.path)}: ${report.changes.length} change${report.changes.length === 1 ? '' : 's'}${verified ? ', filesystems verified' : ''}\n`);
-    if (lines.length) io.stdout.write(lines.join('\n') + '\n');
-    for (const warning of report.warnings) io.stdout.write(paint(color, 33, `warning: ${warning}`) + '\n');
-    for (const [key, value] of Object.entries(report.outputs)) if (value !== undefined) io.stdout.write(`${key}: ${value}\n`);
+    reportIo.stdout.write(`${paint(color, 1, saved.path)}: ${report.changes.length} change${report.changes.length === 1 ? '' : 's'}${verified ? ', filesystems verified' : ''}\n`);
+    if (lines.length) reportIo.stdout.write(lines.join('\n') + '\n');
+    for (const warning of report.warnings) reportIo.stdout.write(paint(color, 33, `warning: ${warning}`) + '\n');
+    for (const [key, value] of Object.entries(report.outputs)) if (value !== undefined) reportIo.stdout.write(`${key}: ${value}\n`);
     return EXIT.ok;
   },
 };
