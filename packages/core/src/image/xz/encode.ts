@@ -139,7 +139,7 @@ const bindLzma = (${bindLzma.toString()});
 
 /** Worker threads encoding Blocks; requests go to the least busy one. */
 export class XzEncoderPool {
-  private readonly workers: { worker: Worker; busy: number }[] = [];
+  private readonly workers: { worker: Worker; busy: number; exited: boolean }[] = [];
   private readonly waiting = new Map<number, { resolve: (block: EncodedBlock) => void; reject: (error: Error) => void }>();
   private nextId = 0;
   private failure: Error | undefined;
@@ -148,7 +148,7 @@ export class XzEncoderPool {
     const module = lzmaModule();
     for (let i = 0; i < threads; i++) {
       const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { basePath, module, pieceSize: PIECE_SIZE }, stdout: true, stderr: true });
-      const entry = { worker, busy: 0 };
+      const entry = { worker, busy: 0, exited: false };
       worker.on('message', (message: { id: number; bytes?: Uint8Array; unpaddedSize: number; uncompressedSize: number; error?: string; code?: string; closed?: boolean }) => {
         if (message.closed) {
           this.closing.get(worker)?.();
@@ -168,6 +168,7 @@ export class XzEncoderPool {
       };
       worker.on('error', fail);
       worker.on('exit', (code) => {
+        entry.exited = true;
         if (code !== 0) fail(new PiimgError('E_IO', `xz encoding worker exited with code ${code}`));
       });
       this.workers.push(entry);
@@ -191,8 +192,9 @@ export class XzEncoderPool {
   /** Lets each worker close its file, then ends it. */
   async close(): Promise<void> {
     await Promise.all(
-      this.workers.map(async ({ worker }) => {
-        if (!this.failure) {
+      this.workers.map(async ({ worker, exited }) => {
+        // A live worker closes its file first: descriptors belong to the process, not the thread.
+        if (!exited) {
           const closed = new Promise<void>((resolve) => this.closing.set(worker, resolve));
           worker.postMessage({ id: -1 });
           await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
