@@ -12,6 +12,9 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+// liblzma (xz-utils) lives in its own module.
+export * from './lzma.js';
+
 /** The device interface libext2fs reads and writes through (same shape as @piimg/core's BlockDevice). */
 export interface Device {
   readonly size: number;

@@ -5,7 +5,6 @@ import {
   encodeNameBytes,
   escapeName,
   hasEscapedBytes,
-  checkOutputPath,
   openImage,
   partialName,
   PiimgError,
@@ -20,24 +19,28 @@ import {
 import { type Command, parse, requirePositionals, wantsHelp } from '../command.js';
 import { mountFor, parseImagePath, type ImagePath } from '../image-path.js';
 import { BAD_NAME_TEXT, deviceLine, EXIT, UsageError, warn, writeJson, type CliIo } from '../io.js';
+import { checkOutput, outputOptions, outputSpec, outputUsage, writeImage, type OutputSpec } from '../output.js';
 
-const usage = `Usage: piimg cp IMAGE SRC DST [-r] [--mode MODE] [--owner UID:GID] (-o OUT [--to-device] | --in-place)
+const usage = `Usage: piimg cp IMAGE SRC DST [-r] [--mode MODE] [--owner UID:GID] (-o OUT [--format F] [--to-device] | --in-place)
        piimg cp IMAGE PART:/path HOSTPATH [-r]
 
 Copies files into or out of an image. One of SRC and DST is PART:/path (PART: a
 partition number, 'boot' or 'root'), the other a path on this machine.
 Copying into an image writes a new image with -o OUT (the base is left as it
-is), or changes IMAGE itself with --in-place.
+is; .img.xz and .img.gz are written compressed, '-o -' streams to standard
+output), or changes IMAGE itself with --in-place.
 
 Options:
   -r, --recursive   copy directories and their contents
   --mode MODE       octal permission bits of copied files (default: 0644, or 0755 when executable)
   --owner OWNER     owner of copied files and directories: UID:GID, or USER[:GROUP]
                     resolved through the image's own /etc/passwd and /etc/group (default 0:0)
-  -o, --output OUT  write the changed image to OUT (a regular file or a new path)
+  -o, --output OUT  write the changed image to OUT (a regular file or a new path), or -
+                    for standard output
   --to-device       OUT is a block device: write the image onto it in place, every
                     byte, then flush, read it back and compare
   --in-place        change IMAGE itself (raw images only)
+${outputUsage}
   --json            print what was copied as JSON
   -h, --help        this help`;
 
@@ -223,6 +226,7 @@ export const cp: Command = {
         'in-place': { type: 'boolean' },
         'to-device': { type: 'boolean' },
         json: { type: 'boolean' },
+        ...outputOptions,
       },
       usage,
     );
@@ -236,16 +240,19 @@ export const cp: Command = {
     }
     const copied: string[] = [];
     let device: { bytesWritten: number; sha256: string } | undefined;
+    let output: OutputSpec | undefined;
     if (from) {
       await using image = await openImage(imagePath, io.signal ? { signal: io.signal } : {});
       await copyOut(await mountFor(image, from, true), from.path, resolve(io.cwd, dst), values.recursive ?? false, copied, (text) => warn(io, 'cp', text), io.signal);
     } else {
       const target = to as ImagePath;
       if (!values.output === !values['in-place']) throw new UsageError(`copying into an image needs either -o OUT or --in-place\n\n${usage}`);
+      output = values.output === undefined ? undefined : outputSpec(values.output, values);
       const mode = parseMode(values.mode);
       const toDevice = values['to-device'] ?? false;
       if (toDevice && !values.output) throw new UsageError(`--to-device needs -o DEVICE\n\n${usage}`);
-      if (values.output && !toDevice) checkOutputPath(values.output);
+      // A wrong output is refused before any work is done.
+      if (output) checkOutput(output, toDevice, io);
       await using image = await openImage(imagePath, { inPlace: values['in-place'] ?? false, ...(io.signal ? { signal: io.signal } : {}) });
       const owner = await resolveOwnerOption(image, values.owner);
       const volume = await mountFor(image, target, false);
@@ -258,13 +265,14 @@ export const cp: Command = {
       await volume.close();
       if (values['in-place']) await image.save();
       else {
-        const saved = await image.save(values.output!, { toDevice, ...(io.signal ? { signal: io.signal } : {}) });
+        const saved = await writeImage(image, output!, io, { toDevice: values['to-device'] ?? false });
         if (saved.device && !values.json) io.stdout.write(deviceLine(saved.path, saved.device) + '\n');
         if (saved.device) device = saved.device;
       }
     }
     if (copied.length === 0) throw new PiimgError('E_NOT_FOUND', `nothing was copied from ${src}`, { path: src });
-    if (values.json) writeJson(io, { copied: copied.map(escapeName), ...(device ? { device } : {}) });
+    // With the image on standard output, the report goes to standard error.
+    if (values.json) writeJson(output?.path === '-' ? { ...io, stdout: io.stderr } : io, { copied: copied.map(escapeName), ...(device ? { device } : {}) });
     return EXIT.ok;
   },
 };

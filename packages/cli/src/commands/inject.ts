@@ -1,19 +1,24 @@
 import { resolve } from 'node:path';
-import { applyConfig, checkOutputPath, loadConfig, openImage, PiimgError, throwIfAborted, type ApplyReport } from '@piimg/core';
+import { applyConfig, loadConfig, openImage, PiimgError, throwIfAborted, type ApplyReport } from '@piimg/core';
 import { type Command, parse, requirePositionals, wantsHelp } from '../command.js';
 import { deviceLine, EXIT, paint, progressReporter, UsageError, useColor, writeJson, type CliIo } from '../io.js';
+import { checkOutput, outputOptions, outputSpec, outputUsage, writeImage } from '../output.js';
 
 const usage = `Usage: piimg inject BASE -o OUT --config FILE [--set key.path=value ...] [--var name=value ...]
-                    [--no-verify] [--sync] [--to-device] [--source-root DIR] [--json]
+                    [--format img|xz|gz] [--level N] [--threads N] [--no-verify] [--sync]
+                    [--to-device] [--source-root DIR] [--json]
 
 Writes a ready-to-flash device image OUT from BASE (.img, .img.xz, .zip, .gz)
 and a device configuration (YAML or JSON; see the configuration reference).
 BASE is never modified. OUT appears only when everything succeeded, filesystems
 verified: a failed inject leaves no output file behind.
 
+OUT ending in .img.xz or .img.gz is written compressed (multi-Block xz, parallel gzip
+members), '-o -' streams the image to standard output (never to a terminal).
+
 Options:
   -o, --output OUT      the device image to write (replaced atomically if it exists; it must
-                        be a regular file or a new path)
+                        be a regular file or a new path), or - for standard output
   --to-device           OUT is a block device (SD card, USB stick): write the image onto it
                         in place, every byte, then flush, read it back and compare
   -c, --config FILE     the device configuration
@@ -22,6 +27,7 @@ Options:
   --source-root DIR     read files[].source only inside DIR (symlinks resolved): a source
                         outside it is a configuration error. Use it whenever the
                         configuration comes from someone else (services, batch jobs)
+${outputUsage}
   --no-verify           skip the filesystem check before writing OUT
   --sync                fsync OUT before it is renamed into place
   --json                print the report as JSON (secrets are never printed), with the
@@ -60,6 +66,7 @@ export const inject: Command = {
         'to-device': { type: 'boolean' },
         'source-root': { type: 'string' },
         json: { type: 'boolean' },
+        ...outputOptions,
       },
       usage,
     );
@@ -68,8 +75,11 @@ export const inject: Command = {
     if (!values.output) throw new UsageError(`-o OUT is required\n\n${usage}`);
     if (!values.config) throw new UsageError(`--config FILE is required\n\n${usage}`);
     const toDevice = values['to-device'] ?? false;
+    const output = outputSpec(values.output, values);
     // A wrong output is refused before any work is done.
-    if (!toDevice) checkOutputPath(values.output);
+    checkOutput(output, toDevice, io);
+    // With the image on standard output, the report goes to standard error.
+    const reportIo = output.path === '-' ? { ...io, stdout: io.stderr } : io;
 
     // Seconds spent in each step, reported with --json.
     const timings: Record<string, number> = {};
@@ -131,12 +141,7 @@ export const inject: Command = {
       lap('verify');
       throwIfAborted(io.signal, 'inject');
     }
-    const saved = await image.save(values.output, {
-      sync: values.sync ?? false,
-      toDevice,
-      ...(onProgress ? { onProgress } : {}),
-      ...(io.signal ? { signal: io.signal } : {}),
-    });
+    const saved = await writeImage(image, output, io, { sync: values.sync ?? false, toDevice, ...(onProgress ? { onProgress } : {}) });
     onProgress?.clear();
     lap('save');
 
@@ -154,16 +159,16 @@ export const inject: Command = {
       timings,
     };
     if (values.json) {
-      writeJson(io, summary);
+      writeJson(reportIo, summary);
       return EXIT.ok;
     }
-    const color = useColor(io.stdout, io.env);
+    const color = useColor(reportIo.stdout, io.env);
     const lines = report.changes.map((c) => `  ${c.action.padEnd(7)} ${c.volume}:${c.path}${c.summary ? `  ${paint(color, 2, c.summary)}` : ''}`);
-    io.stdout.write(`${paint(color, 1, saved.path)}: ${report.changes.length} change${report.changes.length === 1 ? '' : 's'}${verified ? ', filesystems verified' : ''}\n`);
-    if (lines.length) io.stdout.write(lines.join('\n') + '\n');
-    if (saved.device) io.stdout.write(deviceLine(saved.path, saved.device) + '\n');
-    for (const warning of report.warnings) io.stdout.write(paint(color, 33, `warning: ${warning}`) + '\n');
-    for (const [key, value] of Object.entries(report.outputs)) if (value !== undefined) io.stdout.write(`${key}: ${value}\n`);
+    reportIo.stdout.write(`${paint(color, 1, saved.path)}: ${report.changes.length} change${report.changes.length === 1 ? '' : 's'}${verified ? ', filesystems verified' : ''}\n`);
+    if (lines.length) reportIo.stdout.write(lines.join('\n') + '\n');
+    if (saved.device) reportIo.stdout.write(deviceLine(saved.path, saved.device) + '\n');
+    for (const warning of report.warnings) reportIo.stdout.write(paint(color, 33, `warning: ${warning}`) + '\n');
+    for (const [key, value] of Object.entries(report.outputs)) if (value !== undefined) reportIo.stdout.write(`${key}: ${value}\n`);
     return EXIT.ok;
   },
 };

@@ -16,7 +16,9 @@ import { applyDeltaFile, writeDelta, type DeltaHeader } from './delta.js';
 import { rawSha256 } from './identity.js';
 import { detectFilesystem, type FilesystemInfo } from './detect.js';
 import { usedRanges } from './usage.js';
-import { saveOverlay, writeToDevice, type SaveOptions, type SaveResult } from './save.js';
+import { dataMapFor } from './datamap.js';
+import { createOutputStream, formatFromPath, OUTPUT_FORMATS, writeAtomically, type CompressOptions, type ImageLayout, type OutputFormat } from './output.js';
+import { checkOutputPath, saveOverlay, writeToDevice, type SaveOptions, type SaveResult } from './save.js';
 import { defaultCacheDir, resolveSource, type Compression, type SourceOptions } from './source.js';
 
 /** Options of `openImage`. */
@@ -225,8 +227,25 @@ export class Image implements AsyncDisposable {
     if (sameFile(target, this.rawPath) || sameFile(target, this.sourcePath)) {
       throw new PiimgError('E_SAME_FILE', `refusing to overwrite the base image ${outPath}; open it with inPlace to edit it`, { path: outPath });
     }
-    if (options.toDevice) return await writeToDevice(this.overlay, target, options);
-    return await saveOverlay(this.rawPath, this.overlay, target, this.cacheDir, options);
+    const format = options.format ?? (options.toDevice ? 'img' : formatFromPath(outPath));
+    if (options.toDevice) {
+      if (format !== 'img') throw new PiimgError('EINVAL', `a device takes the raw image, not ${format}`, { path: outPath });
+      return await writeToDevice(this.overlay, target, options);
+    }
+    if (format === 'img') return await saveOverlay(this.rawPath, this.overlay, target, this.cacheDir, options);
+    checkOutputPath(target);
+    const changedBytes = this.overlay.changedRanges().reduce((sum, range) => sum + range.length, 0);
+    await writeAtomically(this.outputStream(format, options), target, { sync: options.sync ?? false, ...(options.signal ? { signal: options.signal } : {}) });
+    return { path: target, changedBytes, reflinked: false, format };
+  }
+
+  private outputStream(format: OutputFormat, options: CompressOptions & { chunkSize?: number }): Readable {
+    const layout = async (): Promise<ImageLayout> => {
+      this.assertOpen();
+      await this.flushVolumes();
+      return { basePath: this.rawPath, overlay: this.overlay, baseMap: format === 'img' ? [] : dataMapFor(this.rawPath, this.cacheDir) };
+    };
+    return createOutputStream(layout, format, options);
   }
 
   private saveInPlace(options: SaveOptions): SaveResult {
@@ -245,19 +264,16 @@ export class Image implements AsyncDisposable {
     return { path: this.rawPath, changedBytes, reflinked: false };
   }
 
-  /** The whole image with its changes as a stream (an HTTP response, a compressor, stdout). */
-  createReadStream(options: { chunkSize?: number } = {}): Readable {
+  /**
+   * The whole image with its changes as a stream (an HTTP response, stdout),
+   * raw or compressed (`format`: 'img', 'xz', 'gzip'), with backpressure: the
+   * image is never held in memory.
+   */
+  createReadStream(options: { format?: OutputFormat; chunkSize?: number } & CompressOptions = {}): Readable {
     this.assertOpen();
-    const chunkSize = options.chunkSize ?? 1 << 20;
-    const overlay = this.overlay;
-    const flush = () => this.flushVolumes();
-    async function* chunks(): AsyncGenerator<Uint8Array> {
-      await flush();
-      for (let position = 0; position < overlay.size; position += chunkSize) {
-        yield overlay.read(position, Math.min(chunkSize, overlay.size - position));
-      }
-    }
-    return Readable.from(chunks(), { objectMode: false });
+    const format = options.format ?? 'img';
+    if (!OUTPUT_FORMATS.includes(format)) throw new PiimgError('EINVAL', `unknown output format ${String(format)}`, { format });
+    return this.outputStream(format, options);
   }
 
   /**

@@ -18,3 +18,5 @@ export { checkOutputPath } from './save.js';
 export { partialName, removeStalePartials, DEFAULT_PARTIAL_GRACE_MS } from './partial.js';
 export type { StalePartialOptions } from './partial.js';
 export { throwIfAborted } from './abort.js';
+export { formatFromPath, parseOutputFormat, OUTPUT_FORMATS } from './output.js';
+export type { OutputFormat, CompressOptions } from './output.js';

@@ -8,6 +8,7 @@ import { throwIfAborted } from './abort.js';
 import { copyRanges } from './copy.js';
 import { cachedDataMap, rememberDataMap } from './datamap.js';
 import { partialName, removeStalePartials } from './partial.js';
+import type { OutputFormat } from './output.js';
 import type { Progress } from './source.js';
 
 /** Async, unlike device/file.ts writeFully: a large overlay must not block the event loop. */
@@ -43,6 +44,12 @@ export interface SaveOptions {
    * Without it, an output that is anything but a regular file is refused.
    */
   toDevice?: boolean;
+  /** Output format; default from the file name (`.img.xz` xz, `.img.gz` gzip, else raw). */
+  format?: OutputFormat;
+  /** Compression level (xz 0-9, gzip 1-9; default 6). */
+  level?: number;
+  /** Compressing threads (default: one per core). */
+  threads?: number;
 }
 
 /** What `Image.save` wrote. */
@@ -54,6 +61,8 @@ export interface SaveResult {
   reflinked: boolean;
   /** With toDevice: bytes written, and the SHA-256 that the device read back matched. */
   device?: { bytesWritten: number; sha256: string; readBack: true };
+  /** The format written (default 'img'). */
+  format?: OutputFormat;
 }
 
 function kindOf(stats: Stats): string {

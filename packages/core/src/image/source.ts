@@ -2,7 +2,6 @@ import { createHash } from 'node:crypto';
 import { closeSync, createReadStream, existsSync, ftruncateSync, mkdirSync, openSync, readSync, renameSync, statSync, unlinkSync } from 'node:fs';
 import { homedir, platform } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { PiimgError } from '../errors.js';
 import { writeFully } from '../device/file.js';
@@ -95,9 +94,8 @@ async function openDecompressed(path: string, compression: Compression): Promise
     case 'gzip':
       return createReadStream(path).pipe(createGunzip());
     case 'xz': {
-      const { XzReadableStream } = interop(await import('xz-decompress'));
-      const web = new XzReadableStream(Readable.toWeb(createReadStream(path)) as ReadableStream<Uint8Array>);
-      return Readable.fromWeb(web as import('node:stream/web').ReadableStream<Uint8Array>);
+      const { xzStreamChunks } = await import('./xz/decode.js');
+      return xzStreamChunks(path);
     }
     case 'zip':
       return openZipImage(path);
@@ -199,6 +197,44 @@ export class SparseWriter {
   }
 }
 
+/** Decompresses `path` as one stream into `fd`, leaving zeros as holes. */
+async function decompressStream(
+  path: string,
+  fd: number,
+  compression: Compression,
+  maxImageSize: number,
+  cacheDir: string,
+  options: { onProgress?: (progress: Progress) => void; signal?: AbortSignal },
+): Promise<{ size: number; dataMap: DataMap }> {
+  const writer = new SparseWriter(fd);
+  let bytesDone = 0;
+  const stream = await openDecompressed(path, compression);
+  try {
+    for await (const chunk of stream) {
+      bytesDone += chunk.length;
+      if (bytesDone > maxImageSize) {
+        throw new PiimgError('E_LIMIT', `${path} decompresses to more than ${maxImageSize} bytes`, { path, maxImageSize });
+      }
+      throwIfAborted(options.signal, `decompressing ${path}`);
+      // A failed write is the cache's problem, not the compressed file's.
+      try {
+        writer.push(chunk);
+      } catch (error) {
+        throw cacheWriteError(error, cacheDir, path);
+      }
+      options.onProgress?.({ phase: 'decompress', bytesDone });
+    }
+  } catch (error) {
+    if (error instanceof PiimgError) throw error;
+    throw new PiimgError('E_BAD_COMPRESSED', `${path} is not a valid ${compression} file: ${(error as Error).message}`, { path, compression }, { cause: error });
+  }
+  try {
+    return writer.finish();
+  } catch (error) {
+    throw cacheWriteError(error, cacheDir, path);
+  }
+}
+
 /** The raw image behind a possibly compressed base. */
 export interface ResolvedSource {
   /** The raw image to open: the file itself, or the decompressed copy in the cache. */
@@ -258,35 +294,17 @@ export async function resolveSource(path: string, options: SourceOptions = {}): 
   }
   const maxImageSize = options.maxImageSize ?? DEFAULT_MAX_IMAGE_SIZE;
   try {
-    const writer = new SparseWriter(fd);
-    let bytesDone = 0;
-    const stream = await openDecompressed(path, compression);
-    try {
-      for await (const chunk of stream) {
-        bytesDone += chunk.length;
-        if (bytesDone > maxImageSize) {
-          throw new PiimgError('E_LIMIT', `${path} decompresses to more than ${maxImageSize} bytes`, { path, maxImageSize });
-        }
-        throwIfAborted(options.signal, `decompressing ${path}`);
-        // A failed write is the cache's problem, not the compressed file's.
-        try {
-          writer.push(chunk);
-        } catch (error) {
-          throw cacheWriteError(error, cacheDir, path);
-        }
-        options.onProgress?.({ phase: 'decompress', bytesDone });
+    // Multi-Block .xz: Blocks decoded in parallel, straight into the file.
+    let parallel: { size: number; dataMap: DataMap } | undefined;
+    if (compression === 'xz') {
+      throwIfAborted(options.signal, `decompressing ${path}`);
+      try {
+        parallel = await (await import('./xz/decode.js')).decodeXzBlocks(path, fd, { maxImageSize, ...(options.onProgress ? { onProgress: options.onProgress } : {}) });
+      } catch (error) {
+        throw cacheWriteError(error, cacheDir, path);
       }
-    } catch (error) {
-      if (error instanceof PiimgError) throw error;
-      throw new PiimgError('E_BAD_COMPRESSED', `${path} is not a valid ${compression} file: ${(error as Error).message}`, { path, compression }, { cause: error });
     }
-    let finished: { size: number; dataMap: DataMap };
-    try {
-      finished = writer.finish();
-    } catch (error) {
-      throw cacheWriteError(error, cacheDir, path);
-    }
-    const { size, dataMap } = finished;
+    const { size, dataMap } = parallel ?? (await decompressStream(path, fd, compression, maxImageSize, cacheDir, options));
     if (size === 0) {
       throw new PiimgError('E_BAD_COMPRESSED', `${path} decompresses to nothing`, { path, compression });
     }

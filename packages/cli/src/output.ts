@@ -1,0 +1,90 @@
+import { pipeline } from 'node:stream/promises';
+import { checkOutputPath, formatFromPath, isPiimgError, parseOutputFormat, type Image, type OutputFormat, type SaveResult } from '@piimg/core';
+import { type CliIo, UsageError } from './io.js';
+
+/** The options every command writing an image takes. */
+export const outputOptions = {
+  format: { type: 'string' },
+  level: { type: 'string' },
+  threads: { type: 'string' },
+} as const;
+
+export const outputUsage = `  --format FORMAT       img, xz or gz (default: from OUT's name: .img.xz xz, .img.gz gz,
+                        anything else img; '-o -' writes img unless --format says otherwise)
+  --level N             compression level, xz 0-9, gz 1-9 (default 6, as xz and gzip)
+  --threads N           compressing threads (default: one per core)`;
+
+export interface OutputSpec {
+  /** A path, or '-' for standard output. */
+  path: string;
+  format: OutputFormat;
+  level?: number;
+  threads?: number;
+}
+
+function integer(text: string | undefined, name: string): number | undefined {
+  if (text === undefined) return undefined;
+  if (!/^\d+$/.test(text)) throw new UsageError(`${name} takes a whole number, not '${text}'`);
+  return Number(text);
+}
+
+/** Reads -o and the format options; unsupported formats (.img.zst for now) are usage errors. */
+export function outputSpec(path: string, values: { format?: string; level?: string; threads?: string }): OutputSpec {
+  let format: OutputFormat;
+  try {
+    format = values.format !== undefined ? parseOutputFormat(values.format) : path === '-' ? 'img' : formatFromPath(path);
+  } catch (error) {
+    if (isPiimgError(error, 'E_UNSUPPORTED_FORMAT')) throw new UsageError(error.message);
+    throw error;
+  }
+  const level = integer(values.level, '--level');
+  const threads = integer(values.threads, '--threads');
+  if (format === 'img' && level !== undefined) throw new UsageError('--level needs a compressed format (--format xz or gz, or OUT ending in .xz or .gz)');
+  if (level !== undefined && (level > 9 || (format === 'gzip' && level < 1))) throw new UsageError(`--level for ${format} is ${format === 'xz' ? '0' : '1'}-9, not ${level}`);
+  if (threads !== undefined && (threads < 1 || threads > 64)) throw new UsageError(`--threads is 1-64, not ${threads}`);
+  return { path, format, ...(level !== undefined ? { level } : {}), ...(threads !== undefined ? { threads } : {}) };
+}
+
+/** Standard output is refused when it is a terminal: a disk image there helps nobody. */
+export function checkStdout(spec: OutputSpec, io: CliIo): void {
+  if (spec.path === '-' && io.stdout.isTTY) throw new UsageError('refusing to write a disk image to a terminal: redirect standard output, e.g. -o - > device.img.xz');
+}
+
+/**
+ * Checks -o before any work: with --to-device it must be the raw format; otherwise a
+ * path (not '-') must be a regular file or new (checkOutputPath), so a device node,
+ * FIFO, socket or directory is refused at once.
+ */
+export function checkOutput(spec: OutputSpec, toDevice: boolean, io: CliIo): void {
+  checkStdout(spec, io);
+  if (toDevice) {
+    if (spec.path === '-') throw new UsageError('--to-device needs a device path, not -');
+    if (spec.format !== 'img') throw new UsageError(`--to-device writes the raw image; --format ${spec.format} does not apply`);
+    return;
+  }
+  if (spec.path !== '-') checkOutputPath(spec.path);
+}
+
+/** Saves the image to a file (atomically) or streams it to standard output. */
+export async function writeImage(
+  image: Image,
+  spec: OutputSpec,
+  io: CliIo,
+  options: { sync?: boolean; toDevice?: boolean; onProgress?: (p: { phase: 'hash' | 'decompress' | 'save'; bytesDone: number; bytesTotal?: number }) => void } = {},
+): Promise<SaveResult> {
+  const compress = { ...(spec.level !== undefined ? { level: spec.level } : {}), ...(spec.threads !== undefined ? { threads: spec.threads } : {}) };
+  if (spec.path !== '-') {
+    return image.save(spec.path, {
+      format: spec.format,
+      sync: options.sync ?? false,
+      ...(options.toDevice ? { toDevice: true } : {}),
+      ...compress,
+      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+      ...(io.signal ? { signal: io.signal } : {}),
+    });
+  }
+  const changedBytes = image.changes.memoryBytes + image.changes.spilledBytes;
+  // Standard output stays open: the process may still write to it, and closing a shared stream is not ours to do.
+  await pipeline(image.createReadStream({ format: spec.format, ...compress }), io.stdout, { end: false });
+  return { path: '-', changedBytes, reflinked: false, format: spec.format };
+}

@@ -1,0 +1,258 @@
+import { Worker } from 'node:worker_threads';
+import { bindLzma, lzmaModule, XZ_CHECK, type LzmaWasmModule } from '@piimg/wasm';
+import { PiimgError } from '../../errors.js';
+import { encodeIndex, encodeStreamFooter, encodeStreamHeader } from './layout.js';
+
+/**
+ * Writing .xz: one Stream of independent Blocks, each encoded by liblzma on
+ * a worker thread and recording its sizes in its Block Header, so that
+ * `xz -T` (and piimg) can decode them in parallel. Block size and preset
+ * follow `xz -T`: Blocks of three times the LZMA2 dictionary.
+ * Ref: The .xz File Format 1.2.1 §2 Streams, §3 Block, §4 Index.
+ *
+ * Workers read the base image themselves (only its data ranges; holes are
+ * zeros without a read) and get the changed bytes from this thread, so no
+ * Block is held whole in memory anywhere: a worker feeds liblzma 1 MiB at a
+ * time and keeps only the compressed output.
+ */
+
+/** Dictionary size of each preset (xz-utils' lzma_lzma_preset): the Block size is three times it, as in `xz -T`. */
+const PRESET_DICT_SIZE = [256 << 10, 1 << 20, 2 << 20, 4 << 20, 4 << 20, 8 << 20, 8 << 20, 16 << 20, 32 << 20, 64 << 20];
+export const DEFAULT_XZ_LEVEL = 6;
+const PIECE_SIZE = 1 << 20;
+
+/** The Block size `xz -T` uses for a preset: three times the dictionary, at least 1 MiB. */
+export function xzBlockSize(level: number): number {
+  return Math.max(1 << 20, 3 * PRESET_DICT_SIZE[level]!);
+}
+
+/** One piece of a Block's content: base ranges to read, changed bytes to lay over them. */
+export interface BlockContent {
+  byteOffset: number;
+  length: number;
+  /** Absolute [offset, length] pairs of base data inside the Block; the rest reads as zeros. */
+  baseRanges: number[];
+  /** Changed bytes inside the Block, applied after the base ranges. */
+  patches: { byteOffset: number; data: Uint8Array }[];
+}
+
+export interface EncodedBlock {
+  /** Block Header, Compressed Data, Block Padding and Check. */
+  bytes: Uint8Array;
+  unpaddedSize: number;
+  uncompressedSize: number;
+}
+
+interface EncodeRequest extends BlockContent {
+  id: number;
+  level: number;
+  check: number;
+}
+
+type EncodeFs = Pick<typeof import('node:fs'), 'openSync' | 'readSync' | 'closeSync'>;
+
+/**
+ * The body of an encoding worker: answers each request with the encoded
+ * Block. Self-contained: its source text is what workers run.
+ */
+export function encodeWorker(
+  port: { on(event: 'message', listener: (request: EncodeRequest) => void): void; postMessage(message: unknown, transfer?: ArrayBuffer[]): void },
+  setup: { basePath: string; module: LzmaWasmModule; pieceSize: number },
+  fs: EncodeFs,
+  bind: typeof bindLzma,
+): void {
+  const lzma = bind(setup.module);
+  const base = fs.openSync(setup.basePath, 'r');
+  const pieceSize = setup.pieceSize;
+  const inPtr = lzma.alloc(pieceSize);
+  const outPtr = lzma.alloc(pieceSize);
+  const headerPtr = lzma.alloc(1024);
+  port.on('message', (request) => {
+    if (request.id < 0) {
+      fs.closeSync(base);
+      port.postMessage({ id: request.id, closed: true });
+      return;
+    }
+    let encoder: ReturnType<typeof lzma.blockEncoder> | undefined;
+    try {
+      encoder = lzma.blockEncoder(request.level, request.check);
+      const output: Uint8Array[] = [];
+      let outputSize = 0;
+      const drain = (produced: number) => {
+        if (produced === 0) return;
+        output.push(lzma.memory().slice(outPtr, outPtr + produced));
+        outputSize += produced;
+      };
+      const end = request.byteOffset + request.length;
+      for (let position = request.byteOffset; position < end; position += pieceSize) {
+        const length = Math.min(pieceSize, end - position);
+        let memory = lzma.memory();
+        memory.fill(0, inPtr, inPtr + length);
+        for (let i = 0; i < request.baseRanges.length; i += 2) {
+          const from = Math.max(position, request.baseRanges[i]!);
+          const to = Math.min(position + length, request.baseRanges[i]! + request.baseRanges[i + 1]!);
+          for (let done = from; done < to; ) {
+            const read = fs.readSync(base, memory, inPtr + done - position, to - done, done);
+            if (read === 0) throw Object.assign(new Error('the base ended while being read'), { code: 'E_TRUNCATED' });
+            done += read;
+          }
+        }
+        for (const patch of request.patches) {
+          const from = Math.max(position, patch.byteOffset);
+          const to = Math.min(position + length, patch.byteOffset + patch.data.length);
+          if (from < to) memory.set(patch.data.subarray(from - patch.byteOffset, to - patch.byteOffset), inPtr + from - position);
+        }
+        for (let offset = 0; offset < length; ) {
+          const step = encoder.code(inPtr + offset, length - offset, outPtr, pieceSize, false);
+          offset += step.consumed;
+          drain(step.produced);
+          memory = lzma.memory();
+        }
+      }
+      for (let done = false; !done; ) {
+        const step = encoder.code(inPtr, 0, outPtr, pieceSize, true);
+        drain(step.produced);
+        done = step.done;
+      }
+      const header = encoder.blockHeader(headerPtr);
+      const bytes = new Uint8Array(header.headerSize + outputSize);
+      bytes.set(lzma.memory().subarray(headerPtr, headerPtr + header.headerSize));
+      let at = header.headerSize;
+      for (const piece of output) {
+        bytes.set(piece, at);
+        at += piece.length;
+      }
+      port.postMessage({ id: request.id, bytes, unpaddedSize: header.unpaddedSize, uncompressedSize: header.uncompressedSize }, [bytes.buffer as ArrayBuffer]);
+    } catch (error) {
+      port.postMessage({ id: request.id, error: String((error as Error)?.message), code: (error as { code?: string })?.code });
+    } finally {
+      encoder?.end();
+    }
+  });
+}
+
+const WORKER_SOURCE = `
+const { workerData, parentPort } = require('node:worker_threads');
+const fs = require('node:fs');
+const bindLzma = (${bindLzma.toString()});
+(${encodeWorker.toString()})(parentPort, workerData, fs, bindLzma);`;
+
+/** Worker threads encoding Blocks; requests go to the least busy one. */
+export class XzEncoderPool {
+  private readonly workers: { worker: Worker; busy: number; exited: boolean }[] = [];
+  private readonly waiting = new Map<number, { resolve: (block: EncodedBlock) => void; reject: (error: Error) => void }>();
+  private nextId = 0;
+  private failure: Error | undefined;
+
+  constructor(basePath: string, threads: number) {
+    const module = lzmaModule();
+    for (let i = 0; i < threads; i++) {
+      const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { basePath, module, pieceSize: PIECE_SIZE }, stdout: true, stderr: true });
+      const entry = { worker, busy: 0, exited: false };
+      worker.on('message', (message: { id: number; bytes?: Uint8Array; unpaddedSize: number; uncompressedSize: number; error?: string; code?: string; closed?: boolean }) => {
+        if (message.closed) {
+          this.closing.get(worker)?.();
+          return;
+        }
+        entry.busy--;
+        const waiter = this.waiting.get(message.id);
+        this.waiting.delete(message.id);
+        if (!waiter) return;
+        if (message.bytes) waiter.resolve({ bytes: message.bytes, unpaddedSize: message.unpaddedSize, uncompressedSize: message.uncompressedSize });
+        else waiter.reject(new PiimgError(message.code === 'E_TRUNCATED' ? 'E_TRUNCATED' : 'E_IO', `xz encoding failed: ${message.error}`, { code: message.code }));
+      });
+      const fail = (error: Error) => {
+        this.failure ??= error;
+        for (const waiter of this.waiting.values()) waiter.reject(error);
+        this.waiting.clear();
+      };
+      worker.on('error', fail);
+      worker.on('exit', (code) => {
+        entry.exited = true;
+        if (code !== 0) fail(new PiimgError('E_IO', `xz encoding worker exited with code ${code}`));
+      });
+      this.workers.push(entry);
+    }
+  }
+
+  encode(content: BlockContent, level: number, check: number): Promise<EncodedBlock> {
+    if (this.failure) return Promise.reject(this.failure);
+    const entry = this.workers.reduce((a, b) => (b.busy < a.busy ? b : a));
+    const id = this.nextId++;
+    entry.busy++;
+    return new Promise((resolve, reject) => {
+      this.waiting.set(id, { resolve, reject });
+      const request: EncodeRequest = { ...content, id, level, check };
+      entry.worker.postMessage(request);
+    });
+  }
+
+  private readonly closing = new Map<Worker, () => void>();
+
+  /** Lets each worker close its file, then ends it. */
+  async close(): Promise<void> {
+    await Promise.all(
+      this.workers.map(async ({ worker, exited }) => {
+        // A live worker closes its file first: descriptors belong to the process, not the thread.
+        if (!exited) {
+          const closed = new Promise<void>((resolve) => this.closing.set(worker, resolve));
+          worker.postMessage({ id: -1 });
+          await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
+        }
+        await worker.terminate();
+      }),
+    );
+  }
+}
+
+export interface XzEncodeOptions {
+  level: number;
+  threads: number;
+}
+
+/**
+ * The .xz file of an image given Block by Block: Stream Header, the Blocks
+ * in order, Index, Stream Footer. At most two Blocks per thread are in
+ * flight; the consumer's pace (backpressure) sets the rest. An all-zero
+ * Block is encoded once and its bytes reused.
+ */
+export async function* encodeXz(basePath: string, blocks: Iterable<BlockContent>, options: XzEncodeOptions): AsyncGenerator<Uint8Array> {
+  const check = XZ_CHECK.crc64;
+  const pool = new XzEncoderPool(basePath, options.threads);
+  const zeroBlocks = new Map<number, Promise<EncodedBlock>>();
+  const encode = (content: BlockContent): Promise<EncodedBlock> => {
+    if (content.baseRanges.length > 0 || content.patches.length > 0) return pool.encode(content, options.level, check);
+    let zero = zeroBlocks.get(content.length);
+    if (!zero) {
+      zero = pool.encode(content, options.level, check);
+      zeroBlocks.set(content.length, zero);
+    }
+    return zero;
+  };
+  const records: { unpaddedSize: number; uncompressedSize: number }[] = [];
+  const inFlight: Promise<EncodedBlock>[] = [];
+  // Settled rejections must not surface as unhandled while they wait in the queue.
+  const track = (promise: Promise<EncodedBlock>) => {
+    promise.catch(() => undefined);
+    inFlight.push(promise);
+  };
+  try {
+    yield encodeStreamHeader(check);
+    const iterator = blocks[Symbol.iterator]();
+    let next = iterator.next();
+    while (!next.done || inFlight.length > 0) {
+      while (!next.done && inFlight.length < options.threads * 2) {
+        track(encode(next.value));
+        next = iterator.next();
+      }
+      const block = await inFlight.shift()!;
+      records.push({ unpaddedSize: block.unpaddedSize, uncompressedSize: block.uncompressedSize });
+      yield block.bytes;
+    }
+    const index = encodeIndex(records);
+    yield index;
+    yield encodeStreamFooter(check, index.length);
+  } finally {
+    await pool.close();
+  }
+}
