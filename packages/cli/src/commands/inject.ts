@@ -1,4 +1,4 @@
-import { applyConfig, loadConfig, openImage, PiimgError, type ApplyReport } from '@piimg/core';
+import { isPiimgError, loadConfig, openImage, PiimgError, type ImageApplyResult } from '@piimg/core';
 import { type Command, parse, requirePositionals, wantsHelp } from '../command.js';
 import { EXIT, paint, progressReporter, UsageError, useColor, writeJson, type CliIo } from '../io.js';
 
@@ -76,38 +76,24 @@ export const inject: Command = {
     await using image = await openImage(positionals[0]!, onProgress ? { onProgress } : {});
     lap('open');
     log(`base: ${image.sourcePath}${image.cached ? ' (cached)' : ''}`);
-    const boot = await image.mount('boot');
-    const root = await image.mount('root');
-    const report: ApplyReport = await applyConfig(
-      {
-        boot,
-        root,
-        diskId: image.table.diskId,
-        setDiskId: (diskId: string) => {
-          image.setDiskId(diskId);
+    let report: ImageApplyResult;
+    try {
+      report = await image.apply(loaded, {
+        verify: !values['no-verify'],
+        onStep: (step) => {
+          if (step === 'verify') log('verifying filesystems...');
         },
-      },
-      loaded,
-    );
-    await boot.close();
-    await root.close();
-    lap('apply');
-
-    let verified = false;
-    if (!values['no-verify']) {
-      log('verifying filesystems...');
-      const findings = await image.verify();
-      const dirty = findings.filter((f) => !f.clean);
-      if (dirty.length) {
-        throw new PiimgError(
-          'E_VERIFY_FAILED',
-          `the edited image does not verify, nothing was written: ${dirty.map((f) => `p${f.partition}: ${f.problems.slice(0, 3).join('; ')}`).join(' / ')}`,
-          { findings: dirty.map(({ output: _output, ...rest }) => rest) },
-        );
+      });
+    } catch (error) {
+      if (isPiimgError(error, 'E_VERIFY_FAILED')) {
+        throw new PiimgError(error.code, error.message.replace('does not verify:', 'does not verify, nothing was written:'), error.data);
       }
-      verified = true;
-      lap('verify');
+      throw error;
     }
+    timings.apply = report.timings.apply;
+    if (report.timings.verify !== undefined) timings.verify = report.timings.verify;
+    mark = Date.now();
+    const verified = report.verified;
     const saved = await image.save(values.output, { sync: values.sync ?? false, ...(onProgress ? { onProgress } : {}) });
     lap('save');
 

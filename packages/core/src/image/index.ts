@@ -8,3 +8,4 @@ export { copyRanges, type CopyOptions } from './copy.js';
 export { scanDataMap, dataMapFor } from './datamap.js';
 export type { DataMap } from './datamap.js';
 export type { SaveOptions, SaveResult } from './save.js';
+export type { ImageApplyOptions, ImageApplyResult } from './apply.js';
