@@ -7,14 +7,14 @@ import { info } from './commands/info.js';
 import { inject } from './commands/inject.js';
 import { ls } from './commands/ls.js';
 import { verify } from './commands/verify.js';
+import { batch } from './commands/batch.js';
+import { version } from './version.js';
 import { type CliIo, defaultIo, EXIT, exitCodeFor, UsageError } from './io.js';
 
 export type { CliIo } from './io.js';
 export { EXIT } from './io.js';
 
-const commands: Command[] = [inject, info, verify, ls, cat, cp, diff];
-
-const version = '0.1.0';
+const commands: Command[] = [inject, batch, info, verify, ls, cat, cp, diff];
 
 function help(): string {
   const width = Math.max(...commands.map((c) => c.name.length));
@@ -34,6 +34,7 @@ Exit status:
   3  bad device configuration
   4  verification found filesystem problems
  10  piimg diff: the images differ
+  7  piimg batch: some devices failed (the others were written)
   5  file, image or path not found
   6  other failure (no space left, I/O error, ...)
  70  internal error (a bug: please report it)

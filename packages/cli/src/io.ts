@@ -23,6 +23,8 @@ export const EXIT = {
   verifyFailed: 4,
   /** piimg diff: the images differ. */
   differ: 10,
+  /** piimg batch: some devices failed; the others were written. */
+  someFailed: 7,
   notFound: 5,
   failed: 6,
   internal: 70,
