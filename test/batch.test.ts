@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -164,6 +165,30 @@ describe('piimg batch', () => {
       ['ok-1', 'written'],
     ]);
     expect(mixed.results[0]!.error).toMatchObject({ code: 'E_CONFIG', message: expect.stringMatching(/hostname/) });
+  });
+
+  // The built command runs devices on worker threads (the sources, under test, on this one).
+  const bin = join(repoRoot, 'packages', 'cli', 'bin', 'piimg.js');
+  const built = existsSync(join(repoRoot, 'packages', 'cli', 'lib', 'batch', 'worker.js'));
+  if (!built) console.warn('\n*** SKIPPED: piimg batch on worker threads needs the built command; `npm test` builds it first ***\n');
+  it.skipIf(!built)('the built command makes devices on worker threads, each image verified, a bad row failing alone', async () => {
+    const devices = join(dir, 'threads.csv');
+    writeFileSync(devices, 'name,device.id,device.octet\nt-0001,0001,31\nt-0002,"bad id",32\nt-0003,0003,33\nt-0004,0004,34\n');
+    const out = join(dir, 'out-threads');
+    const fleet = join(repoRoot, 'examples', 'fleet');
+    const run = spawnSync(process.execPath, [bin, 'batch', base, '-c', join(fleet, 'base.yaml'), '-d', devices, '-o', `${out}/{name}.img`, '-j', '2', '--json'], {
+      env: { ...process.env, ...env },
+      encoding: 'utf8',
+    });
+    expect(run.stderr).toBe('');
+    expect(run.status).toBe(7);
+    const report = JSON.parse(run.stdout) as Report & { threads: boolean };
+    expect(report).toMatchObject({ threads: true, jobs: 2, written: 3, failed: 1 });
+    expect(report.results.map((r) => r.status)).toEqual(['written', 'failed', 'written', 'written']);
+    for (const result of report.results.filter((r) => r.status === 'written')) {
+      expect(await readBack(result.output!, '/etc/hostname')).toBe(`sensor-${result.name!.slice(2)}\n`);
+      await nativeCheck(result.output!);
+    }
   });
 
   it('usage errors exit 1, a missing devices file 5, an unreadable devices file 3', async () => {

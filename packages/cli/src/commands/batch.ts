@@ -1,13 +1,17 @@
-import { mkdir, realpath, stat } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { dirname, resolve } from 'node:path';
-import { createHash } from 'node:crypto';
-import { isPiimgError, loadConfig, openImage, PiimgError, type DeviceConfig, type Image } from '@piimg/core';
-import { readDevices, outputFor, type DeviceRow } from '../batch/devices.js';
-import { inputDigest, upToDate, writeSidecar } from '../batch/sidecar.js';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { openImage, PiimgError, type Image } from '@piimg/core';
+import { baseIdentity, describeError, makeDevice, type DeviceResult, type DeviceStatus, type DeviceTask } from '../batch/device.js';
+import { readDevices, outputFor } from '../batch/devices.js';
+import type { WorkerInit, WorkerReply, WorkerRequest } from '../batch/worker.js';
 import { type Command, parse, requirePositionals, wantsHelp } from '../command.js';
 import { EXIT, paint, UsageError, useColor, writeJson, type CliIo } from '../io.js';
-import { version } from '../version.js';
+
+export type { DeviceResult, DeviceStatus } from '../batch/device.js';
 
 const usage = `Usage: piimg batch BASE --config FILE --devices FILE -o PATTERN [--jobs N] [--json]
 
@@ -22,7 +26,9 @@ Options:
                         settings override the configuration like --set
   -o, --output PATTERN  where each image goes, e.g. 'out/{name}.img': {name} and
                         other {variable}s are filled in per device (.img only)
-  -j, --jobs N          devices made at the same time (default: number of CPUs)
+  -j, --jobs N          devices made at the same time, each on a worker thread
+                        with its own opened base (default: number of CPUs)
+  --in-process          make them on the main thread instead (async, one opened base)
   --json                print the report as JSON (secrets are never printed)
   -h, --help            this help
 
@@ -33,50 +39,6 @@ device whose output is up to date: OUT.piimg.json beside each output records
 a salted scrypt key of what it was made from (piimg version, the base file,
 the resolved configuration, the content of file sources), never a secret.`;
 
-export type DeviceStatus = 'written' | 'skipped' | 'failed';
-
-export interface DeviceResult {
-  /** Position of the device in the devices file (1-based). */
-  row: number;
-  name: string | null;
-  output: string | null;
-  status: DeviceStatus;
-  error?: { code: string; message: string };
-  /** Seconds per step, and in all. */
-  timings: Record<string, number>;
-  wireguardPublicKey?: string;
-  diskId?: string;
-}
-
-const SECRET_KEYS = new Set(['password', 'passwordHash', 'psk', 'privateKey', 'presharedKey']);
-
-/** Every secret value of a configuration, to keep them out of error messages. */
-function secretsOf(value: unknown, out: string[] = []): string[] {
-  if (Array.isArray(value)) for (const item of value) secretsOf(item, out);
-  else if (typeof value === 'object' && value !== null) {
-    for (const [key, item] of Object.entries(value)) {
-      if (SECRET_KEYS.has(key) && typeof item === 'string' && item !== 'generate' && item.length > 0) out.push(item);
-      else secretsOf(item, out);
-    }
-  }
-  return out;
-}
-
-function describeError(error: unknown, secrets: string[]): { code: string; message: string } {
-  const code = isPiimgError(error) ? error.code : 'E_INTERNAL';
-  let message = isPiimgError(error) ? error.message : `internal error: ${(error as Error)?.message ?? String(error)}`;
-  for (const secret of secrets) message = message.split(secret).join('***');
-  return { code, message };
-}
-
-/** Identity of the base file as it is now: anything that rewrites it changes this. */
-async function baseIdentity(path: string): Promise<string> {
-  const info = await stat(path, { bigint: true });
-  return createHash('sha256')
-    .update([await realpath(path), info.dev, info.ino, info.size, info.mtimeNs].join('\0'))
-    .digest('hex');
-}
-
 function parseJobs(text: string | undefined): number {
   if (text === undefined) return availableParallelism();
   const jobs = Number(text);
@@ -85,6 +47,66 @@ function parseJobs(text: string | undefined): number {
 }
 
 const round = (seconds: number) => Math.round(seconds * 1000) / 1000;
+
+/** Runs devices one at a time on one executor (a worker thread, or this thread). */
+interface Runner {
+  run(index: number, task: DeviceTask, onStep: (what: string) => void): Promise<DeviceResult>;
+  close(): Promise<void>;
+}
+
+/** The built worker entry (lib/batch/worker.js); absent when running from sources (tests), which then use this thread. */
+const workerUrl = new URL('./batch/worker.js', import.meta.url);
+export const canUseThreads = (): boolean => workerUrl.protocol === 'file:' && existsSync(fileURLToPath(workerUrl));
+
+/** A runner on a worker thread with its own opened base. A thread that dies fails its device; the next one starts a new thread. */
+function threadRunner(init: WorkerInit): Runner {
+  let worker: Worker | undefined;
+  let pending: { index: number; task: DeviceTask; onStep: (what: string) => void; done: (result: DeviceResult) => void } | undefined;
+  let fatal: { code: string; message: string } | undefined;
+  const fail = (error: { code: string; message: string }) => {
+    const job = pending;
+    pending = undefined;
+    worker = undefined;
+    if (job) job.done({ row: job.task.row.index, name: job.task.row.vars.name ?? null, output: job.task.output ?? null, status: 'failed', error, timings: {} });
+  };
+  const start = (): Worker => {
+    const thread = new Worker(workerUrl, { workerData: init });
+    thread.on('message', (reply: WorkerReply) => {
+      if (reply.type === 'fatal') {
+        fatal = reply.error;
+        fail(reply.error);
+      } else if (reply.type === 'step' && pending?.index === reply.index) pending.onStep(reply.what);
+      else if (reply.type === 'done' && pending?.index === reply.index) {
+        const job = pending;
+        pending = undefined;
+        job.done(reply.result);
+      }
+    });
+    thread.on('error', (error) => fail(describeError(error)));
+    thread.on('exit', (code) => {
+      if (worker === thread) fail({ code: 'E_INTERNAL', message: `internal error: a batch worker thread stopped (exit code ${code})` });
+    });
+    return thread;
+  };
+  return {
+    run(index, task, onStep) {
+      return new Promise((done) => {
+        if (fatal) return done({ row: task.row.index, name: task.row.vars.name ?? null, output: task.output ?? null, status: 'failed', error: fatal, timings: {} });
+        worker ??= start();
+        pending = { index, task, onStep, done };
+        worker.postMessage({ type: 'device', index, task } satisfies WorkerRequest);
+      });
+    },
+    async close() {
+      const thread = worker;
+      worker = undefined;
+      if (!thread) return;
+      const exited = new Promise((done) => thread.once('exit', done));
+      thread.postMessage({ type: 'stop' } satisfies WorkerRequest);
+      await exited;
+    },
+  };
+}
 
 /** A status line on a terminal: overall counts and what each job is doing. */
 function progressLine(io: CliIo, enabled: boolean, total: number) {
@@ -116,6 +138,7 @@ export const batch: Command = {
         devices: { type: 'string', short: 'd' },
         output: { type: 'string', short: 'o' },
         jobs: { type: 'string', short: 'j' },
+        'in-process': { type: 'boolean' },
         json: { type: 'boolean' },
       },
       usage,
@@ -160,86 +183,50 @@ export const batch: Command = {
     const running = new Map<number, string>();
     const progress = progressLine(io, !values.json && Boolean(io.stderr.isTTY), rows.length);
 
-    const runDevice = async (row: DeviceRow, output: string | undefined, slot: number): Promise<DeviceResult> => {
-      const name = row.vars.name ?? null;
-      const label = name ?? row.where;
-      const timings: Record<string, number> = {};
-      let mark = performance.now();
-      const lap = (step: string) => {
-        const now = performance.now();
-        timings[step] = round((now - mark) / 1000);
-        mark = now;
-      };
-      const step = (what: string) => {
-        running.set(slot, `${label}: ${what}`);
-        progress(counts, running);
-      };
-      let secrets: string[] = [];
-      const deviceStarted = performance.now();
-      const result = (status: DeviceStatus, extra: Partial<DeviceResult> = {}): DeviceResult => ({
-        row: row.index,
-        name,
-        output: output ?? null,
-        status,
-        ...extra,
-        timings: { ...timings, total: round((performance.now() - deviceStarted) / 1000) },
-      });
-      try {
-        if (row.problem) throw row.problem;
-        step('config');
-        const loaded = await loadConfig(configPath, { set: row.set, env: io.env, vars: row.vars });
-        secrets = secretsOf(loaded.config as DeviceConfig);
-        const digest = await inputDigest({ version, baseIdentity: identity, config: loaded.config, baseDir: loaded.baseDir, env: io.env });
-        const fresh = await upToDate(output!, digest);
-        lap('config');
-        if (fresh) {
-          return result('skipped', {
-            ...(fresh.wireguardPublicKey ? { wireguardPublicKey: fresh.wireguardPublicKey } : {}),
-            ...(fresh.diskId ? { diskId: fresh.diskId } : {}),
-          });
-        }
-        step('apply');
-        await using device = await base.derive();
-        const applied = await device.apply(loaded, { onStep: (what) => step(what) });
-        timings.apply = round(applied.timings.apply);
-        if (applied.timings.verify !== undefined) timings.verify = round(applied.timings.verify);
-        mark = performance.now();
-        step('save');
-        await mkdir(dirname(output!), { recursive: true });
-        await device.save(output!);
-        const facts = {
-          ...(applied.outputs.wireguardPublicKey ? { wireguardPublicKey: applied.outputs.wireguardPublicKey } : {}),
-          ...(applied.outputs.diskId ? { diskId: applied.outputs.diskId } : {}),
-        };
-        await writeSidecar(output!, digest, facts);
-        lap('save');
-        return result('written', facts);
-      } catch (error) {
-        return result('failed', { error: describeError(error, secrets) });
-      }
-    };
-
-    // A pool of `jobs` loops over one queue, in one process: every device is
-    // derived from the one opened base (see the README on why not threads).
+    const tasks: DeviceTask[] = rows.map(({ problem, ...row }, i) => ({
+      row,
+      output: outputs[i],
+      ...(problem ? { problem: describeError(problem) } : {}),
+    }));
+    // Worker threads, each with its own opened base, so devices use every CPU
+    // and the main thread stays free; this thread when asked (or from sources).
+    const threads = !values['in-process'] && canUseThreads();
+    const context = { base, configPath, env: io.env, baseIdentity: identity };
+    const init: WorkerInit = { basePath: resolve(basePath), configPath, env: { ...io.env }, baseIdentity: identity };
+    const runners: Runner[] = Array.from({ length: Math.min(jobs, rows.length) }, () =>
+      threads ? threadRunner(init) : { run: (_index, task, onStep) => makeDevice(context, task, onStep), close: async () => undefined },
+    );
     const results: DeviceResult[] = new Array(rows.length);
     let next = 0;
-    const worker = async (slot: number): Promise<void> => {
-      while (next < rows.length) {
+    const loop = async (runner: Runner, slot: number): Promise<void> => {
+      while (next < tasks.length) {
         const index = next++;
-        const outcome = await runDevice(rows[index]!, outputs[index], slot);
+        const task = tasks[index]!;
+        const label = task.row.vars.name || task.row.where;
+        const outcome = task.problem
+          ? await makeDevice(context, task)
+          : await runner.run(index, task, (what) => {
+              running.set(slot, `${label}: ${what}`);
+              progress(counts, running);
+            });
         results[index] = outcome;
         counts[outcome.status]++;
         running.delete(slot);
         progress(counts, running, true);
       }
     };
-    await Promise.all(Array.from({ length: Math.min(jobs, rows.length) }, (_, slot) => worker(slot)));
+    try {
+      await Promise.all(runners.map((runner, slot) => loop(runner, slot)));
+    } finally {
+      await Promise.all(runners.map((runner) => runner.close()));
+    }
 
     const report = {
       base: base.sourcePath,
       config: configPath,
       devices: resolve(values.devices),
       jobs,
+      threads,
       total: rows.length,
       ...counts,
       seconds: round((performance.now() - started) / 1000),

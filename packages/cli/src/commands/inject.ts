@@ -90,8 +90,9 @@ export const inject: Command = {
       }
       throw error;
     }
-    timings.apply = report.timings.apply;
-    if (report.timings.verify !== undefined) timings.verify = report.timings.verify;
+    // Whole milliseconds, as the other steps.
+    timings.apply = Math.round(report.timings.apply * 1000) / 1000;
+    if (report.timings.verify !== undefined) timings.verify = Math.round(report.timings.verify * 1000) / 1000;
     mark = Date.now();
     const verified = report.verified;
     const saved = await image.save(values.output, { sync: values.sync ?? false, ...(onProgress ? { onProgress } : {}) });

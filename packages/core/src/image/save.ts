@@ -26,6 +26,12 @@ export interface SaveOptions {
    */
   sync?: boolean;
   onProgress?: (progress: Progress) => void;
+  /**
+   * Copy the base with worker threads only from this many bytes on (default
+   * PARALLEL_COPY_MIN). A caller already on a worker thread of its own passes
+   * Infinity: copying on that thread saves starting two more per save.
+   */
+  parallelCopyMin?: number;
 }
 
 export interface SaveResult {
@@ -65,7 +71,10 @@ export async function saveOverlay(
     if (!reflinked) {
       // Without a map of the base yet, the copy finds one on the way.
       const slot = cachedDataMap(basePath, cacheDir);
-      const found = await copyRanges(basePath, handle, overlay.size, slot.map, { onProgress: options.onProgress });
+      const found = await copyRanges(basePath, handle, overlay.size, slot.map, {
+        onProgress: options.onProgress,
+        ...(options.parallelCopyMin !== undefined ? { parallelMin: options.parallelCopyMin } : {}),
+      });
       if (!slot.map) rememberDataMap(cacheDir, slot, found);
     }
     let changedBytes = 0;
