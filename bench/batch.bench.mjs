@@ -93,13 +93,18 @@ boot:
     ],
     env,
   });
-  // Where the time goes, per device (medians of one more run with --json), and the jobs used.
-  rmSync(out, { recursive: true, force: true });
-  const { stdout } = measure([...ours, '--json'], { env });
-  const report = JSON.parse(stdout);
+  // Where the time goes, per device (medians of one more run with --json), on worker
+  // threads and with every device on the main thread (--in-process).
   const median = (values) => values.sort((a, b) => a - b)[Math.floor(values.length / 2)];
-  const steps = ['config', 'apply', 'verify', 'save', 'total'].map((step) => `${step} ${(median(report.results.map((r) => r.timings[step] ?? 0)) * 1000).toFixed(0)} ms`);
-  console.log(`  piimg batch (${report.jobs} jobs, ${report.written} written, ${report.failed} failed) per device: ${steps.join(', ')}`);
+  for (const mode of [[], ['--in-process']]) {
+    rmSync(out, { recursive: true, force: true });
+    const run = measure([...ours, ...mode, '--json'], { env });
+    const report = JSON.parse(run.stdout);
+    const steps = ['config', 'apply', 'verify', 'save', 'total'].map((step) => `${step} ${(median(report.results.map((r) => r.timings[step] ?? 0)) * 1000).toFixed(0)} ms`);
+    console.log(
+      `  piimg batch ${report.threads ? 'on worker threads' : 'in process'} (${report.jobs} jobs, ${report.written} written, ${report.failed} failed): ${run.seconds.toFixed(2)} s, peak RSS ${run.peakRssKiB === undefined ? 'n/a' : (run.peakRssKiB / 1024).toFixed(0) + ' MiB'}; per device ${steps.join(', ')}`,
+    );
+  }
   rmSync(out, { recursive: true, force: true });
   // The longest event-loop stall of one in-process inject of the same configuration.
   const stall = JSON.parse(measure(['node', 'bench/cases/event-loop.mjs', base, config, join(dir, 'stall.img')], { env }).stdout);

@@ -28,6 +28,8 @@ export interface Sidecar {
   diskId?: string;
 }
 
+const fileDigests = new Map<string, string>();
+
 /** Hashes a file source (a file, or a directory tree: names, types, modes and contents). */
 async function hashSource(path: string, hash: ReturnType<typeof createHash>, depth = 0): Promise<void> {
   // Bounded: a symlink cycle in a source tree must not recurse forever.
@@ -42,7 +44,15 @@ async function hashSource(path: string, hash: ReturnType<typeof createHash>, dep
       await hashSource(join(path, name), hash, depth + 1);
     }
   } else {
-    hash.update(await readFile(path));
+    // Every device of a batch has the same sources: each file is read once per
+    // run, unless it changes (its size, time or inode).
+    const key = `${path}\0${target.ino}\0${target.size}\0${target.mtimeMs}`;
+    let digest = fileDigests.get(key);
+    if (digest === undefined) {
+      digest = createHash('sha256').update(await readFile(path)).digest('hex');
+      fileDigests.set(key, digest);
+    }
+    hash.update(digest);
   }
 }
 
