@@ -60,6 +60,8 @@ describe('image.derive(): one base, many devices', () => {
 
     const devices = Array.from({ length: 4 }, (_, i) => `dev-${String(i + 1).padStart(4, '0')}`);
     const children = await Promise.all(devices.map(() => base.derive()));
+    // A derived image holds only the changes: the parent's so far, copied, and nothing of the base.
+    for (const child of children) expect(child.changes).toEqual(base.changes);
     // The parent may close first: the base stays open for the derived images.
     await base.close();
     if (openDescriptors(rawPath) !== undefined) expect(openDescriptors(rawPath)).toBe(1);

@@ -13,7 +13,7 @@ import { EXIT, paint, UsageError, useColor, writeJson, type CliIo } from '../io.
 
 export type { DeviceResult, DeviceStatus } from '../batch/device.js';
 
-const usage = `Usage: piimg batch BASE --config FILE --devices FILE -o PATTERN [--jobs N] [--json]
+const usage = `Usage: piimg batch BASE --config FILE --devices FILE -o PATTERN [--jobs N] [--in-process] [--json]
 
 Writes one verified device image per row of the devices file, all from one
 opened BASE (never modified) and one shared configuration.
