@@ -106,6 +106,15 @@ boot:
     );
   }
   rmSync(out, { recursive: true, force: true });
+  // The main thread's event loop during a batch of 10 devices, on worker threads and in process.
+  const ten = join(payload, 'ten.csv');
+  writeFileSync(ten, ['name', ...Array.from({ length: 10 }, (_, i) => `stall-${i + 1}`)].join('\n') + '\n');
+  for (const mode of [[], ['--in-process']]) {
+    rmSync(out, { recursive: true, force: true });
+    const batchStall = JSON.parse(measure(['node', 'bench/cases/batch-stall.mjs', base, config, ten, `${out}/{name}.img`, ...mode], { env }).stdout);
+    console.log(`  batch of 10 ${mode.length ? 'in process' : 'on worker threads'}: ${batchStall.seconds.toFixed(2)} s, longest event-loop stall ${batchStall.maxStallMs} ms, p99 ${batchStall.p99StallMs} ms`);
+  }
+  rmSync(out, { recursive: true, force: true });
   // The longest event-loop stall of one in-process inject of the same configuration.
   const stall = JSON.parse(measure(['node', 'bench/cases/event-loop.mjs', base, config, join(dir, 'stall.img')], { env }).stdout);
   console.log(`  one in-process inject: ${stall.seconds.toFixed(2)} s, longest event-loop stall ${stall.maxStallMs} ms, p99 ${stall.p99StallMs} ms (apply ${(stall.timings.apply * 1000).toFixed(0)} ms, verify ${(stall.timings.verify * 1000).toFixed(0)} ms)`);
