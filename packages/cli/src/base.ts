@@ -24,6 +24,8 @@ export const EXIT = {
   verifyFailed: 4,
   notFound: 5,
   failed: 6,
+  /** piimg batch: some devices failed; the others were written. */
+  someFailed: 7,
   /** piimg diff: the images differ. */
   differ: 10,
   internal: 70,

@@ -8,7 +8,8 @@ export { EXIT } from './base.js';
 export { runCli } from './process.js';
 
 /** The version of this package (test/cli-shell.test.ts compares it with package.json). */
-export const version = '0.1.0';
+export { version } from './version.js';
+import { version } from './version.js';
 
 function help(): string {
   const width = Math.max(...commandList.map((c) => c.name.length));
@@ -35,6 +36,7 @@ Exit status:
   4   verification found filesystem problems
   5   file, image or path not found
   6   other failure (no space left, I/O error, ...)
+  7   piimg batch: some devices failed (the others were written)
   10  piimg diff: the images differ
   70  internal error (a bug: please report it)
   130 interrupted by SIGINT (Ctrl-C), 143 by SIGTERM: temporary files removed, the

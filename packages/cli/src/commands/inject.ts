@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { applyConfig, loadConfig, openImage, PiimgError, throwIfAborted, type ApplyReport } from '@piimg/core';
+import { isPiimgError, loadConfig, openImage, PiimgError, throwIfAborted, type ImageApplyResult } from '@piimg/core';
 import { type Command, parse, requirePositionals, wantsHelp } from '../command.js';
 import { deviceLine, EXIT, paint, progressReporter, UsageError, useColor, writeJson, type CliIo } from '../io.js';
 import { checkOutput, outputOptions, outputSpec, outputUsage, writeImage } from '../output.js';
@@ -106,41 +106,28 @@ export const inject: Command = {
     onProgress?.clear();
     lap('open');
     log(`base: ${image.sourcePath}${image.cached ? ' (cached)' : ''}`);
-    const boot = await image.mount('boot');
-    const root = await image.mount('root');
-    const report: ApplyReport = await applyConfig(
-      {
-        boot,
-        root,
-        diskId: image.table.diskId,
-        setDiskId: (diskId: string) => {
-          image.setDiskId(diskId);
+    let report: ImageApplyResult;
+    try {
+      report = await image.apply(loaded, {
+        verify: !values['no-verify'],
+        onStep: (step) => {
+          if (step === 'verify') log('verifying filesystems...');
         },
-      },
-      loaded,
-      io.env.PIIMG_SEED ? { seed: io.env.PIIMG_SEED } : {},
-    );
-    await boot.close();
-    await root.close();
-    lap('apply');
-    throwIfAborted(io.signal, 'inject');
-
-    let verified = false;
-    if (!values['no-verify']) {
-      log('verifying filesystems...');
-      const findings = await image.verify();
-      const dirty = findings.filter((f) => !f.clean);
-      if (dirty.length) {
-        throw new PiimgError(
-          'E_VERIFY_FAILED',
-          `the edited image does not verify, nothing was written: ${dirty.map((f) => `p${f.partition}: ${f.problems.slice(0, 3).join('; ')}`).join(' / ')}`,
-          { findings: dirty.map(({ output: _output, ...rest }) => rest) },
-        );
+        },
+        ...(io.env.PIIMG_SEED ? { seed: io.env.PIIMG_SEED } : {}),
+      });
+    } catch (error) {
+      if (isPiimgError(error, 'E_VERIFY_FAILED')) {
+        throw new PiimgError(error.code, error.message.replace('does not verify:', 'does not verify, nothing was written:'), error.data);
       }
-      verified = true;
-      lap('verify');
-      throwIfAborted(io.signal, 'inject');
+      throw error;
     }
+    // Whole milliseconds, as the other steps.
+    timings.apply = Math.round(report.timings.apply * 1000) / 1000;
+    if (report.timings.verify !== undefined) timings.verify = Math.round(report.timings.verify * 1000) / 1000;
+    mark = Date.now();
+    throwIfAborted(io.signal, 'inject');
+    const verified = report.verified;
     const saved = await writeImage(image, output, io, { sync: values.sync ?? false, toDevice, ...(onProgress ? { onProgress } : {}) });
     onProgress?.clear();
     lap('save');

@@ -21,6 +21,12 @@ export const commandList: CommandEntry[] = [
     load: async () => (await import('./inject.js')).inject,
   },
   {
+    name: 'batch',
+    summary: 'write one device image per row of a devices file (CSV or YAML) from one base',
+    options: ['-c, --config FILE', '-d, --devices FILE', '-o, --output PATTERN', '-j, --jobs N', '--in-process', '--json', '-h, --help'],
+    load: async () => (await import('./batch.js')).batch,
+  },
+  {
     name: 'apply',
     summary: 'write a device image from a base image and a delta',
     options: ['-o, --output FILE', '--bmap FILE', '--no-verify', '--json', '-h, --help'],

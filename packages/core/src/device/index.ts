@@ -4,3 +4,5 @@ export { FileReader, FileDevice } from './file.js';
 export { slice } from './slice.js';
 export { Overlay, DEFAULT_CHUNK_SIZE, DEFAULT_MAX_MEMORY } from './overlay.js';
 export type { OverlayOptions } from './overlay.js';
+export { SharedReader } from './shared.js';
+export type { ClosableReader } from './shared.js';

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, realpathSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { threadId } from 'node:worker_threads';
 
 /**
  * A key for "this file as it is now": path, device, inode, size and
@@ -24,7 +25,8 @@ export function readJsonFile(path: string): unknown {
 
 /** Writes a JSON file atomically (a partial file renamed into place). */
 export function writeJsonFile(path: string, value: unknown): void {
-  const partial = `${path}.${process.pid}.partial`;
+  // Per thread too: worker threads of one process may store the same fact at once.
+  const partial = `${path}.${process.pid}.${threadId}.partial`;
   writeFileSync(partial, JSON.stringify(value));
   renameSync(partial, path);
 }

@@ -4,11 +4,14 @@ import { resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { FileDevice, FileReader } from '../device/file.js';
 import { Overlay, type OverlayOptions } from '../device/overlay.js';
+import { SharedReader } from '../device/shared.js';
 import { slice } from '../device/slice.js';
 import type { BlockDevice, ByteRange } from '../device/types.js';
 import { PiimgError } from '../errors.js';
 import { checkFat, mountFat } from '../fs/fat/index.js';
 import type { MountOptions, Volume } from '../fs/volume.js';
+import type { LoadedConfig } from '../config/load.js';
+import { applyToImage, type ImageApplyOptions, type ImageApplyResult } from './apply.js';
 import { randomDiskId, readPartitionTable, setDiskId as writeDiskId } from '../partition/index.js';
 import type { Partition, PartitionTable } from '../partition/types.js';
 import { createBmap, type Bmap } from './bmap.js';
@@ -66,15 +69,18 @@ export class Image implements AsyncDisposable {
   readonly cached: boolean;
   readonly inPlace: boolean;
   private readonly cacheDir: string;
-  private readonly base: FileReader;
+  private readonly base: SharedReader;
   private readonly overlay: Overlay;
+  private readonly overlayOptions: OverlayOptions | undefined;
+  private readonly sectorSize: 512 | 4096 | undefined;
   private tableValue: PartitionTable;
   private partitionsValue: ImagePartition[];
   private readonly volumes = new Set<Volume>();
   private closed = false;
+  private applying = false;
 
   /** @internal use openImage(). */
-  constructor(init: { sourcePath: string; rawPath: string; compression?: Compression; cached?: boolean; cacheDir: string; inPlace: boolean; base: FileReader; overlay: Overlay; sectorSize?: 512 | 4096 }) {
+  constructor(init: { sourcePath: string; rawPath: string; compression?: Compression; cached?: boolean; cacheDir: string; inPlace: boolean; base: SharedReader; overlay: Overlay; overlayOptions?: OverlayOptions; sectorSize?: 512 | 4096 }) {
     this.sourcePath = init.sourcePath;
     this.rawPath = init.rawPath;
     this.compression = init.compression;
@@ -83,6 +89,8 @@ export class Image implements AsyncDisposable {
     this.cacheDir = init.cacheDir;
     this.base = init.base;
     this.overlay = init.overlay;
+    this.overlayOptions = init.overlayOptions;
+    this.sectorSize = init.sectorSize;
     this.tableValue = readPartitionTable(this.overlay, init.sectorSize ? { sectorSize: init.sectorSize } : {});
     this.partitionsValue = this.describePartitions();
   }
@@ -190,6 +198,68 @@ export class Image implements AsyncDisposable {
       }
     }
     return findings;
+  }
+
+  /**
+   * A new image over the same read-only base, starting from this image's
+   * current content (its changes so far are copied into the new image's own
+   * copy-on-write overlay). The two are independent from then on: edits,
+   * saves and close() of one never show in the other, and they may be used
+   * concurrently. The base file stays open until this image and every image
+   * derived from it are closed. Not for images opened with inPlace, whose
+   * base changes on save().
+   */
+  async derive(options: { overlay?: OverlayOptions } = {}): Promise<Image> {
+    this.assertOpen();
+    if (this.inPlace) {
+      throw new PiimgError('EINVAL', `${this.sourcePath} is opened with inPlace: its base changes on save(), so nothing can be derived from it`, {
+        path: this.sourcePath,
+      });
+    }
+    await this.flushVolumes();
+    this.assertOpen();
+    const base = this.base.share();
+    const overlayOptions = options.overlay ?? this.overlayOptions;
+    const overlay = new Overlay(base, overlayOptions);
+    try {
+      for (const chunk of this.overlay.changedChunks()) overlay.write(chunk.byteOffset, chunk.data);
+      return new Image({
+        sourcePath: this.sourcePath,
+        rawPath: this.rawPath,
+        ...(this.compression ? { compression: this.compression } : {}),
+        cached: this.cached,
+        cacheDir: this.cacheDir,
+        inPlace: false,
+        base,
+        overlay,
+        ...(overlayOptions ? { overlayOptions } : {}),
+        ...(this.sectorSize ? { sectorSize: this.sectorSize } : {}),
+      });
+    } catch (error) {
+      overlay.close();
+      base.close();
+      throw error;
+    }
+  }
+
+  /**
+   * Does to this image what `piimg inject` does: applies a device
+   * configuration (the recipes, with the disk identifier wired to the
+   * partition table), then verifies every filesystem unless `verify: false`.
+   * Throws E_VERIFY_FAILED when a filesystem does not verify. Mounted volumes
+   * must be closed first (E_BUSY): the recipes mount their own.
+   */
+  async apply(config: LoadedConfig, options: ImageApplyOptions = {}): Promise<ImageApplyResult> {
+    this.assertOpen();
+    if (this.volumes.size > 0 || this.applying) {
+      throw new PiimgError('E_BUSY', `${this.sourcePath} has mounted volumes; close them before apply()`, { path: this.sourcePath });
+    }
+    this.applying = true;
+    try {
+      return await applyToImage(this, config, options);
+    } finally {
+      this.applying = false;
+    }
   }
 
   /** Sets the MBR disk identifier (8 hex digits) or GPT disk GUID; 'random' picks one. Returns the new id. */
@@ -402,7 +472,7 @@ export async function openImage(path: string, options: OpenImageOptions = {}): P
   if (options.inPlace && source.compression) {
     throw new PiimgError('EINVAL', `${path} is ${source.compression}-compressed and cannot be edited in place`, { path });
   }
-  const base = FileReader.open(source.rawPath);
+  const base = SharedReader.over(FileReader.open(source.rawPath));
   const overlay = new Overlay(base, options.overlay);
   try {
     return new Image({
@@ -414,6 +484,7 @@ export async function openImage(path: string, options: OpenImageOptions = {}): P
       inPlace: options.inPlace ?? false,
       base,
       overlay,
+      ...(options.overlay ? { overlayOptions: options.overlay } : {}),
       ...(options.sectorSize ? { sectorSize: options.sectorSize } : {}),
     });
   } catch (error) {

@@ -20,3 +20,4 @@ export type { StalePartialOptions } from './partial.js';
 export { throwIfAborted } from './abort.js';
 export { formatFromPath, parseOutputFormat, OUTPUT_FORMATS } from './output.js';
 export type { OutputFormat, CompressOptions } from './output.js';
+export type { ImageApplyOptions, ImageApplyResult } from './apply.js';

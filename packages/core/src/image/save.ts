@@ -50,6 +50,12 @@ export interface SaveOptions {
   level?: number;
   /** Compressing threads (default: one per core). */
   threads?: number;
+  /**
+   * Copy the base with worker threads only from this many bytes on (default
+   * PARALLEL_COPY_MIN). A caller already on a worker thread of its own passes
+   * Infinity: copying on that thread saves starting two more per save.
+   */
+  parallelCopyMin?: number;
 }
 
 /** What `Image.save` wrote. */
@@ -122,6 +128,7 @@ export async function saveOverlay(
       const found = await copyRanges(basePath, handle, overlay.size, slot.map, {
         ...(options.onProgress ? { onProgress: options.onProgress } : {}),
         ...(options.signal ? { signal: options.signal } : {}),
+        ...(options.parallelCopyMin !== undefined ? { parallelMin: options.parallelCopyMin } : {}),
       });
       if (!slot.map) rememberDataMap(cacheDir, slot, found);
     }

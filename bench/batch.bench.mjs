@@ -1,0 +1,124 @@
+// `piimg batch` of DEVICES devices (the standard payload of bench/inject.bench.mjs as a
+// shared configuration, the host name per device from a CSV) into raw images, against
+// running the native cp + mtools + debugfs script (bench/cases/inject-native.sh) once
+// per device, in the same run. Both check the root filesystem of every image.
+// Target: ratio <= 0.5. Also reports the event-loop stall of one in-process inject.
+//   PIIMG_BENCH_DEVICES (default 50), PIIMG_BENCH_RUNS (default 3)
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { tmpdir, loadavg } from 'node:os';
+import { join } from 'node:path';
+import { compare, measure } from './harness.mjs';
+
+const devices = Number(process.env.PIIMG_BENCH_DEVICES ?? 50);
+const runs = Number(process.env.PIIMG_BENCH_RUNS ?? 3);
+const dir = mkdtempSync(join(tmpdir(), 'piimg-bench-batch-'));
+try {
+  const base = join(dir, 'base.img');
+  // 256 MiB boot + 1.5 GiB root (a 1.8 GB image, as Pi OS Lite) with 128 MiB of payload:
+  // 2 x DEVICES outputs must fit on the disk.
+  execFileSync('bash', ['fixtures/recipes/pi-image.sh', base, '--boot-mib', '256', '--root-mib', '1536', '--payload-mib', '128'], { stdio: 'ignore' });
+  execFileSync('sync');
+  const st = statSync(base);
+  console.log(`base: ${(st.size / 1e9).toFixed(2)} GB, ${((st.blocks * 512) / 2 ** 20).toFixed(0)} MiB allocated; ${devices} devices; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+  const payload = join(dir, 'payload');
+  for (let d = 0; d < 10; d++) mkdirSync(join(payload, 'agent', `module-${d}`), { recursive: true });
+  for (let i = 0; i < 200; i++) writeFileSync(join(payload, 'agent', `module-${i % 10}`, `part-${i}.bin`), randomBytes(100 * 1024 + (i % 7)));
+  const sshKey = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ops@example';
+  const unit = '[Unit]\nDescription=agent\n[Service]\nExecStart=/opt/agent/module-0/part-0.bin\n[Install]\nWantedBy=multi-user.target\n';
+  writeFileSync(join(payload, 'authorized_keys'), sshKey + '\n');
+  writeFileSync(join(payload, 'agent.service'), unit);
+  writeFileSync(
+    join(payload, 'wifi.nmconnection'),
+    '[connection]\nid=Home\ntype=wifi\n[wifi]\nmode=infrastructure\nssid=Home\n[wifi-security]\nkey-mgmt=wpa-psk\npsk=wifi-secret-123\n[ipv4]\nmethod=auto\n',
+  );
+  writeFileSync(
+    join(payload, 'wg0.conf'),
+    '[Interface]\nPrivateKey=yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=\nAddress=10.10.0.5/24\n[Peer]\nPublicKey=xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=\nEndpoint=vpn.example.com:51820\nAllowedIPs=10.10.0.0/24\n',
+  );
+  // The configuration of bench/inject.bench.mjs, with the host name a variable.
+  const config = join(payload, 'fleet.yaml');
+  writeFileSync(
+    config,
+    `hostname: "{{name}}"
+user: { name: pi, password: "correct horse battery staple" }
+ssh: { enabled: true, authorizedKeys: ["${sshKey}"] }
+wifi: { country: DE, networks: [{ ssid: Home, password: wifi-secret-123 }] }
+wireguard:
+  interface: wg0
+  privateKey: yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=
+  address: 10.10.0.5/24
+  peers: [{ publicKey: xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=, endpoint: "vpn.example.com:51820", allowedIps: [10.10.0.0/24] }]
+timezone: Europe/Berlin
+files:
+  - { source: ./agent, target: /opt/agent, owner: "pi:pi", mode: "0755" }
+  - { source: ./agent.service, target: /etc/systemd/system/agent.service }
+services: { enable: [agent.service] }
+boot:
+  config: { set: { dtparam: [i2c_arm=on], enable_uart: "1" } }
+  cmdline: { append: [net.ifnames=0] }
+`,
+  );
+  const csv = join(payload, 'devices.csv');
+  writeFileSync(csv, ['name', ...Array.from({ length: devices }, (_, i) => `sensor-${String(i + 1).padStart(4, '0')}`)].join('\n') + '\n');
+  const out = join(dir, 'out');
+  const table = JSON.parse(execFileSync('sfdisk', ['--json', base], { encoding: 'utf8', env: { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin` } })).partitiontable;
+  const [bootOffset, rootOffset] = table.partitions.map((partition) => String(partition.start * (table.sectorsize ?? 512)));
+  const ours = ['node', 'packages/cli/bin/piimg.js', 'batch', base, '--config', config, '--devices', csv, '-o', `${out}/{name}.img`];
+  const env = { PIIMG_CACHE_DIR: join(dir, 'cache') };
+  // The data map of the raw base is found by its first save and cached, as in any real use.
+  measure(['node', 'packages/cli/bin/piimg.js', 'inject', base, '-o', join(dir, 'warm.img'), '--config', config, '--var', 'name=warm'], { env });
+  rmSync(join(dir, 'warm.img'), { force: true });
+  compare({
+    title: `piimg batch of ${devices} devices vs the cp + mtools + debugfs script run ${devices} times`,
+    runs,
+    prepare: () => {
+      rmSync(out, { recursive: true, force: true });
+      mkdirSync(out);
+      execFileSync('sync');
+    },
+    ours,
+    native: [
+      'bash',
+      '-c',
+      'for i in $(seq -w 1 "$2"); do bash bench/cases/inject-native.sh "$1" "$3/sensor-$i.img" "$4" "$5" "$6"; done',
+      'native-loop',
+      base,
+      String(devices),
+      out,
+      payload,
+      bootOffset,
+      rootOffset,
+    ],
+    env,
+  });
+  // Where the time goes, per device (medians of one more run with --json), on worker
+  // threads and with every device on the main thread (--in-process).
+  const median = (values) => values.sort((a, b) => a - b)[Math.floor(values.length / 2)];
+  for (const mode of [[], ['--in-process']]) {
+    rmSync(out, { recursive: true, force: true });
+    const run = measure([...ours, ...mode, '--json'], { env });
+    const report = JSON.parse(run.stdout);
+    const steps = ['config', 'apply', 'verify', 'save', 'total'].map((step) => `${step} ${(median(report.results.map((r) => r.timings[step] ?? 0)) * 1000).toFixed(0)} ms`);
+    console.log(
+      `  piimg batch ${report.threads ? 'on worker threads' : 'in process'} (${report.jobs} jobs, ${report.written} written, ${report.failed} failed): ${run.seconds.toFixed(2)} s, peak RSS ${run.peakRssKiB === undefined ? 'n/a' : (run.peakRssKiB / 1024).toFixed(0) + ' MiB'}; per device ${steps.join(', ')}`,
+    );
+  }
+  rmSync(out, { recursive: true, force: true });
+  // The main thread's event loop during a batch of 10 devices, on worker threads and in process.
+  const ten = join(payload, 'ten.csv');
+  writeFileSync(ten, ['name', ...Array.from({ length: 10 }, (_, i) => `stall-${i + 1}`)].join('\n') + '\n');
+  for (const mode of [[], ['--in-process']]) {
+    rmSync(out, { recursive: true, force: true });
+    const batchStall = JSON.parse(measure(['node', 'bench/cases/batch-stall.mjs', base, config, ten, `${out}/{name}.img`, ...mode], { env }).stdout);
+    console.log(`  batch of 10 ${mode.length ? 'in process' : 'on worker threads'}: ${batchStall.seconds.toFixed(2)} s, longest event-loop stall ${batchStall.maxStallMs} ms, p99 ${batchStall.p99StallMs} ms`);
+  }
+  rmSync(out, { recursive: true, force: true });
+  // The longest event-loop stall of one in-process inject of the same configuration.
+  const stall = JSON.parse(measure(['node', 'bench/cases/event-loop.mjs', base, config, join(dir, 'stall.img')], { env }).stdout);
+  console.log(`  one in-process inject: ${stall.seconds.toFixed(2)} s, longest event-loop stall ${stall.maxStallMs} ms, p99 ${stall.p99StallMs} ms (apply ${(stall.timings.apply * 1000).toFixed(0)} ms, verify ${(stall.timings.verify * 1000).toFixed(0)} ms)`);
+  console.log(`  load average after: ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
