@@ -30,6 +30,11 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+async function json(response: Response | Promise<Response>): Promise<any> {
+  return (await response).json();
+}
+
 async function post(path: string, body: unknown): Promise<Response> {
   return fetch(`${service.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body) });
 }
@@ -48,7 +53,7 @@ async function deviceOf(bytes: Uint8Array, name: string): Promise<{ hostname: st
 describe('piimg serve', () => {
   it('answers health and readiness', async () => {
     expect((await fetch(`${service.url}/health`)).status).toBe(200);
-    expect(await (await fetch(`${service.url}/ready`)).json()).toMatchObject({ ready: true });
+    expect(await json(fetch(`${service.url}/ready`))).toMatchObject({ ready: true });
   });
 
   it('streams a verified device image for a JSON configuration', async () => {
@@ -75,7 +80,7 @@ describe('piimg serve', () => {
     for (const source of ['../base/pi-bookworm.img', '/etc/passwd']) {
       const refused = await post('/images?base=bookworm', { hostname: 'svc-files', files: [{ source, target: '/opt/x' }] });
       expect(refused.status).toBe(400);
-      expect((await refused.json()).error.code).toBe('E_CONFIG');
+      expect((await json(refused)).error.code).toBe('E_CONFIG');
     }
   });
 
@@ -91,7 +96,7 @@ describe('piimg serve', () => {
     ];
     for (const [path, body, status, code] of cases) {
       const response = await post(path, body);
-      const payload = await response.json();
+      const payload = await json(response);
       expect([path, response.status, payload.error?.code]).toEqual([path, status, code]);
       expect(JSON.stringify(payload)).not.toContain('do-not-leak');
     }
@@ -100,11 +105,11 @@ describe('piimg serve', () => {
   it('runs background jobs and serves their images', async () => {
     const created = await post('/jobs?base=bookworm', { hostname: 'svc-job' });
     expect(created.status).toBe(202);
-    const { id } = await created.json();
+    const { id } = await json(created);
     let state = 'queued';
     for (let i = 0; i < 600 && (state === 'queued' || state === 'running'); i++) {
       await new Promise((r) => setTimeout(r, 100));
-      state = (await (await fetch(`${service.url}/jobs/${id}`)).json()).state;
+      state = (await json(fetch(`${service.url}/jobs/${id}`))).state;
     }
     expect(state).toBe('done');
     const image = await fetch(`${service.url}/jobs/${id}/image`);
@@ -115,7 +120,7 @@ describe('piimg serve', () => {
   });
 
   it('cancels an image whose client goes away, and goes on serving', async () => {
-    const before = await (await fetch(`${service.url}/metrics`)).json();
+    const before = await json(fetch(`${service.url}/metrics`));
     await new Promise<void>((resolve, reject) => {
       const req = request(`${service.url}/images?base=bookworm`, { method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
         res.once('data', () => {
@@ -129,14 +134,14 @@ describe('piimg serve', () => {
     let after = before;
     for (let i = 0; i < 100 && after.cancelled === before.cancelled; i++) {
       await new Promise((r) => setTimeout(r, 100));
-      after = await (await fetch(`${service.url}/metrics`)).json();
+      after = await json(fetch(`${service.url}/metrics`));
     }
     expect(after.cancelled).toBe(before.cancelled + 1);
     // The worker is free again: the next image comes.
     const next = await post('/images?base=bookworm', { hostname: 'svc-next' });
     expect(next.status).toBe(200);
     expect((await next.arrayBuffer()).byteLength).toBeGreaterThan(0);
-    expect((await (await fetch(`${service.url}/metrics`)).json()).running).toBe(0);
+    expect((await json(fetch(`${service.url}/metrics`))).running).toBe(0);
   });
 
   it('logs no configuration content', () => {
@@ -148,7 +153,7 @@ describe('piimg serve', () => {
 
   it('stops gracefully on SIGTERM: running jobs finish, nothing partial is left', async () => {
     const created = await post('/jobs?base=bookworm', { hostname: 'svc-last' });
-    const { id } = await created.json();
+    const { id } = await json(created);
     const code = await service.stop('SIGTERM');
     expect(code).toBe(0);
     expect(readdirSync(jobsDir).filter((name) => name.endsWith('.piimg-partial'))).toEqual([]);

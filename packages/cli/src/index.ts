@@ -9,13 +9,15 @@ import { ls } from './commands/ls.js';
 import { verify } from './commands/verify.js';
 import { batch } from './commands/batch.js';
 import { serve } from './commands/serve.js';
+import { worker } from './commands/worker.js';
+import { enqueue } from './commands/enqueue.js';
 import { version } from './version.js';
 import { type CliIo, defaultIo, EXIT, exitCodeFor, UsageError } from './io.js';
 
 export type { CliIo } from './io.js';
 export { EXIT } from './io.js';
 
-const commands: Command[] = [inject, batch, serve, info, verify, ls, cat, cp, diff];
+const commands: Command[] = [inject, batch, serve, worker, enqueue, info, verify, ls, cat, cp, diff];
 
 function help(): string {
   const width = Math.max(...commands.map((c) => c.name.length));

@@ -2,12 +2,11 @@
 // makes every device image as a copy-on-write overlay derived from it, so
 // the CPU work (recipes, ext4 through WebAssembly, the checks, compression)
 // never runs on the HTTP thread.
-import { realpathSync } from 'node:fs';
-import { isAbsolute, relative, resolve, sep } from 'node:path';
 import { parentPort } from 'node:worker_threads';
 import { gzipSync } from 'node:zlib';
-import { isPiimgError, openImage, PiimgError, type Image } from '@piimg/core';
+import { isPiimgError, openImage, type Image } from '@piimg/core';
 import { parseConfig } from '@piimg/core/config';
+import { confineSources } from '../sources.js';
 import { CHUNK_BYTES, type FromWorker, type JobRequest, type ToWorker } from './protocol.js';
 
 const port = parentPort;
@@ -28,32 +27,6 @@ function base(request: JobRequest): Promise<Image> {
     bases.set(request.base.name, opened);
   }
   return opened;
-}
-
-/** Every files[].source must resolve, symlinks followed, inside the source root. */
-function confineSources(config: unknown, sourceRoot: string | undefined): void {
-  const files = (config as { files?: unknown })?.files;
-  if (!Array.isArray(files)) return;
-  const root = sourceRoot ? realpathSync(sourceRoot) : undefined;
-  for (const [index, entry] of files.entries()) {
-    const source = (entry as { source?: unknown })?.source;
-    if (source === undefined) continue;
-    if (typeof source !== 'string' || !root) {
-      throw new PiimgError('E_CONFIG', `files[${index}].source: this service takes no host files (start it with --source-root DIR to allow files below DIR)`, {
-        path: `files[${index}].source`,
-      });
-    }
-    let real: string;
-    try {
-      real = realpathSync(resolve(root, source));
-    } catch {
-      throw new PiimgError('E_CONFIG', `files[${index}].source: ${source} does not exist below the source root`, { path: `files[${index}].source` });
-    }
-    const rel = relative(root, real);
-    if (rel.startsWith('..' + sep) || rel === '..' || isAbsolute(rel)) {
-      throw new PiimgError('E_CONFIG', `files[${index}].source: ${source} is outside the source root`, { path: `files[${index}].source` });
-    }
-  }
 }
 
 async function waitForCredit(id: string): Promise<boolean> {
