@@ -71,3 +71,21 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
   const { runCommand } = await import('./run.js');
   return runCommand(entry, rest, io);
 }
+
+export type { DeviceJobData, DeviceJobResult, QueueWorkerOptions } from './queue/jobs.js';
+export type { ServiceOptions } from './serve/server.js';
+
+/** Starts a queue worker in this process (see docs/service.md); loaded on first use. */
+export async function startQueueWorker(options: import('./queue/jobs.js').QueueWorkerOptions) {
+  return (await import('./queue/jobs.js')).startQueueWorker(options);
+}
+
+/** Adds device image jobs for queue workers; returns their ids. */
+export async function enqueueDevices(redis: string, jobs: import('./queue/jobs.js').DeviceJobData[], queue?: string): Promise<string[]> {
+  return (await import('./queue/jobs.js')).enqueueDevices(redis, jobs, queue);
+}
+
+/** The HTTP image service of `piimg serve`, for embedding (see docs/service.md). */
+export async function createImageService(options: import('./serve/server.js').ServiceOptions) {
+  return new (await import('./serve/server.js')).ImageService(options);
+}

@@ -113,7 +113,6 @@ export const inject: Command = {
         onStep: (step) => {
           if (step === 'verify') log('verifying filesystems...');
         },
-        },
         ...(io.env.PIIMG_SEED ? { seed: io.env.PIIMG_SEED } : {}),
       });
     } catch (error) {

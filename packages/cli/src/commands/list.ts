@@ -27,6 +27,24 @@ export const commandList: CommandEntry[] = [
     load: async () => (await import('./batch.js')).batch,
   },
   {
+    name: 'serve',
+    summary: 'run an HTTP service that makes device images',
+    options: ['--base NAME=PATH', '--port PORT', '--host HOST', '--workers N', '--max-queue N', '--max-body BYTES', '--source-root DIR', '--jobs-dir DIR', '--job-ttl SECONDS', '-h, --help'],
+    load: async () => (await import('./serve.js')).serve,
+  },
+  {
+    name: 'worker',
+    summary: 'take device image jobs from a Redis queue (BullMQ)',
+    options: ['--redis URL', '--base NAME=PATH', '--out DIR', '--source-root DIR', '--queue NAME', '--concurrency N', '--lock-seconds N', '-h, --help'],
+    load: async () => (await import('./worker.js')).worker,
+  },
+  {
+    name: 'enqueue',
+    summary: 'add a device image job to a Redis queue for piimg workers',
+    options: ['--redis URL', '--base NAME', '-c, --config FILE', '--name DEVICE', '--put URL', '--set VALUE', '--var VALUE', '--queue NAME', '--json', '-h, --help'],
+    load: async () => (await import('./enqueue.js')).enqueue,
+  },
+  {
     name: 'apply',
     summary: 'write a device image from a base image and a delta',
     options: ['-o, --output FILE', '--bmap FILE', '--no-verify', '--json', '-h, --help'],

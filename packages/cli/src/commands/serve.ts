@@ -1,0 +1,97 @@
+import { mkdtempSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { type Command, parse, wantsHelp } from '../command.js';
+import { EXIT, UsageError, type CliIo } from '../io.js';
+
+const usage = `Usage: piimg serve --base NAME=PATH [--base ...] [--port 8080] [--host 127.0.0.1]
+                   [--workers N] [--max-queue 64] [--max-body BYTES] [--source-root DIR]
+                   [--jobs-dir DIR] [--job-ttl SECONDS]
+
+An HTTP service that makes device images from the named bases:
+
+  GET  /health                              200 while running, 503 while stopping
+  GET  /ready                               503 when the queue is full
+  POST /images?base=NAME&format=img|img.gz  body: a device configuration (JSON);
+                                            answers with the image, streamed while it is made
+  POST /jobs?base=NAME&format=...           same body; answers 202 with a job id
+  GET  /jobs/ID                             the job's state (queued, running, done, failed)
+  GET  /jobs/ID/image                       the finished image
+  GET  /metrics                             counters and the longest event-loop stall
+
+Every image is verified before it is sent. Configurations are validated like
+'piimg inject' configurations, with no access to the server's environment
+({{env.NAME}} fails); files[].source is refused unless --source-root DIR is
+given, and then must lie below DIR. Logs are JSON lines on stderr and never
+hold configuration content. SIGINT/SIGTERM: no new requests, running images
+finish (30 s at most), partial files are removed.
+
+Options:
+  --base NAME=PATH     a base image (.img, .img.xz, .zip, .gz), repeatable
+  --port PORT          TCP port (default 8080; 0 picks a free one)
+  --host HOST          address to listen on (default 127.0.0.1)
+  --workers N          worker threads, one image each at a time (default: cores)
+  --max-queue N        images waiting for a worker before 503 (default 64)
+  --max-body BYTES     largest configuration accepted (default 1048576)
+  --source-root DIR    allow files[].source below DIR
+  --jobs-dir DIR       where /jobs images are kept (default: a temporary directory)
+  --job-ttl SECONDS    how long a finished job's image is kept (default 3600)
+  -h, --help           this help`;
+
+function positiveInt(value: string | undefined, name: string, fallback: number, min = 1): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min) throw new UsageError(`${name} takes an integer >= ${min}, not '${value}'`);
+  return n;
+}
+
+export const serve: Command = {
+  name: 'serve',
+  usage,
+  async run(argv: string[], io: CliIo): Promise<number> {
+    const { values } = parse(
+      argv,
+      {
+        base: { type: 'string', multiple: true },
+        port: { type: 'string' },
+        host: { type: 'string' },
+        workers: { type: 'string' },
+        'max-queue': { type: 'string' },
+        'max-body': { type: 'string' },
+        'source-root': { type: 'string' },
+        'jobs-dir': { type: 'string' },
+        'job-ttl': { type: 'string' },
+      },
+      usage,
+    );
+    if (wantsHelp(values, io, usage)) return EXIT.ok;
+    const bases: Record<string, string> = {};
+    for (const item of values.base ?? []) {
+      const at = item.indexOf('=');
+      if (at <= 0) throw new UsageError(`--base takes NAME=PATH, not '${item}'`);
+      bases[item.slice(0, at)] = resolve(io.cwd, item.slice(at + 1));
+    }
+    if (Object.keys(bases).length === 0) throw new UsageError(`at least one --base NAME=PATH is required\n\n${usage}`);
+    const { ImageService } = await import('../serve/server.js');
+    const service = new ImageService({
+      bases,
+      workers: positiveInt(values.workers, '--workers', availableParallelism()),
+      maxQueue: positiveInt(values['max-queue'], '--max-queue', 64),
+      maxBodyBytes: positiveInt(values['max-body'], '--max-body', 1 << 20),
+      jobTtlSeconds: positiveInt(values['job-ttl'], '--job-ttl', 3600),
+      jobsDir: values['jobs-dir'] ? resolve(io.cwd, values['jobs-dir']) : mkdtempSync(join(tmpdir(), 'piimg-jobs-')),
+      ...(values['source-root'] ? { sourceRoot: resolve(io.cwd, values['source-root']) } : {}),
+      ...(io.env.PIIMG_CACHE_DIR ? { cacheDir: io.env.PIIMG_CACHE_DIR } : {}),
+      log: (entry) => io.stderr.write(JSON.stringify({ time: new Date().toISOString(), ...entry }) + '\n'),
+    });
+    const address = await service.listen(positiveInt(values.port, '--port', 8080, 0), values.host ?? '127.0.0.1');
+    io.stderr.write(JSON.stringify({ time: new Date().toISOString(), level: 'info', msg: 'listening', url: `http://${address.host}:${address.port}`, bases: Object.keys(bases) }) + '\n');
+    const signal = await new Promise<NodeJS.Signals>((done) => {
+      process.once('SIGINT', () => done('SIGINT'));
+      process.once('SIGTERM', () => done('SIGTERM'));
+    });
+    io.stderr.write(JSON.stringify({ time: new Date().toISOString(), level: 'info', msg: 'stopping', signal }) + '\n');
+    await service.close();
+    return EXIT.ok;
+  },
+};

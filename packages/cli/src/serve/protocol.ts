@@ -1,0 +1,66 @@
+/** Messages between the image service's HTTP thread and its worker threads. */
+
+export type ImageFormat = 'img' | 'img.gz';
+
+export interface JobRequest {
+  type: 'job';
+  id: string;
+  base: { name: string; path: string };
+  /** The device configuration as received (JSON), validated in the worker. */
+  config: unknown;
+  format: ImageFormat;
+  /** Directory that `files[].source` paths must stay inside; absent: sources are refused. */
+  sourceRoot?: string;
+  cacheDir?: string;
+}
+
+/** The HTTP side may take `count` more chunks (backpressure). */
+export interface Credit {
+  type: 'credit';
+  id: string;
+  count: number;
+}
+
+export interface Cancel {
+  type: 'cancel';
+  id: string;
+}
+
+export type ToWorker = JobRequest | Credit | Cancel;
+
+export interface JobStarted {
+  type: 'start';
+  id: string;
+  /** Size of the raw image in bytes. */
+  size: number;
+  changes: number;
+  warnings: string[];
+  outputs: Record<string, string | undefined>;
+  timings: Record<string, number>;
+}
+
+export interface JobChunk {
+  type: 'chunk';
+  id: string;
+  data: Uint8Array;
+}
+
+export interface JobEnd {
+  type: 'end';
+  id: string;
+}
+
+export interface JobFailed {
+  type: 'error';
+  id: string;
+  code: string;
+  message: string;
+  /** True when the client's input is at fault (bad configuration): HTTP 4xx. */
+  client: boolean;
+}
+
+export type FromWorker = JobStarted | JobChunk | JobEnd | JobFailed;
+
+/** Bytes per chunk sent from a worker; with CREDIT_WINDOW chunks in flight at most. */
+export const CHUNK_BYTES = 1 << 20;
+export const CREDIT_WINDOW = 8;

@@ -1,0 +1,164 @@
+// piimg serve: the HTTP image service, started as users start it (the built
+// CLI in its own process), driven over loopback.
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openImage } from '@piimg/core';
+import { rawFixture, testCacheDir } from './support/fixtures.js';
+import { startService, type RunningService } from './support/service.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'piimg-serve-'));
+const jobsDir = join(dir, 'jobs');
+const sourceRoot = join(dir, 'sources');
+let service: RunningService;
+let base = '';
+
+beforeAll(async () => {
+  base = await rawFixture('pi-bookworm', join(dir, 'base'));
+  mkdirSync(join(sourceRoot, 'agent'), { recursive: true });
+  writeFileSync(join(sourceRoot, 'agent', 'run.sh'), '#!/bin/sh\necho agent\n');
+  service = await startService(['--base', `bookworm=${base}`, '--workers', '2', '--jobs-dir', jobsDir, '--source-root', sourceRoot, '--max-body', '65536'], {
+    PIIMG_CACHE_DIR: testCacheDir,
+    SERVER_SECRET: 'do-not-leak',
+  });
+});
+afterAll(async () => {
+  await service?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+async function json(response: Response | Promise<Response>): Promise<any> {
+  return (await response).json();
+}
+
+async function post(path: string, body: unknown): Promise<Response> {
+  return fetch(`${service.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+}
+
+async function deviceOf(bytes: Uint8Array, name: string): Promise<{ hostname: string; clean: boolean }> {
+  const path = join(dir, `${name}.img`);
+  writeFileSync(path, bytes);
+  await using image = await openImage(path, { cacheDir: testCacheDir });
+  const clean = (await image.verify()).every((f) => f.clean);
+  const root = await image.mount('root');
+  const hostname = new TextDecoder().decode(await root.readFile('/etc/hostname')).trim();
+  rmSync(path, { force: true });
+  return { hostname, clean };
+}
+
+describe('piimg serve', () => {
+  it('answers health and readiness', async () => {
+    expect((await fetch(`${service.url}/health`)).status).toBe(200);
+    expect(await json(fetch(`${service.url}/ready`))).toMatchObject({ ready: true });
+  });
+
+  it('streams a verified device image for a JSON configuration', async () => {
+    const response = await post('/images?base=bookworm', { hostname: 'svc-0001', ssh: { enabled: true, passwordAuthentication: false } });
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toBe('application/octet-stream');
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    expect(bytes.length).toBe(Number(response.headers.get('content-length')));
+    expect(await deviceOf(bytes, 'stream')).toEqual({ hostname: 'svc-0001', clean: true });
+  });
+
+  it('streams gzip members that gunzip to the raw image', async () => {
+    const response = await post('/images?base=bookworm&format=img.gz', { hostname: 'svc-gz' });
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toBe('application/gzip');
+    const raw = gunzipSync(Buffer.from(await response.arrayBuffer()));
+    expect(await deviceOf(raw, 'gz')).toEqual({ hostname: 'svc-gz', clean: true });
+  });
+
+  it('reads files[].source only below --source-root', async () => {
+    const ok = await post('/images?base=bookworm', { hostname: 'svc-files', files: [{ source: 'agent', target: '/opt/agent' }] });
+    expect(ok.status).toBe(200);
+    await ok.arrayBuffer();
+    for (const source of ['../base/pi-bookworm.img', '/etc/passwd']) {
+      const refused = await post('/images?base=bookworm', { hostname: 'svc-files', files: [{ source, target: '/opt/x' }] });
+      expect(refused.status).toBe(400);
+      expect((await json(refused)).error.code).toBe('E_CONFIG');
+    }
+  });
+
+  it('rejects bad requests with JSON errors, and never reads the server environment', async () => {
+    const cases: [string, unknown, number, string][] = [
+      ['/images?base=nope', { hostname: 'x' }, 404, 'E_NO_BASE'],
+      ['/images?base=bookworm&format=img.rar', { hostname: 'x' }, 400, 'E_USAGE'],
+      ['/images?base=bookworm', '{not json', 400, 'E_CONFIG'],
+      ['/images?base=bookworm', { hostname: 'not_a_hostname!' }, 400, 'E_CONFIG'],
+      ['/images?base=bookworm', { hostname: '{{env.SERVER_SECRET}}' }, 400, 'E_CONFIG'],
+      ['/images?base=bookworm', { hostname: 'x', note: 'a'.repeat(70_000) }, 413, 'E_TOO_LARGE'],
+      ['/nowhere', {}, 404, 'E_NOT_FOUND'],
+    ];
+    for (const [path, body, status, code] of cases) {
+      const response = await post(path, body);
+      const payload = await json(response);
+      expect([path, response.status, payload.error?.code]).toEqual([path, status, code]);
+      expect(JSON.stringify(payload)).not.toContain('do-not-leak');
+    }
+  });
+
+  it('runs background jobs and serves their images', async () => {
+    const created = await post('/jobs?base=bookworm', { hostname: 'svc-job' });
+    expect(created.status).toBe(202);
+    const { id } = await json(created);
+    let state = 'queued';
+    for (let i = 0; i < 600 && (state === 'queued' || state === 'running'); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      state = (await json(fetch(`${service.url}/jobs/${id}`))).state;
+    }
+    expect(state).toBe('done');
+    const image = await fetch(`${service.url}/jobs/${id}/image`);
+    expect(image.status).toBe(200);
+    expect(await deviceOf(new Uint8Array(await image.arrayBuffer()), 'job')).toEqual({ hostname: 'svc-job', clean: true });
+    expect(readdirSync(jobsDir).filter((name) => name.endsWith('.piimg-partial'))).toEqual([]);
+    expect((await fetch(`${service.url}/jobs/00000000-0000-4000-8000-000000000000`)).status).toBe(404);
+  });
+
+  it('cancels an image whose client goes away, and goes on serving', async () => {
+    const before = await json(fetch(`${service.url}/metrics`));
+    await new Promise<void>((resolve, reject) => {
+      const req = request(`${service.url}/images?base=bookworm`, { method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
+        res.once('data', () => {
+          req.destroy();
+          resolve();
+        });
+      });
+      req.on('error', (error) => ((error as NodeJS.ErrnoException).code === 'ECONNRESET' ? resolve() : reject(error)));
+      req.end(JSON.stringify({ hostname: 'svc-gone' }));
+    });
+    let after = before;
+    for (let i = 0; i < 100 && after.cancelled === before.cancelled; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      after = await json(fetch(`${service.url}/metrics`));
+    }
+    expect(after.cancelled).toBe(before.cancelled + 1);
+    // The worker is free again: the next image comes.
+    const next = await post('/images?base=bookworm', { hostname: 'svc-next' });
+    expect(next.status).toBe(200);
+    expect((await next.arrayBuffer()).byteLength).toBeGreaterThan(0);
+    expect((await json(fetch(`${service.url}/metrics`))).running).toBe(0);
+  });
+
+  it('logs no configuration content', () => {
+    const text = JSON.stringify(service.logs);
+    expect(text).not.toContain('svc-0001');
+    expect(text).not.toContain('do-not-leak');
+    expect(service.logs.some((entry) => entry.msg === 'image' && entry.outcome === 'done')).toBe(true);
+  });
+
+  it('stops gracefully on SIGTERM: running jobs finish, nothing partial is left', async () => {
+    const created = await post('/jobs?base=bookworm', { hostname: 'svc-last' });
+    const { id } = await json(created);
+    const code = await service.stop('SIGTERM');
+    expect(code).toBe(0);
+    expect(readdirSync(jobsDir).filter((name) => name.endsWith('.piimg-partial'))).toEqual([]);
+    // Finished within the grace period: the image is complete on disk.
+    const image = join(jobsDir, `${id}.img`);
+    if (existsSync(image)) expect(readFileSync(image).length).toBeGreaterThan(1 << 20);
+  });
+});
