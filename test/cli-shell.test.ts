@@ -36,7 +36,7 @@ describe('piimg --help and --version', () => {
     expect(help).toMatch(/^ {2}completion /m);
     const exitSection = help.slice(help.indexOf('Exit status:'), help.indexOf('Environment:'));
     const codes = [...exitSection.matchAll(/^ {2}(\d+) /gm)].map((m) => Number(m[1]));
-    expect(codes).toEqual([0, 1, 2, 3, 4, 5, 6, 10, 70]);
+    expect(codes).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 10, 70, 130]);
     expect(codes).toEqual([...codes].sort((a, b) => a - b));
     expect(help).toContain('FORCE_COLOR');
   });

@@ -125,3 +125,36 @@ describe('delta files', () => {
     }
   });
 });
+
+describe('inject --delta and --bmap', () => {
+  it('writes a delta that piimg apply turns into the image inject would write, and a block map', async () => {
+    const config = join(dir, 'cli.yaml');
+    writeFileSync(config, 'hostname: delta-cli\nssh: { enabled: true }\n');
+    const env = { PIIMG_CACHE_DIR: testCacheDir };
+    // In-process runs read the clock from process.env: fix it, so both runs write the same times.
+    const epoch = process.env.SOURCE_DATE_EPOCH;
+    process.env.SOURCE_DATE_EPOCH = '1735689600';
+    try {
+    const full = join(dir, 'cli-full.img');
+    const delta = join(dir, 'cli.pidelta');
+    const bmap = join(dir, 'cli-full.img.bmap');
+    const a = await piimg(['inject', base, '-o', full, '--config', config, '--bmap', bmap, '--json'], env);
+    expect(a.code, a.stderr).toBe(0);
+    expect(JSON.parse(a.stdout).bmap.mappedBlocks).toBeGreaterThan(0);
+    expect(readFileSync(bmap, 'utf8')).toMatch(/<bmap version="2.0">/);
+    const b = await piimg(['inject', base, '-o', delta, '--config', config, '--delta', '--json'], env);
+    expect(b.code, b.stderr).toBe(0);
+    expect(JSON.parse(b.stdout).delta).toBe(true);
+    expect(statSync(delta).size).toBeLessThan(statSync(full).size / 100);
+    const applied = join(dir, 'cli-applied.img');
+    const c = await piimg(['apply', base, delta, '-o', applied], env);
+    expect(c.code, c.stderr).toBe(0);
+    expect(sha256(readFileSync(applied))).toBe(sha256(readFileSync(full)));
+    const refused = await piimg(['inject', base, '-o', '-', '--config', config, '--delta']);
+    expect(refused.code).toBe(1);
+    } finally {
+      if (epoch === undefined) delete process.env.SOURCE_DATE_EPOCH;
+      else process.env.SOURCE_DATE_EPOCH = epoch;
+    }
+  });
+});

@@ -19,7 +19,8 @@ Options:
   --config FILE      the device configuration
   --name DEVICE      device name: the worker writes DEVICE.img
   --put URL          upload the image with HTTP PUT here instead
-  --set, --var       as for 'piimg inject'
+  --set key.path=value  override a configuration value, as for 'piimg inject'
+  --var name=value   a {{name}} variable, as for 'piimg inject'
   --queue NAME       queue name (default piimg-images)
   --json             print {"id": ...}
   -h, --help         this help`;

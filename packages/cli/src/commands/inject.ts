@@ -1,12 +1,12 @@
 import { resolve } from 'node:path';
-import { isPiimgError, loadConfig, openImage, PiimgError, throwIfAborted, type ImageApplyResult } from '@piimg/core';
+import { checkOutputPath, isPiimgError, loadConfig, openImage, PiimgError, throwIfAborted, type ImageApplyResult } from '@piimg/core';
 import { type Command, parse, requirePositionals, wantsHelp } from '../command.js';
 import { deviceLine, EXIT, paint, progressReporter, UsageError, useColor, writeJson, type CliIo } from '../io.js';
 import { checkOutput, outputOptions, outputSpec, outputUsage, writeImage } from '../output.js';
 
 const usage = `Usage: piimg inject BASE -o OUT --config FILE [--set key.path=value ...] [--var name=value ...]
                     [--format img|xz|gz] [--level N] [--threads N] [--no-verify] [--sync]
-                    [--to-device] [--source-root DIR] [--json]
+                    [--to-device] [--source-root DIR] [--bmap FILE] [--delta] [--json]
 
 Writes a ready-to-flash device image OUT from BASE (.img, .img.xz, .zip, .gz)
 and a device configuration (YAML or JSON; see the configuration reference).
@@ -28,6 +28,11 @@ Options:
                         outside it is a configuration error. Use it whenever the
                         configuration comes from someone else (services, batch jobs)
 ${outputUsage}
+  --bmap FILE           also write a block map of OUT for bmaptool (bmap format 2.0): only
+                        the blocks in use are listed, each range with its SHA-256
+  --delta               write OUT as a delta against BASE (its changed blocks, a few MB;
+                        docs/delta-format.md) instead of an image; 'piimg apply BASE OUT'
+                        makes the image from it
   --no-verify           skip the filesystem check before writing OUT
   --sync                fsync OUT before it is renamed into place
   --json                print the report as JSON (secrets are never printed), with the
@@ -64,6 +69,8 @@ export const inject: Command = {
         'no-verify': { type: 'boolean' },
         sync: { type: 'boolean' },
         'to-device': { type: 'boolean' },
+        bmap: { type: 'string' },
+        delta: { type: 'boolean' },
         'source-root': { type: 'string' },
         json: { type: 'boolean' },
         ...outputOptions,
@@ -75,9 +82,15 @@ export const inject: Command = {
     if (!values.output) throw new UsageError(`-o OUT is required\n\n${usage}`);
     if (!values.config) throw new UsageError(`--config FILE is required\n\n${usage}`);
     const toDevice = values['to-device'] ?? false;
-    const output = outputSpec(values.output, values);
+    const delta = values.delta ?? false;
+    if (delta && (toDevice || values.output === '-' || values.format !== undefined)) {
+      throw new UsageError('--delta writes a delta file: it takes a file path for -o, without --to-device or --format');
+    }
+    const output = outputSpec(delta ? `${values.output}.img` : values.output, values);
+    if (delta) output.path = values.output;
     // A wrong output is refused before any work is done.
     checkOutput(output, toDevice, io);
+    if (values.bmap !== undefined) checkOutputPath(values.bmap);
     // With the image on standard output, the report goes to standard error.
     const reportIo = output.path === '-' ? { ...io, stdout: io.stderr } : io;
 
@@ -127,8 +140,11 @@ export const inject: Command = {
     mark = Date.now();
     throwIfAborted(io.signal, 'inject');
     const verified = report.verified;
-    const saved = await writeImage(image, output, io, { sync: values.sync ?? false, toDevice, ...(onProgress ? { onProgress } : {}) });
+    const saved = delta
+      ? { path: resolve(values.output), changedBytes: (await image.saveDelta(values.output)).payloadSize, reflinked: false }
+      : await writeImage(image, output, io, { sync: values.sync ?? false, toDevice, ...(onProgress ? { onProgress } : {}) });
     onProgress?.clear();
+    const bmap = values.bmap !== undefined ? await image.writeBmap(values.bmap) : undefined;
     lap('save');
 
     const summary = {
@@ -140,7 +156,9 @@ export const inject: Command = {
       outputs: report.outputs,
       verified,
       changedBytes: saved.changedBytes,
-      ...(saved.device ? { device: saved.device } : {}),
+      ...('device' in saved && saved.device ? { device: saved.device } : {}),
+      ...(delta ? { delta: true } : {}),
+      ...(bmap ? { bmap: { path: resolve(values.bmap!), mappedBlocks: bmap.mappedBlocksCount, blocks: bmap.blocksCount } } : {}),
       seconds: (Date.now() - started) / 1000,
       timings,
     };
@@ -152,7 +170,8 @@ export const inject: Command = {
     const lines = report.changes.map((c) => `  ${c.action.padEnd(7)} ${c.volume}:${c.path}${c.summary ? `  ${paint(color, 2, c.summary)}` : ''}`);
     reportIo.stdout.write(`${paint(color, 1, saved.path)}: ${report.changes.length} change${report.changes.length === 1 ? '' : 's'}${verified ? ', filesystems verified' : ''}\n`);
     if (lines.length) reportIo.stdout.write(lines.join('\n') + '\n');
-    if (saved.device) reportIo.stdout.write(deviceLine(saved.path, saved.device) + '\n');
+    if ('device' in saved && saved.device) reportIo.stdout.write(deviceLine(saved.path, saved.device) + '\n');
+    if (bmap) reportIo.stdout.write(`${values.bmap}: block map, ${bmap.mappedBlocksCount} of ${bmap.blocksCount} blocks mapped\n`);
     for (const warning of report.warnings) reportIo.stdout.write(paint(color, 33, `warning: ${warning}`) + '\n');
     for (const [key, value] of Object.entries(report.outputs)) if (value !== undefined) reportIo.stdout.write(`${key}: ${value}\n`);
     return EXIT.ok;

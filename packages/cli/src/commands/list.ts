@@ -17,7 +17,7 @@ export const commandList: CommandEntry[] = [
   {
     name: 'inject',
     summary: 'write a device image from a base image and a device configuration',
-    options: ['-o, --output FILE', '-c, --config FILE', '--set VALUE', '--var VALUE', '--no-verify', '--sync', '--json', '-h, --help'],
+    options: ['-o, --output FILE', '-c, --config FILE', '--set VALUE', '--var VALUE', '--format FORMAT', '--level N', '--threads N', '--no-verify', '--sync', '--to-device', '--source-root DIR', '--bmap FILE', '--delta', '--json', '-h, --help'],
     load: async () => (await import('./inject.js')).inject,
   },
   {
@@ -29,13 +29,13 @@ export const commandList: CommandEntry[] = [
   {
     name: 'serve',
     summary: 'run an HTTP service that makes device images',
-    options: ['--base NAME=PATH', '--port PORT', '--host HOST', '--workers N', '--max-queue N', '--max-body BYTES', '--source-root DIR', '--jobs-dir DIR', '--job-ttl SECONDS', '-h, --help'],
+    options: ['--base SPEC', '--port PORT', '--host HOST', '--workers N', '--max-queue N', '--max-body BYTES', '--source-root DIR', '--jobs-dir DIR', '--job-ttl SECONDS', '-h, --help'],
     load: async () => (await import('./serve.js')).serve,
   },
   {
     name: 'worker',
     summary: 'take device image jobs from a Redis queue (BullMQ)',
-    options: ['--redis URL', '--base NAME=PATH', '--out DIR', '--source-root DIR', '--queue NAME', '--concurrency N', '--lock-seconds N', '-h, --help'],
+    options: ['--redis URL', '--base SPEC', '--out DIR', '--source-root DIR', '--queue NAME', '--concurrency N', '--lock-seconds N', '-h, --help'],
     load: async () => (await import('./worker.js')).worker,
   },
   {
@@ -67,7 +67,7 @@ export const commandList: CommandEntry[] = [
   {
     name: 'cp',
     summary: 'copy files into or out of an image',
-    options: ['-r, --recursive', '--mode MODE', '--owner OWNER', '-o, --output FILE', '--in-place', '--json', '-h, --help'],
+    options: ['-r, --recursive', '--mode MODE', '--owner OWNER', '-o, --output FILE', '--format FORMAT', '--level N', '--threads N', '--to-device', '--in-place', '--json', '-h, --help'],
     load: async () => (await import('./cp.js')).cp,
   },
   {
