@@ -18,6 +18,17 @@ class FailingDevice extends MemoryDevice {
     if (this.writes === this.failAt || this.writes >= this.failFrom) throw new PiimgError('EIO', `write ${this.writes} failed (test)`);
     super.write(byteOffset, data);
   }
+  /** Back to `original` (only the 64 KiB chunks that differ are copied), with the counters cleared. */
+  reset(original: Uint8Array, failAt = Infinity): void {
+    const chunk = 64 * 1024;
+    for (let start = 0; start < original.length; start += chunk) {
+      const end = Math.min(start + chunk, original.length);
+      const ours = Buffer.from(this.bytes.buffer, this.bytes.byteOffset + start, end - start);
+      if (!ours.equals(Buffer.from(original.buffer, original.byteOffset + start, end - start))) this.bytes.set(original.subarray(start, end), start);
+    }
+    this.writes = 0;
+    this.failAt = failAt;
+  }
 }
 
 const haveFsck = hasTool('fsck.fat');
@@ -49,10 +60,16 @@ async function changedOutsideFreeClusters(before: Uint8Array, after: Uint8Array)
   const volume = await mountFat(new MemoryDevice(before), { readOnly: true });
   const { dataByteOffset, clusterSize } = volume.geometry;
   const out: number[] = [];
-  for (let i = 0; i < before.length && out.length < 5; i++) {
-    if (before[i] === after[i]) continue;
-    if (i >= dataByteOffset && volume.table.get(2 + Math.floor((i - dataByteOffset) / clusterSize)) === FREE) continue;
-    out.push(i);
+  const chunk = 64 * 1024;
+  for (let start = 0; start < before.length && out.length < 5; start += chunk) {
+    const end = Math.min(start + chunk, before.length);
+    // Whole chunks compared natively first: a byte loop over 34 MiB per case is what would cost.
+    if (Buffer.from(before.buffer, before.byteOffset + start, end - start).equals(Buffer.from(after.buffer, after.byteOffset + start, end - start))) continue;
+    for (let i = start; i < end && out.length < 5; i++) {
+      if (before[i] === after[i]) continue;
+      if (i >= dataByteOffset && volume.table.get(2 + Math.floor((i - dataByteOffset) / clusterSize)) === FREE) continue;
+      out.push(i);
+    }
   }
   return out;
 }
@@ -81,9 +98,9 @@ describe.each(['fat12', 'fat16', 'fat32'] as const)('a failed call leaves the de
     const total = counting.writes;
     expect(total).toBeGreaterThan(2);
     expect(checkFat(counting).problems).toEqual([]);
+    const device = new FailingDevice(original.slice());
     for (let failAt = 1; failAt <= total; failAt++) {
-      const device = new FailingDevice(original.slice());
-      device.failAt = failAt;
+      device.reset(original, failAt);
       const failing = await mountFat(device);
       await expect(operation(failing)).rejects.toMatchObject({ code: 'EIO' });
       // All or nothing: the device holds the bytes it held before the call, except file
