@@ -18,6 +18,7 @@ export interface LoadedConfig {
   sourceRoot?: string;
 }
 
+/** Where `files[].source` may read from, for configurations that come from others. */
 export interface SourceRootOption {
   /**
    * Confines every `files[].source`, and every file inside a source tree, to

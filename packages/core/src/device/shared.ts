@@ -3,6 +3,7 @@ import type { BlockReader } from './types.js';
 
 /** A reader that holds something to release (a file descriptor). */
 export interface ClosableReader extends BlockReader {
+  /** Releases what the reader holds. */
   close(): void;
 }
 
@@ -50,6 +51,7 @@ export class SharedReader implements BlockReader {
     return this.open().reader.read(byteOffset, length);
   }
 
+  /** Gives up this lease; the last one closes the underlying reader. */
   close(): void {
     const holder = this.holder;
     if (holder === undefined) return;
@@ -57,6 +59,7 @@ export class SharedReader implements BlockReader {
     if (--holder.leases === 0) holder.reader.close();
   }
 
+  /** The same as close(), for `using`. */
   [Symbol.dispose](): void {
     this.close();
   }

@@ -60,6 +60,7 @@ export interface BadEntryName {
   reason: BadNameReason;
 }
 
+/** Options of `Volume.readdir`. */
 export interface ReaddirOptions {
   /**
    * Called for every entry whose name is not a single path component

@@ -8,6 +8,7 @@ export interface WalkEntry {
   stats: Stats;
 }
 
+/** Options of `walk`. */
 export interface WalkOptions {
   /** Entries whose name is not a single path component are skipped and reported here. */
   onBadName?: (bad: BadEntryName) => void;

@@ -6,6 +6,7 @@ export const BMAP_BLOCK_SIZE = 4096;
 const HASH_READ = 1 << 20;
 const ZERO_CHECKSUM = '0'.repeat(64);
 
+/** A block map: its text and the counts it states. */
 export interface Bmap {
   /** The XML text of the .bmap file. */
   text: string;

@@ -30,6 +30,7 @@ import { PiimgError } from '../errors.js';
  *   then the stored bytes.
  */
 export const DELTA_MAGIC = 'PIIMGDLT';
+/** The delta format version this piimg writes and reads. */
 export const DELTA_VERSION = 1;
 const HEADER_SIZE = 128;
 const RECORD_HEADER_SIZE = 24;
@@ -39,6 +40,7 @@ const ENCODING_STORED = 0;
 const ENCODING_DEFLATE = 1;
 const ENCODING_ZEROS = 2;
 
+/** What a delta's header says: the image and base it belongs to, and its size. */
 export interface DeltaHeader {
   version: number;
   imageSize: number;

@@ -25,6 +25,7 @@ import { DEFAULT_XZ_LEVEL, encodeXz, xzBlockSize, type BlockContent } from './xz
  */
 export type OutputFormat = 'img' | 'xz' | 'gzip';
 
+/** Every output format: raw, multi-Block xz, gzip members. */
 export const OUTPUT_FORMATS: readonly OutputFormat[] = ['img', 'xz', 'gzip'];
 
 /** The format a file name asks for: .xz, .gz, anything else raw. `.zst` is refused until zstd output exists. */
@@ -57,6 +58,7 @@ export function parseOutputFormat(name: string): OutputFormat {
   }
 }
 
+/** Compression settings of `save` and `createReadStream`. */
 export interface CompressOptions {
   /** Compression level: xz 0-9 (default 6, like `xz`), gzip 1-9 (default 6, like `gzip`). */
   level?: number;

@@ -35,6 +35,7 @@ function alive(pid: number): boolean {
   }
 }
 
+/** Options of `removeStalePartials`. */
 export interface StalePartialOptions {
   /** Minimum age (by modification time) of a file to remove. */
   graceMs?: number;

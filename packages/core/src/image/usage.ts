@@ -13,6 +13,7 @@ const SCAN_BLOCK = 4096;
 const TABLE_AREA = 1 << 20;
 const SCAN_READ = 1 << 20;
 
+/** A partition as `usedRanges` sees it: where it lies and what it holds. */
 export interface UsageArea {
   byteOffset: number;
   size: number;
