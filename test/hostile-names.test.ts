@@ -102,7 +102,7 @@ describe.skipIf(!hasTool('mke2fs'))('names read from an image', () => {
     expect(text.stdout.split('\n').filter(Boolean)).toEqual(['caf\\xe9.txt', 'dir\\xff\\xfe/', 'ok.txt']);
     expect(text.stderr).toContain('"../../x"');
     const json = await piimg(['ls', image, 'root:/dir', '--json'], env);
-    const rows = JSON.parse(json.stdout) as { name: string; nameBase64?: string }[];
+    const rows = (JSON.parse(json.stdout) as { entries: { name: string; nameBase64?: string }[] }).entries;
     const latin = rows.find((r) => r.name === 'caf\\xe9.txt')!;
     expect(Buffer.from(latin.nameBase64!, 'base64')).toEqual(Buffer.from([0x63, 0x61, 0x66, 0xe9, 0x2e, 0x74, 0x78, 0x74]));
     expect(rows.find((r) => r.name === 'ok.txt')!.nameBase64).toBeUndefined();

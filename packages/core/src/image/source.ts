@@ -299,7 +299,11 @@ export async function resolveSource(path: string, options: SourceOptions = {}): 
     if (compression === 'xz') {
       throwIfAborted(options.signal, `decompressing ${path}`);
       try {
-        parallel = await (await import('./xz/decode.js')).decodeXzBlocks(path, fd, { maxImageSize, ...(options.onProgress ? { onProgress: options.onProgress } : {}) });
+        parallel = await (await import('./xz/decode.js')).decodeXzBlocks(path, fd, {
+          maxImageSize,
+          ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+          ...(options.signal ? { signal: options.signal } : {}),
+        });
       } catch (error) {
         throw cacheWriteError(error, cacheDir, path);
       }

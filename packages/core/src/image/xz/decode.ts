@@ -3,6 +3,7 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { bindLzma, isLzmaError, loadLzma, lzmaModule, type LzmaWasmModule } from '@piimg/wasm';
 import { PiimgError } from '../../errors.js';
+import { throwIfAborted } from '../abort.js';
 import { WRITE_SIZE } from '../copy.js';
 import { DATA_MAP_BLOCK, DataMapBuilder, type DataMap } from '../datamap.js';
 import type { Progress } from '../source.js';
@@ -31,6 +32,8 @@ export interface XzDecodeOptions {
   onProgress?: (progress: Progress) => void;
   /** Worker threads for multi-Block files (default: one per core, at most 4). */
   threads?: number;
+  /** Stops decoding: the workers end at their next Block and the call rejects with E_ABORTED. */
+  signal?: AbortSignal;
 }
 
 export interface DecodeResult {
@@ -227,7 +230,7 @@ function blockBound(uncompressedSize: number): number {
   return uncompressedSize + Math.ceil(uncompressedSize / 65536) * 3 + 1024 + 64 + 4;
 }
 
-async function decodeParallel(path: string, fd: number, blocks: XzBlock[], size: number, threads: number, onProgress?: (progress: Progress) => void): Promise<DataMap> {
+async function decodeParallel(path: string, fd: number, blocks: XzBlock[], size: number, threads: number, onProgress?: (progress: Progress) => void, signal?: AbortSignal): Promise<DataMap> {
   const fields = new Float64Array(blocks.length * FIELDS);
   blocks.forEach((block, i) => fields.set([block.compressedOffset, block.totalSize, block.unpaddedSize, block.uncompressedOffset, block.uncompressedSize, block.check], i * FIELDS));
   const control = new Int32Array(new SharedArrayBuffer(3 * 4));
@@ -248,6 +251,12 @@ async function decodeParallel(path: string, fd: number, blocks: XzBlock[], size:
     onProgress?.({ phase: 'decompress', bytesDone: written === blocks.length ? size : blocks[written]!.uncompressedOffset, bytesTotal: size });
   };
   const timer = onProgress ? setInterval(report, 100) : undefined;
+  // An abort raises the same flag as a failed worker: every worker stops at its next Block.
+  const onAbort = () => {
+    Atomics.store(control, SLOTS.failed, 1);
+    Atomics.notify(control, SLOTS.turn);
+  };
+  signal?.addEventListener('abort', onAbort, { once: true });
   try {
     const workers = Array.from({ length: Math.min(threads, blocks.length) }, () =>
       runWorker(WORKER_SOURCE, job).catch((error: Error & { started?: boolean }) => {
@@ -260,6 +269,7 @@ async function decodeParallel(path: string, fd: number, blocks: XzBlock[], size:
       }),
     );
     const results = await Promise.allSettled(workers);
+    throwIfAborted(signal, `decompressing ${path}`);
     const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as Error & { started?: boolean; code?: string });
     if (failures.length === workers.length && failures.every((failure) => !failure.started)) {
       // No worker thread could start here: decode on this thread.
@@ -267,14 +277,14 @@ async function decodeParallel(path: string, fd: number, blocks: XzBlock[], size:
     } else if (Atomics.load(control, SLOTS.failed) !== 0 || Atomics.load(control, SLOTS.turn) !== blocks.length) {
       const failure: Error & { code?: string } = failures.find((f) => f.started) ?? failures[0] ?? new Error('decoding ended before every Block was written');
       if (failure.code === 'E_IO') throw new PiimgError('E_IO', `cannot decode ${path}: ${failure.message}`, { path }, { cause: failure });
-      if (typeof failure.code === 'string' && !failure.code.startsWith('LZMA_')) {
-        throw new PiimgError('E_IO', `cannot write the decoded ${path}: ${failure.message}`, { path }, { cause: failure });
-      }
+      // A write that failed (ENOSPC, EIO...) is the cache's problem: the caller names the cache.
+      if (typeof failure.code === 'string' && !failure.code.startsWith('LZMA_')) throw failure;
       throw failure;
     }
     report();
   } finally {
     if (timer) clearInterval(timer);
+    signal?.removeEventListener('abort', onAbort);
   }
   const units = new Uint8Array(job.units);
   const map = new DataMapBuilder();
@@ -359,7 +369,7 @@ export async function decodeXzBlocks(path: string, fd: number, options: XzDecode
   if (index.blocks.length < 2 || index.blocks.some((block) => block.uncompressedSize > MAX_PARALLEL_BLOCK)) return undefined;
   const threads = options.threads ?? DEFAULT_DECODE_THREADS;
   try {
-    const dataMap = await decodeParallel(path, fd, index.blocks, index.uncompressedSize, threads, options.onProgress);
+    const dataMap = await decodeParallel(path, fd, index.blocks, index.uncompressedSize, threads, options.onProgress, options.signal);
     ftruncateSync(fd, index.uncompressedSize);
     return { size: index.uncompressedSize, dataMap, mode: 'parallel' };
   } catch (error) {
