@@ -163,8 +163,8 @@ async function* rawChunks(overlay: Overlay, chunkSize: number): AsyncGenerator<U
 
 /**
  * The image in `format` as a byte stream with backpressure: nothing is
- * read or compressed ahead of what the consumer takes, beyond two Blocks per
- * thread. `layout` is called when the first byte is wanted (after mounted
+ * read or compressed ahead of what the consumer takes, beyond one or two
+ * Blocks per thread. `layout` is called when the first byte is wanted (after mounted
  * volumes are flushed).
  */
 export function createOutputStream(layout: () => Promise<ImageLayout>, format: OutputFormat, options: CompressOptions & { chunkSize?: number } = {}): Readable {

@@ -37,8 +37,8 @@ export interface BlockContent {
 }
 
 export interface EncodedBlock {
-  /** Block Header, Compressed Data, Block Padding and Check. */
-  bytes: Uint8Array;
+  /** Block Header, Compressed Data, Block Padding and Check, in pieces of at most 1 MiB (never joined: no copy of a whole Block). */
+  pieces: Uint8Array[];
   unpaddedSize: number;
   uncompressedSize: number;
 }
@@ -77,11 +77,8 @@ export function encodeWorker(
     try {
       encoder = lzma.blockEncoder(request.level, request.check);
       const output: Uint8Array[] = [];
-      let outputSize = 0;
       const drain = (produced: number) => {
-        if (produced === 0) return;
-        output.push(lzma.memory().slice(outPtr, outPtr + produced));
-        outputSize += produced;
+        if (produced > 0) output.push(lzma.memory().slice(outPtr, outPtr + produced));
       };
       const end = request.byteOffset + request.length;
       for (let position = request.byteOffset; position < end; position += pieceSize) {
@@ -115,14 +112,11 @@ export function encodeWorker(
         done = step.done;
       }
       const header = encoder.blockHeader(headerPtr);
-      const bytes = new Uint8Array(header.headerSize + outputSize);
-      bytes.set(lzma.memory().subarray(headerPtr, headerPtr + header.headerSize));
-      let at = header.headerSize;
-      for (const piece of output) {
-        bytes.set(piece, at);
-        at += piece.length;
-      }
-      port.postMessage({ id: request.id, bytes, unpaddedSize: header.unpaddedSize, uncompressedSize: header.uncompressedSize }, [bytes.buffer as ArrayBuffer]);
+      const pieces = [lzma.memory().slice(headerPtr, headerPtr + header.headerSize), ...output];
+      port.postMessage(
+        { id: request.id, pieces, unpaddedSize: header.unpaddedSize, uncompressedSize: header.uncompressedSize },
+        pieces.map((piece) => piece.buffer as ArrayBuffer),
+      );
     } catch (error) {
       port.postMessage({ id: request.id, error: String((error as Error)?.message), code: (error as { code?: string })?.code });
     } finally {
@@ -149,7 +143,7 @@ export class XzEncoderPool {
     for (let i = 0; i < threads; i++) {
       const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { basePath, module, pieceSize: PIECE_SIZE }, stdout: true, stderr: true });
       const entry = { worker, busy: 0, exited: false };
-      worker.on('message', (message: { id: number; bytes?: Uint8Array; unpaddedSize: number; uncompressedSize: number; error?: string; code?: string; closed?: boolean }) => {
+      worker.on('message', (message: { id: number; pieces?: Uint8Array[]; unpaddedSize: number; uncompressedSize: number; error?: string; code?: string; closed?: boolean }) => {
         if (message.closed) {
           this.closing.get(worker)?.();
           return;
@@ -158,7 +152,7 @@ export class XzEncoderPool {
         const waiter = this.waiting.get(message.id);
         this.waiting.delete(message.id);
         if (!waiter) return;
-        if (message.bytes) waiter.resolve({ bytes: message.bytes, unpaddedSize: message.unpaddedSize, uncompressedSize: message.uncompressedSize });
+        if (message.pieces) waiter.resolve({ pieces: message.pieces, unpaddedSize: message.unpaddedSize, uncompressedSize: message.uncompressedSize });
         else waiter.reject(new PiimgError(message.code === 'E_TRUNCATED' ? 'E_TRUNCATED' : 'E_IO', `xz encoding failed: ${message.error}`, { code: message.code }));
       });
       const fail = (error: Error) => {
@@ -212,8 +206,9 @@ export interface XzEncodeOptions {
 
 /**
  * The .xz file of an image given Block by Block: Stream Header, the Blocks
- * in order, Index, Stream Footer. At most two Blocks per thread are in
- * flight; the consumer's pace (backpressure) sets the rest. An all-zero
+ * in order, Index, Stream Footer. At most one Block per thread and one more
+ * are in flight (each worker has its next request waiting); the consumer's
+ * pace (backpressure) sets the rest. An all-zero
  * Block is encoded once and its bytes reused.
  */
 export async function* encodeXz(basePath: string, blocks: Iterable<BlockContent>, options: XzEncodeOptions): AsyncGenerator<Uint8Array> {
@@ -241,13 +236,13 @@ export async function* encodeXz(basePath: string, blocks: Iterable<BlockContent>
     const iterator = blocks[Symbol.iterator]();
     let next = iterator.next();
     while (!next.done || inFlight.length > 0) {
-      while (!next.done && inFlight.length < options.threads * 2) {
+      while (!next.done && inFlight.length < options.threads + 1) {
         track(encode(next.value));
         next = iterator.next();
       }
       const block = await inFlight.shift()!;
       records.push({ unpaddedSize: block.unpaddedSize, uncompressedSize: block.uncompressedSize });
-      yield block.bytes;
+      yield* block.pieces;
     }
     const index = encodeIndex(records);
     yield index;
