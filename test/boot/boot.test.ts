@@ -21,7 +21,8 @@ type BaseRelease = (typeof RELEASES)[number];
 const TOOLS = ['mmdebstrap', 'qemu-system-x86_64', 'mcopy', 'sfdisk', 'mkfs.vfat', 'mkfs.ext4', 'e2fsck'];
 const FLEET_ENV = { FLEET_PI_PASSWORD: 'change-me-please', FLEET_WIFI_PASSWORD: 'plant-floor-secret' };
 const FLEET_KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEq3BOmF5ra4v8GsQ2q6JX+8o0vzmL0aW3d1mJcJw0xS ops@example.com';
-const BOOT_TIMEOUT_MS = Number(process.env.PIIMG_BOOT_TIMEOUT_S ?? 600) * 1000;
+const BOOT_TIMEOUT_MS = Number(process.env.PIIMG_BOOT_TIMEOUT_S ?? 900) * 1000;
+const KVM_PROGRESS_MS = 180_000;
 const CACHE_DIR = process.env.PIIMG_BOOT_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'piimg-boot');
 // The base's kernel and initramfs on its boot partition (build-base.sh names them as the Pi firmware does).
 const KERNEL = 'kernel8.img';
@@ -89,7 +90,8 @@ function parseReport(text: string): Map<string, Section> {
   let name: string | undefined;
   let lines: string[] = [];
   for (const raw of text.slice(begin, end).split('\n').slice(1)) {
-    const line = raw.replace(/\r$/, '');
+    // nmcli colours its output even on a serial port.
+    const line = raw.replace(/\r$/, '').replace(/\x1b\[[0-9;]*m/g, '');
     if (line.startsWith('@@rc ') && name !== undefined) {
       sections.set(name, { output: lines.join('\n').trim(), status: Number(line.slice(5)) });
       name = undefined;
@@ -107,6 +109,9 @@ function tail(path: string, lineCount: number): string {
   if (!existsSync(path)) return '(no output)';
   return readFileSync(path, 'utf8').split('\n').slice(-lineCount).join('\n');
 }
+
+/** Set once KVM failed to boot a guest in this run: the next boots go straight to TCG. */
+let kvmFailed = false;
 
 function kvmUsable(): boolean {
   try {
@@ -133,7 +138,9 @@ async function bootOnce(options: {
   const args = [
     ...['-accel', options.accel, '-m', '1024', '-smp', '2', '-nographic', '-no-reboot', '-monitor', 'none'],
     ...['-kernel', options.kernel, '-initrd', options.initramfs, '-append', options.cmdline],
-    ...['-drive', `file=${options.image},format=raw,if=virtio`, '-nic', 'none'],
+    // -snapshot: the guest's writes go to a temporary overlay, so a boot that is restarted
+    // (KVM fallback) starts again from the injected image, as a first boot.
+    ...['-drive', `file=${options.image},format=raw,if=virtio`, '-snapshot', '-nic', 'none'],
     // ttyS0: kernel and getty; ttyS1: the report alone, so nothing interleaves with it.
     ...['-serial', `file:${options.consoleLog}`, '-serial', `file:${options.reportLog}`],
     // The password to check against /etc/shadow inside the guest, without printing any hash.
@@ -148,13 +155,19 @@ async function bootOnce(options: {
       outcome = 'timeout';
       qemu.kill('SIGKILL');
     }, BOOT_TIMEOUT_MS);
-    // Nested KVM can fail on instructions it cannot emulate; qemu then stops the guest and waits.
+    // Nested KVM can fail on instructions it cannot emulate: qemu then reports an internal
+    // error and stops the guest, or the guest resets or hangs. A KVM boot reaches the serial
+    // login prompt within seconds, so without one after KVM_PROGRESS_MS the boot restarts on TCG.
+    const startedAt = Date.now();
     const watch = setInterval(() => {
-      if (options.accel === 'kvm' && existsSync(options.consoleLog) && readFileSync(options.consoleLog, 'utf8').includes('KVM internal error')) {
+      if (options.accel !== 'kvm') return;
+      const stalled =
+        Date.now() - startedAt > KVM_PROGRESS_MS && !(existsSync(options.consoleLog) && readFileSync(options.consoleLog, 'utf8').includes(' login:'));
+      if (stderr.includes('KVM internal error') || stalled) {
         outcome = 'kvm-failed';
         qemu.kill('SIGKILL');
       }
-    }, 2000);
+    }, 1000);
     qemu.on('error', reject);
     qemu.on('exit', (code) => {
       clearTimeout(timer);
@@ -212,9 +225,10 @@ async function buildInjectBoot(release: BaseRelease, work: string): Promise<Boot
   const consoleLog = join(logs, `${release}-console.log`);
   const reportLog = join(logs, `${release}-report.log`);
   started = Date.now();
-  let accel: 'kvm' | 'tcg' = (process.env.PIIMG_BOOT_ACCEL as 'kvm' | 'tcg' | undefined) ?? (kvmUsable() ? 'kvm' : 'tcg');
+  let accel: 'kvm' | 'tcg' = (process.env.PIIMG_BOOT_ACCEL as 'kvm' | 'tcg' | undefined) ?? (kvmUsable() && !kvmFailed ? 'kvm' : 'tcg');
   if ((await bootOnce({ image, kernel, initramfs, cmdline, consoleLog, reportLog, accel })) === 'kvm-failed') {
-    // The first boot only got as far as the kernel's decompressor: the image is still unbooted.
+    console.warn(`first-boot test ${release}: KVM does not run this guest here; booting with TCG`);
+    kvmFailed = true;
     accel = 'tcg';
     await bootOnce({ image, kernel, initramfs, cmdline, consoleLog, reportLog, accel });
   }
@@ -334,9 +348,16 @@ describe.skipIf(!ENABLED)('first boot of the fleet example', () => {
     });
 
     it.runIf(release === 'trixie')('finishes cloud-init without errors', () => {
-      const status = section('cloud-init');
-      expect(status.output, 'cloud-init status --long').toMatch(/^status: done$/m);
-      expect(status.status, `cloud-init status exit code (0: no errors):\n${status.output}`).toBe(0);
+      const status = section('cloud-init').output;
+      expect(status, 'cloud-init status --long').toMatch(/^status: done$/m);
+      expect(status, 'cloud-init errors').toMatch(/^errors: \[\]$/m);
+      // Recoverable errors are listed as "\t- message" lines. The comment-only user-data that
+      // Raspberry Pi OS ships always gives "empty cloud config"; any other one fails.
+      const recoverable = [...status.matchAll(/^\s+- (.*)$/gm)].map((match) => match[1]!);
+      expect(
+        recoverable.filter((message) => !/empty cloud config/.test(message)),
+        'cloud-init recoverable errors',
+      ).toEqual([]);
     });
   });
 });
