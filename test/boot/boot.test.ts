@@ -146,7 +146,9 @@ async function bootOnce(options: {
     // The password to check against /etc/shadow inside the guest, without printing any hash.
     ...['-fw_cfg', `name=opt/piimg/password,string=${FLEET_ENV.FLEET_PI_PASSWORD}`],
   ];
-  const qemu = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  // timeout(1) bounds qemu even if this process is killed before its own timer fires.
+  const bound = String(Math.ceil(BOOT_TIMEOUT_MS / 1000) + 30);
+  const qemu = spawn('timeout', ['-s', 'KILL', bound, 'qemu-system-x86_64', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   qemu.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   return await new Promise((resolve, reject) => {

@@ -98,6 +98,11 @@ CFG
   printf '[Unit]\nRequiresMountsFor=/boot/firmware\n' >"$root/etc/systemd/system/cloud-init-local.service.d/10-bootfs.conf"
 fi
 
+# Test tolerance, not Raspberry Pi OS: under TCG on a busy machine udev can take longer than
+# systemd's default 90 s to announce a disk, which would fail the boot-partition mount.
+mkdir -p "$root/etc/systemd/system.conf.d"
+printf '[Manager]\nDefaultDeviceTimeoutSec=600\nDefaultTimeoutStartSec=600\n' >"$root/etc/systemd/system.conf.d/piimg-boot-test.conf"
+
 mkdir -p "$root/boot/firmware"
 chr apt-get clean
 rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/debconf/*-old "$root"/var/log/*.log
