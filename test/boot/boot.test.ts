@@ -8,7 +8,7 @@
  * cold build. Then a missing tool fails the run instead of skipping it.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -196,6 +196,10 @@ async function buildInjectBoot(release: BaseRelease, work: string): Promise<Boot
   let started = Date.now();
   const base = runOrThrow('bash', [join(repoRoot, 'test/boot/build-base.sh'), release], { PIIMG_BOOT_CACHE: CACHE_DIR }).trim().split('\n').pop()!;
   timings.push(`base ${((Date.now() - started) / 1000).toFixed(0)} s`);
+  // Bases of older recipes are never used again.
+  for (const name of readdirSync(CACHE_DIR)) {
+    if (name.startsWith(`${release}-`) && name.endsWith('.img') && join(CACHE_DIR, name) !== base) rmSync(join(CACHE_DIR, name), { force: true });
+  }
 
   started = Date.now();
   const image = join(work, `${release}-sensor-0001.img`);
@@ -247,7 +251,10 @@ async function buildInjectBoot(release: BaseRelease, work: string): Promise<Boot
 }
 
 describe.skipIf(!ENABLED)('first boot of the fleet example', () => {
-  const work = mkdtempSync(join(tmpdir(), 'piimg-boot-'));
+  let work = '';
+  beforeAll(() => {
+    work = mkdtempSync(join(tmpdir(), 'piimg-boot-'));
+  });
   afterAll(() => rmSync(work, { recursive: true, force: true }));
 
   it('has every tool it needs', () => {
