@@ -48,6 +48,27 @@ describe('piimg info', () => {
     expect(info.partitions[1].filesystem.features).toContain('metadata_csum');
   });
 
+  it('names the release and the first-boot mechanisms it finds in the image', async () => {
+    const json = await piimg(['info', fixturePath('pi-trixie'), '--json'], env);
+    expect(json.code).toBe(0);
+    expect(JSON.parse(json.stdout).release).toEqual({
+      id: 'debian',
+      version: 13,
+      codename: 'trixie',
+      flavour: 'Raspberry Pi OS',
+      network: 'networkmanager',
+      bootMount: '/boot/firmware',
+      firstBoot: ['cloud-init NoCloud', 'userconf rename-user'],
+      firstBootPresets: true,
+    });
+    const text = await piimg(['info', fixturePath('pi-trixie')], env);
+    expect(text.stdout).toMatch(/^release: debian 13 trixie \(Raspberry Pi OS\)/m);
+    expect(text.stdout).toMatch(/^first boot: cloud-init NoCloud, userconf rename-user; systemd presets/m);
+    const bullseye = JSON.parse((await piimg(['info', fixturePath('pi-bullseye'), '--json'], env)).stdout).release;
+    expect(bullseye).toMatchObject({ id: 'raspbian', version: 11, codename: 'bullseye', network: 'wpa_supplicant', bootMount: '/boot' });
+    expect(bullseye.firstBoot).toContain('firstboot init= script');
+  });
+
   it('prints a readable table', async () => {
     const result = await piimg(['info', fixturePath('pi-gpt')], env);
     expect(result.code).toBe(0);

@@ -27,7 +27,9 @@ async function expectCode(promise: Promise<unknown>, code: string): Promise<void
 
 describe('openImage on the fixtures', () => {
   const expected: Record<FixtureName, { scheme: string; sectorSize: number; parts: [number, string, string | undefined][] }> = {
+    'pi-trixie': { scheme: 'mbr', sectorSize: 512, parts: [[1, 'fat32', 'bootfs'], [2, 'ext4', 'rootfs']] },
     'pi-bookworm': { scheme: 'mbr', sectorSize: 512, parts: [[1, 'fat32', 'bootfs'], [2, 'ext4', 'rootfs']] },
+    'pi-bookworm-8m': { scheme: 'mbr', sectorSize: 512, parts: [[1, 'fat32', 'bootfs'], [2, 'ext4', 'rootfs']] },
     'pi-bullseye': { scheme: 'mbr', sectorSize: 512, parts: [[1, 'fat32', 'bootfs'], [2, 'ext4', 'rootfs']] },
     'pi-gpt': { scheme: 'gpt', sectorSize: 512, parts: [[1, 'fat32', 'BOOT'], [2, 'ext4', 'ROOT']] },
     'pi-gpt-4k': { scheme: 'gpt', sectorSize: 4096, parts: [[1, 'fat32', 'BOOT'], [2, 'ext4', 'ROOT']] },
@@ -55,6 +57,18 @@ describe('openImage on the fixtures', () => {
     expect(features).toEqual(expect.arrayContaining(['has_journal', 'extent', 'metadata_csum', 'flex_bg']));
     expect(features).not.toContain('64bit');
     expect(image.partition(2).partUuid).toBe('5e3da7a1-02');
+  });
+
+  it('lays out the 8 MiB aligned images as pi-gen does since 2025, with the Trixie ext4 features', async () => {
+    for (const name of ['pi-trixie', 'pi-bookworm-8m'] as const) {
+      await using image = await openImage(fixturePath(name), { cacheDir: testCacheDir });
+      expect(image.partitions.map((p) => p.firstLba)).toEqual([16384, 16384 + 131072]);
+      expect(image.partitions.every((p) => (p.firstLba * 512) % (8 << 20) === 0)).toBe(true);
+    }
+    await using trixie = await openImage(fixturePath('pi-trixie'), { cacheDir: testCacheDir });
+    const features = trixie.partition('root').filesystem.features!;
+    expect(features).toEqual(expect.arrayContaining(['metadata_csum', 'metadata_csum_seed', 'orphan_file']));
+    expect(features).not.toContain('64bit');
   });
 });
 

@@ -69,7 +69,7 @@ async function partitions(image: string): Promise<{ boot: PartitionRef; root: Pa
 const oracles = hasTool('debugfs') && hasTool('e2fsck') && hasTool('mtype') && hasTool('fsck.fat');
 
 describe.skipIf(!oracles)('piimg inject, checked with native tools', () => {
-  const cases: FixtureName[] = ['pi-bookworm', 'pi-bullseye'];
+  const cases: FixtureName[] = ['pi-trixie', 'pi-bookworm', 'pi-bookworm-8m', 'pi-bullseye'];
   for (const name of cases) {
     describe(name, () => {
       let base: string;
@@ -115,8 +115,9 @@ describe.skipIf(!oracles)('piimg inject, checked with native tools', () => {
         expect(json).not.toContain(SECRETS.password);
         expect(json).not.toContain(SECRETS.wifi);
         const { root } = await partitions(out);
-        const wg = debugfsCat(root, '/etc/wireguard/wg0.conf');
-        const privateKey = /PrivateKey\s*=\s*(\S+)/.exec(wg)![1]!;
+        const wg =
+          name === 'pi-trixie' ? debugfsCat(root, '/etc/NetworkManager/system-connections/wg0.nmconnection') : debugfsCat(root, '/etc/wireguard/wg0.conf');
+        const privateKey = /(?:PrivateKey\s*=\s*|private-key=)(\S+)/.exec(wg)![1]!;
         expect(json).not.toContain(privateKey);
         expect(report.outputs.wireguardPublicKey).toBe(wireguardPublicKey(privateKey));
         const shadowHash = /^pi:([^:]+):/m.exec(debugfsCat(root, '/etc/shadow'))![1]!;
@@ -130,9 +131,16 @@ describe.skipIf(!oracles)('piimg inject, checked with native tools', () => {
         expect(debugfsCat(root, '/etc/hosts')).toMatch(/^127\.0\.1\.1\s+sensor-0007$/m);
         expect(debugfsCat(root, '/etc/hosts')).not.toMatch(/raspberrypi/);
         expect(debugfsStat(root, '/etc/localtime')).toMatchObject({ type: 'symlink', target: '/usr/share/zoneinfo/Europe/Berlin' });
-        expect(debugfsCat(root, '/etc/timezone')).toBe('Europe/Berlin\n');
+        if (name === 'pi-trixie') {
+          // Debian 13: no /etc/timezone, and /etc/default/locale stays a link to /etc/locale.conf.
+          expect(debugfsStat(root, '/etc/timezone')).toBeUndefined();
+          expect(debugfsStat(root, '/etc/default/locale')).toMatchObject({ type: 'symlink', target: '../locale.conf' });
+          expect(debugfsCat(root, '/etc/locale.conf')).toContain('LANG=en_US.UTF-8');
+        } else {
+          expect(debugfsCat(root, '/etc/timezone')).toBe('Europe/Berlin\n');
+          expect(debugfsCat(root, '/etc/default/locale')).toContain('LANG=en_US.UTF-8');
+        }
         expect(debugfsCat(root, '/etc/locale.gen')).toMatch(/^en_US\.UTF-8 UTF-8$/m);
-        expect(debugfsCat(root, '/etc/default/locale')).toContain('LANG=en_US.UTF-8');
         expect(debugfsCat(root, '/etc/default/keyboard')).toContain('XKBLAYOUT="us"');
       });
 
@@ -150,9 +158,9 @@ describe.skipIf(!oracles)('piimg inject, checked with native tools', () => {
 
       it('writes Wi-Fi where the release reads it, readable by root only', async () => {
         const { root, boot } = await partitions(out);
-        if (name === 'pi-bookworm') {
+        if (name !== 'pi-bullseye') {
           const listing = debugfs(root, 'ls /etc/NetworkManager/system-connections');
-          const file = /(\S+\.nmconnection)/.exec(listing)![1]!;
+          const file = /(\S+-[0-9a-f]{6}\.nmconnection)/.exec(listing)![1]!;
           const path = `/etc/NetworkManager/system-connections/${file}`;
           expect(debugfsStat(root, path)).toMatchObject({ type: 'regular', mode: 0o600, uid: 0, gid: 0 });
           const keyfile = debugfsCat(root, path);
@@ -171,11 +179,21 @@ describe.skipIf(!oracles)('piimg inject, checked with native tools', () => {
 
       it('writes WireGuard, services, files and boot settings', async () => {
         const { root, boot } = await partitions(out);
-        expect(debugfsStat(root, '/etc/wireguard/wg0.conf')).toMatchObject({ mode: 0o600, uid: 0, gid: 0 });
-        expect(debugfsCat(root, '/etc/wireguard/wg0.conf')).toContain(`PublicKey = ${PEER_KEY}`);
         const wgLink = debugfsStat(root, '/etc/systemd/system/multi-user.target.wants/wg-quick@wg0.service');
-        if (name === 'pi-bookworm') expect(wgLink?.type).toBe('symlink');
-        else expect(report.warnings.join('\n')).toMatch(/wg-quick/);
+        if (name === 'pi-trixie') {
+          // No wireguard-tools: a NetworkManager profile instead of wg-quick.
+          const profile = '/etc/NetworkManager/system-connections/wg0.nmconnection';
+          expect(debugfsStat(root, profile)).toMatchObject({ type: 'regular', mode: 0o600, uid: 0, gid: 0 });
+          expect(debugfsCat(root, profile)).toContain(`[wireguard-peer.${PEER_KEY}]`);
+          expect(debugfsStat(root, '/etc/wireguard/wg0.conf')).toBeUndefined();
+          expect(wgLink).toBeUndefined();
+          expect(report.warnings.join('\n')).not.toMatch(/wg-quick/);
+        } else {
+          expect(debugfsStat(root, '/etc/wireguard/wg0.conf')).toMatchObject({ mode: 0o600, uid: 0, gid: 0 });
+          expect(debugfsCat(root, '/etc/wireguard/wg0.conf')).toContain(`PublicKey = ${PEER_KEY}`);
+          if (name === 'pi-bullseye') expect(report.warnings.join('\n')).toMatch(/wg-quick/);
+          else expect(wgLink?.type).toBe('symlink');
+        }
         expect(debugfsStat(root, '/etc/systemd/system/multi-user.target.wants/agent.service')?.type).toBe('symlink');
         expect(debugfsStat(root, '/opt/agent/bin/agent')).toMatchObject({ type: 'regular', mode: 0o755, uid: 1000, gid: 1000 });
         expect(debugfsCat(root, '/opt/agent/agent.toml')).toBe('interval = 30\n');
@@ -189,6 +207,19 @@ describe.skipIf(!oracles)('piimg inject, checked with native tools', () => {
         expect(config).toMatch(/^enable_uart=1$/m);
         expect(config).toMatch(/^dtoverlay=vc4-kms-v3d$/m);
         expect(config).toMatch(/^\[cm4\]$/m);
+      });
+
+      it.runIf(name === 'pi-trixie')('Trixie: usable user, radio on, wizard off, cloud-init told to keep the offline settings', async () => {
+        const { root } = await partitions(out);
+        expect(debugfsCat(root, '/etc/passwd')).toMatch(/^pi:x:1000:1000:[^:]*:\/home\/pi:\/bin\/bash$/m);
+        expect(debugfsCat(root, '/var/lib/NetworkManager/NetworkManager.state')).toMatch(/^WirelessEnabled=true$/m);
+        expect(debugfsCat(root, '/var/lib/systemd/rfkill/platform-fe300000.mmcnr:wlan')).toBe('0\n');
+        expect(debugfsStat(root, '/etc/systemd/system/userconfig.service')).toMatchObject({ type: 'symlink', target: '/dev/null' });
+        expect(debugfsStat(root, '/etc/systemd/system/getty.target.wants/getty@tty1.service')?.type).toBe('symlink');
+        expect(debugfsStat(root, '/etc/ssh/sshd_config.d/rename_user.conf')).toBeUndefined();
+        const dropIn = debugfsCat(root, '/etc/cloud/cloud.cfg.d/99_zz-piimg.cfg');
+        expect(dropIn).toMatch(/^preserve_hostname: true$/m);
+        expect(dropIn).toMatch(/^users: \[\]$/m);
       });
 
       it('is idempotent: injecting the same config into the result changes nothing', async () => {

@@ -7,7 +7,7 @@ import { resolveSource } from '../../packages/core/src/image/source.js';
 export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const fixturesDir = join(repoRoot, 'fixtures', 'images');
 
-export type FixtureName = 'pi-bookworm' | 'pi-bullseye' | 'pi-gpt' | 'pi-gpt-4k' | 'pi-logical';
+export type FixtureName = 'pi-trixie' | 'pi-bookworm' | 'pi-bookworm-8m' | 'pi-bullseye' | 'pi-gpt' | 'pi-gpt-4k' | 'pi-logical';
 
 /** One cache for the whole test run, so each fixture is decompressed once. */
 export const testCacheDir = join(tmpdir(), 'piimg-test-cache');

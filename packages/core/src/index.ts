@@ -33,9 +33,9 @@ export type { Ext4MountOptions, Ext4VerifyResult, FormatExt4Options, ExtProbe } 
 export { walk } from './fs/walk.js';
 export type { WalkEntry } from './fs/walk.js';
 // Configuration and recipes load on first use (see lazy.ts); their full synchronous API is @piimg/core/config.
-export { loadConfig, applyConfig } from './lazy.js';
+export { loadConfig, applyConfig, detectImageRelease } from './lazy.js';
 export { resolveImageOwner } from './recipe/accounts.js';
 export type { DeviceConfig, DeviceConfigInput, FileEntry, WifiNetwork, LoadedConfig, ConfigOverrides } from './config/index.js';
-export type { ApplyReport, ApplyTarget, ApplyOptions, Change, ChangeAction, VolumeName, Release } from './recipe/index.js';
+export type { ApplyReport, ApplyTarget, ApplyOptions, Change, ChangeAction, VolumeName, Release, FirstBootMechanism } from './recipe/index.js';
 export * from './crypto/index.js';
 export { readHostFile } from './host.js';

@@ -6,7 +6,8 @@
  * `@piimg/core/config`.
  */
 import type { ConfigOverrides, LoadedConfig } from './config/index.js';
-import type { ApplyOptions, ApplyReport, ApplyTarget } from './recipe/index.js';
+import type { Volume } from './fs/volume.js';
+import type { ApplyOptions, ApplyReport, ApplyTarget, Release } from './recipe/index.js';
 
 /** Reads a device configuration (YAML or JSON) with its `extends` chain, overrides and variables, and checks it. */
 export async function loadConfig(path: string, options?: ConfigOverrides): Promise<LoadedConfig> {
@@ -18,4 +19,13 @@ export async function loadConfig(path: string, options?: ConfigOverrides): Promi
 export async function applyConfig(target: ApplyTarget, loaded: LoadedConfig, options?: ApplyOptions): Promise<ApplyReport> {
   const { applyConfig: apply } = await import('./recipe/index.js');
   return apply(target, loaded, options);
+}
+
+/**
+ * The release of an image's root filesystem (os-release), how Wi-Fi is set up there, and which
+ * first-boot mechanisms (cloud-init, userconf, an init= script) will run; read-only.
+ */
+export async function detectImageRelease(root: Volume, boot?: Volume): Promise<Release> {
+  const [{ detectRelease }, { Editor }] = await Promise.all([import('./recipe/release.js'), import('./recipe/context.js')]);
+  return detectRelease(new Editor(boot ?? root, root));
 }

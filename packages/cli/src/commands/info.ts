@@ -1,4 +1,4 @@
-import { openImage, type Image } from '@piimg/core';
+import { detectImageRelease, openImage, type Image, type Release } from '@piimg/core';
 import { type Command, parse, requirePositionals, wantsHelp } from '../command.js';
 import { EXIT, formatBytes, paint, progressReporter, useColor, writeJson, type CliIo } from '../io.js';
 
@@ -6,11 +6,42 @@ const usage = `Usage: piimg info IMAGE [--json]
 
 Shows the partition table of IMAGE (.img, .img.xz, .zip, .gz): scheme, disk id,
 sector size, each partition with its start, size, type, PARTUUID, filesystem and
-label, and the features of ext2/3/4 filesystems.
+label, the features of ext2/3/4 filesystems, and for a Raspberry Pi OS-like
+image the release found in its root filesystem (os-release) and the first-boot
+mechanisms that will run (cloud-init NoCloud, userconf rename-user, an init=
+script on cmdline.txt).
 
 Options:
   --json        machine-readable output
   -h, --help    this help`;
+
+const FIRST_BOOT_NAMES: Record<Release['firstBoot'][number], string> = {
+  'cloud-init': 'cloud-init NoCloud',
+  userconf: 'userconf rename-user',
+  'firstboot-init': 'firstboot init= script',
+};
+
+/** The release in the root partition, or null when the image has no Linux root piimg can read. */
+export async function describeRelease(image: Image) {
+  let release: Release;
+  try {
+    const root = await image.mount('root', { readOnly: true });
+    const boot = await image.mount('boot', { readOnly: true }).catch(() => undefined);
+    release = await detectImageRelease(root, boot);
+  } catch {
+    return null;
+  }
+  return {
+    id: release.id,
+    version: release.version ?? null,
+    codename: release.codename || null,
+    flavour: release.flavour,
+    network: release.network,
+    bootMount: release.bootMount,
+    firstBoot: release.firstBoot.map((mechanism) => FIRST_BOOT_NAMES[mechanism]),
+    firstBootPresets: release.firstBootPresets,
+  };
+}
 
 export function describeImage(image: Image) {
   return {
@@ -54,7 +85,7 @@ export const info: Command = {
     requirePositionals(positionals, 1, usage);
     const onProgress = progressReporter(io, !values.json);
     await using image = await openImage(positionals[0]!, onProgress ? { onProgress } : {});
-    const description = describeImage(image);
+    const description = { ...describeImage(image), release: await describeRelease(image) };
     if (values.json) {
       writeJson(io, description);
       return EXIT.ok;
@@ -86,6 +117,12 @@ export const info: Command = {
     }
     for (const p of description.partitions) {
       if (p.filesystem.features) out.push(`p${p.number} ${p.filesystem.type} features: ${p.filesystem.features.join(' ')}`);
+    }
+    const release = description.release;
+    if (release) {
+      const label = [release.id, release.version, release.codename].filter((part) => part !== null && part !== '').join(' ');
+      out.push(`release: ${label} (${release.flavour}), Wi-Fi by ${release.network === 'networkmanager' ? 'NetworkManager' : 'wpa_supplicant'}, boot partition at ${release.bootMount}`);
+      out.push(`first boot: ${release.firstBoot.length > 0 ? release.firstBoot.join(', ') : 'none'}${release.firstBootPresets ? '; systemd presets (machine-id uninitialized)' : ''}`);
     }
     io.stdout.write(out.join('\n') + '\n');
     return EXIT.ok;

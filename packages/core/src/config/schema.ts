@@ -116,6 +116,8 @@ const wireguardSchema = z.strictObject({
   listenPort: z.number().int().min(1).max(65535).optional(),
   mtu: z.number().int().min(576).max(65535).optional(),
   peers: z.array(peerSchema).default([]),
+  method: z.enum(['auto', 'wg-quick', 'networkmanager']).default('auto')
+    .describe('How the interface comes up: wg-quick (wireguard-tools), a NetworkManager profile, or auto: wg-quick where the image has wg-quick@.service, else NetworkManager.'),
 });
 
 const keyboardSchema = z.union([

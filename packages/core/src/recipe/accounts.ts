@@ -43,6 +43,32 @@ export class AccountTable {
     else this.lines[i] = line;
   }
 
+  /** Renames the entry `from` in place (its line keeps its position); false when there is none. */
+  rename(from: string, to: string): boolean {
+    const i = this.index(from);
+    if (i < 0) return false;
+    if (/[:,\n]/.test(to)) throw new PiimgError('EINVAL', `account name contains ":", "," or a newline in ${this.path}`, { path: this.path });
+    this.lines[i] = to + this.lines[i]!.slice(from.length);
+    return true;
+  }
+
+  /** Replaces `from` by `to` in the comma-separated member lists held in the given fields. */
+  renameMember(from: string, to: string, fields: number[]): void {
+    for (const [i, line] of this.lines.entries()) {
+      if (line.trim() === '' || line.startsWith('#')) continue;
+      const parts = line.split(':');
+      let changed = false;
+      for (const field of fields) {
+        if (parts[field] === undefined || parts[field] === '') continue;
+        const members = parts[field]!.split(',');
+        if (!members.includes(from)) continue;
+        parts[field] = members.map((member) => (member === from ? to : member)).join(',');
+        changed = true;
+      }
+      if (changed) this.lines[i] = parts.join(':');
+    }
+  }
+
   text(): string {
     return this.lines.length === 0 ? '' : this.lines.join('\n') + '\n';
   }

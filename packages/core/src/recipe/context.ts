@@ -4,7 +4,7 @@ import { parentAndName, splitPath } from '../fs/path.js';
 import type { Stats, Volume } from '../fs/volume.js';
 
 export type VolumeName = 'boot' | 'root';
-export type ChangeAction = 'create' | 'update' | 'delete' | 'symlink' | 'mkdir';
+export type ChangeAction = 'create' | 'update' | 'delete' | 'symlink' | 'mkdir' | 'rename';
 
 export interface Change {
   volume: VolumeName;
@@ -204,6 +204,15 @@ export class Editor {
     else await this.ensureDir(volume, parentAndName(path).parent);
     await vol.symlink(target, path, { uid: options.uid ?? 0, gid: options.gid ?? 0 });
     this.record(volume, path, 'symlink', `-> ${target}`);
+  }
+
+  /** Moves `from` to `to` (same volume) when `from` exists and `to` does not. */
+  async ensureMoved(volume: VolumeName, from: string, to: string, summary: string): Promise<boolean> {
+    if (!(await this.lstat(volume, from)) || (await this.lstat(volume, to))) return false;
+    await this.ensureDir(volume, parentAndName(to).parent);
+    await this.volume(volume).rename(from, to);
+    this.record(volume, to, 'rename', summary);
+    return true;
   }
 
   /** Removes a file or symlink when present. */

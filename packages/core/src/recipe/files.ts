@@ -123,3 +123,31 @@ export async function applyServices(ctx: RecipeContext): Promise<void> {
   for (const unit of services.disable) await disableUnit(ctx.editor, unit);
   for (const unit of services.mask) await maskUnit(ctx.editor, unit);
 }
+
+/**
+ * systemd applies unit presets at first boot (machine-id "uninitialized", or
+ * missing: machine-id(5) "First Boot Semantics") in enable-only mode, so a
+ * unit disabled offline that a preset enables would be enabled again. Debian
+ * ships no catch-all "disable *" preset, so every unit with an [Install]
+ * section is such a unit there. A `disable` line in a preset file that sorts
+ * first keeps it off: preset files are read in lexical order of their names
+ * across /etc, /run and /usr/lib, and the first matching line wins
+ * (systemd.preset(5)). Masked units need no line; a unit enabled here loses a
+ * line an earlier run wrote.
+ */
+export const PRESET_FILE = '/etc/systemd/system-preset/00-piimg.preset';
+
+export async function applyPresets(ctx: RecipeContext): Promise<void> {
+  const { config, editor } = ctx;
+  const disable = [...(config.services?.disable ?? [])];
+  const enable = [...(config.services?.enable ?? [])];
+  if (config.ssh) (config.ssh.enabled ? enable : disable).push('ssh.service');
+  const current = await editor.readText('root', PRESET_FILE);
+  if (current === undefined && disable.length === 0) return;
+  const lines = (current ?? '# Written by piimg: units disabled offline stay disabled at first boot (systemd.preset(5)).\n')
+    .replace(/\n$/, '')
+    .split('\n')
+    .filter((line) => !enable.some((unit) => line.trim() === `disable ${unit}`));
+  for (const unit of disable) if (!lines.includes(`disable ${unit}`)) lines.push(`disable ${unit}`);
+  await editor.ensureFile('root', PRESET_FILE, lines.join('\n') + '\n', { mode: 0o644, uid: 0, gid: 0, summary: `preset: disable ${disable.join(' ') || '(none)'}` });
+}

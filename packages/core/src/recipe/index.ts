@@ -8,17 +8,18 @@ import { readAccounts, resolveOwner } from './accounts.js';
 export { resolveImageOwner } from './accounts.js';
 import { Editor, type ApplyReport } from './context.js';
 import { applyBootConfig, applyDiskId, applySeeds } from './boot.js';
-import { applyFiles, applyServices, routeTarget } from './files.js';
-import { applyWifi, applyWireguard } from './network.js';
+import { applyFiles, applyPresets, applyServices, routeTarget } from './files.js';
+import { applyWifi, applyWireguard, wireguardMethod } from './network.js';
+import { applyCloudInit } from './cloudinit.js';
 import { detectRelease, type Release } from './release.js';
 import { findUnit, unitFileName } from './systemd.js';
 import { applyHostname, applyKeyboard, applyLocale, applyTimezone } from './system.js';
 import type { RecipeContext } from './types.js';
-import { applySsh, applyUser, loginUser } from './user.js';
+import { applySsh, applyUser, loginUser, placeholderToRename } from './user.js';
 
 export type { ApplyReport, Change, ChangeAction, VolumeName } from './context.js';
-export type { Release } from './release.js';
-export { detectRelease, parseOsRelease, bootMountFromFstab } from './release.js';
+export type { Release, FirstBootMechanism } from './release.js';
+export { detectRelease, parseOsRelease, bootMountFromFstab, releaseLabel } from './release.js';
 export { editConfigTxt, editCmdline } from './boot.js';
 export { parseInstallSection } from './systemd.js';
 
@@ -85,9 +86,14 @@ async function preflight(ctx: RecipeContext, target: ApplyTarget): Promise<void>
   }
   const accounts = await readAccounts(editor);
   const newUser = config.user && !accounts.passwd.get(config.user.name) ? config.user.name : undefined;
+  const renamed = (await placeholderToRename(ctx, accounts))?.[0];
   for (const [index, entry] of (config.files ?? []).entries()) {
     if (!entry.owner) continue;
     const [user, group] = entry.owner.split(':') as [string, string | undefined];
+    if (renamed !== undefined && (user === renamed || group === renamed)) {
+      problems.push(`files[${index}].owner: ${renamed} is the image's unconfigured first user, renamed to ${config.user!.name}; use that name`);
+      continue;
+    }
     if (!/^\d+$/.test(user) && !accounts.passwd.get(user) && user !== newUser) {
       problems.push(`files[${index}].owner: user "${user}" does not exist in the image's /etc/passwd`);
     }
@@ -119,6 +125,10 @@ async function preflight(ctx: RecipeContext, target: ApplyTarget): Promise<void>
   if (config.diskId !== undefined) {
     if (!target.diskId || !target.setDiskId) problems.push('diskId: the image has no MBR disk identifier to change');
     if (config.diskId === 'hostname' && !config.hostname) problems.push('diskId: "hostname" needs hostname to be set');
+  }
+  if (config.wireguard) {
+    const { problem } = await wireguardMethod(ctx);
+    if (problem) problems.push(problem);
   }
   const needsCmdline = config.wifi !== undefined || config.boot?.cmdline !== undefined;
   if (needsCmdline && !(await editor.exists('boot', '/cmdline.txt'))) problems.push('the boot partition has no cmdline.txt to edit');
@@ -161,6 +171,8 @@ export async function applyConfig(target: ApplyTarget, loaded: LoadedConfig, opt
   await applyKeyboard(ctx);
   await applyFiles(ctx);
   await applyServices(ctx);
+  await applyPresets(ctx);
+  await applyCloudInit(ctx);
   await applyBootConfig(ctx);
   await applySeeds(ctx);
   return editor.redact(ctx.secrets);

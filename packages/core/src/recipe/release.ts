@@ -12,9 +12,19 @@ const DEBIAN_VERSIONS: Record<string, number> = {
   duke: 15,
 };
 
+/**
+ * What runs at the image's first boot and may act on offline edits:
+ * - `cloud-init`: cloud-init with the NoCloud seed on the boot partition (Trixie);
+ * - `userconf`: userconf-pi's rename-user wizard (userconfig.service, Bookworm and Trixie);
+ * - `firstboot-init`: an `init=` script on cmdline.txt (Bookworm's firstboot, Bullseye's init_resize.sh).
+ */
+export type FirstBootMechanism = 'cloud-init' | 'userconf' | 'firstboot-init';
+
 export interface Release {
   /** ID from os-release ("debian", "raspbian"). */
   id: string;
+  /** "Raspberry Pi OS" when the image is one (ID=raspbian, a Raspberry Pi OS name, or pi-gen's /etc/rpi-issue), else NAME. */
+  flavour: string;
   codename: string;
   /** Debian major version; undefined when unknown. */
   version: number | undefined;
@@ -22,6 +32,25 @@ export interface Release {
   network: 'networkmanager' | 'wpa_supplicant';
   /** Where the boot partition is mounted in the running system. */
   bootMount: string;
+  /** First-boot mechanisms found in the image, in the order they run. */
+  firstBoot: FirstBootMechanism[];
+  /** cloud-init is installed (/etc/cloud exists): its modules run at every boot. */
+  cloudInit: boolean;
+  /**
+   * /etc/machine-id is missing or "uninitialized": systemd treats the next boot as the first
+   * one and applies unit presets then (machine-id(5) "First Boot Semantics").
+   */
+  firstBootPresets: boolean;
+}
+
+/** "debian 13 trixie", "raspbian 11 bullseye". */
+export function releaseLabel(release: Release): string {
+  return [release.id, release.version, release.codename].filter((part) => part !== undefined && part !== '').join(' ');
+}
+
+/** The init= program of a cmdline.txt, when there is one. */
+export function cmdlineInit(cmdline: string): string | undefined {
+  return cmdline.split(/\s+/).find((token) => token.startsWith('init='))?.slice('init='.length);
 }
 
 /** Parses os-release(5): KEY=value lines, values optionally quoted. */
@@ -60,5 +89,30 @@ export async function detectRelease(editor: Editor): Promise<Release> {
   const fstab = await editor.readText('root', '/etc/fstab');
   const bootMount =
     (fstab !== undefined ? bootMountFromFstab(fstab) : undefined) ?? (version === undefined || version >= 12 ? '/boot/firmware' : '/boot');
-  return { id: fields.ID ?? 'unknown', codename, version, network, bootMount };
+  const id = fields.ID ?? 'unknown';
+  const raspberryPi =
+    id === 'raspbian' || /raspberry pi os|raspbian/i.test(`${fields.NAME ?? ''} ${fields.PRETTY_NAME ?? ''}`) || (await editor.exists('root', '/etc/rpi-issue'));
+  const flavour = raspberryPi ? 'Raspberry Pi OS' : (fields.NAME ?? 'unknown');
+  const cloudInit = await editor.exists('root', '/etc/cloud');
+  const firstBoot: FirstBootMechanism[] = [];
+  const init = cmdlineInit((await editor.readText('boot', '/cmdline.txt').catch(() => undefined)) ?? '');
+  if (init !== undefined && init !== '/sbin/init' && init !== '/lib/systemd/systemd') firstBoot.push('firstboot-init');
+  if (cloudInit) firstBoot.push('cloud-init');
+  const userconf = (await findUnitFile(editor, 'userconfig.service')) && !(await isMasked(editor, 'userconfig.service'));
+  if (userconf) firstBoot.push('userconf');
+  const machineId = await editor.readText('root', '/etc/machine-id');
+  const firstBootPresets = machineId === undefined || machineId.trim() === 'uninitialized';
+  return { id, flavour, codename, version, network, bootMount, firstBoot, cloudInit, firstBootPresets };
+}
+
+const UNIT_DIRS = ['/etc/systemd/system', '/lib/systemd/system', '/usr/lib/systemd/system'];
+
+async function findUnitFile(editor: Editor, unit: string): Promise<boolean> {
+  for (const dir of UNIT_DIRS) if (await editor.exists('root', `${dir}/${unit}`)) return true;
+  return false;
+}
+
+async function isMasked(editor: Editor, unit: string): Promise<boolean> {
+  const path = `/etc/systemd/system/${unit}`;
+  return (await editor.lstat('root', path))?.type === 'symlink' && (await editor.volume('root').readlink(path)) === '/dev/null';
 }

@@ -39,16 +39,45 @@ export async function applyHostname(ctx: RecipeContext): Promise<void> {
   await editor.ensureFile('root', '/etc/hosts', lines.join('\n') + '\n', { summary: `127.0.1.1 ${hostname}` });
 }
 
-/** /etc/timezone and the /etc/localtime link, as `timedatectl set-timezone` leaves them. */
+/**
+ * The /etc/localtime link (what systemd and glibc read, localtime(5)), and
+ * /etc/timezone where the release still has it: Debian 13's tzdata no longer
+ * writes one, so it is updated only when present or on releases before 13.
+ */
 export async function applyTimezone(ctx: RecipeContext): Promise<void> {
   const timezone = ctx.config.timezone;
   if (timezone === undefined) return;
-  await ctx.editor.ensureFile('root', '/etc/timezone', `${timezone}\n`, { summary: `timezone ${timezone}` });
-  await ctx.editor.ensureSymlink('root', '/etc/localtime', `/usr/share/zoneinfo/${timezone}`);
+  const { editor, release } = ctx;
+  const legacy = release.version !== undefined && release.version < 13;
+  if (legacy || (await editor.lstat('root', '/etc/timezone'))) {
+    await editor.ensureFile('root', '/etc/timezone', `${timezone}\n`, { summary: `timezone ${timezone}` });
+  }
+  await editor.ensureSymlink('root', '/etc/localtime', `/usr/share/zoneinfo/${timezone}`);
+}
+
+const MAX_LINKS = 8;
+
+/** Where a chain of symlinks ends (relative targets resolved against the link's directory). */
+async function linkTarget(ctx: RecipeContext, path: string): Promise<string> {
+  let current = path;
+  for (let i = 0; i < MAX_LINKS; i++) {
+    const stats = await ctx.editor.lstat('root', current);
+    if (stats?.type !== 'symlink') return current;
+    const target = await ctx.editor.volume('root').readlink(current);
+    const base = target.startsWith('/') ? [] : current.split('/').slice(0, -1);
+    const parts: string[] = [];
+    for (const part of [...base, ...target.split('/')]) {
+      if (part === '' || part === '.') continue;
+      if (part === '..') parts.pop();
+      else parts.push(part);
+    }
+    current = '/' + parts.join('/');
+  }
+  return current;
 }
 
 /**
- * LANG in /etc/default/locale and the matching line of /etc/locale.gen.
+ * LANG in /etc/default/locale (through its link on Debian 13) and the matching line of /etc/locale.gen.
  * The locale data itself is compiled by locale-gen on a running system;
  * C.UTF-8 and locales already compiled into the image work at once.
  */
@@ -56,8 +85,10 @@ export async function applyLocale(ctx: RecipeContext): Promise<void> {
   const locale = ctx.config.locale;
   if (locale === undefined) return;
   const { editor } = ctx;
-  const current = (await editor.readText('root', '/etc/default/locale')) ?? '';
-  await editor.ensureFile('root', '/etc/default/locale', setShellVariable(current, 'LANG', locale, { quote: 'when-needed' }), { summary: `LANG=${locale}` });
+  // Debian 13: /etc/default/locale is a link to /etc/locale.conf (systemd's locale.conf(5)); edit the file it names.
+  const path = await linkTarget(ctx, '/etc/default/locale');
+  const current = (await editor.readText('root', path)) ?? '';
+  await editor.ensureFile('root', path, setShellVariable(current, 'LANG', locale, { quote: 'when-needed' }), { summary: `LANG=${locale}` });
   if (/^C(\.UTF-8)?$/i.test(locale)) return;
   const gen = await editor.readText('root', '/etc/locale.gen');
   if (gen === undefined) {

@@ -1,6 +1,6 @@
 import { PiimgError } from '../errors.js';
 import { sha512Crypt, verifySha512Crypt } from '../crypto/sha512-crypt.js';
-import { readAccounts, writeAccounts, type Accounts } from './accounts.js';
+import { AccountTable, readAccounts, writeAccounts, type Accounts } from './accounts.js';
 import { disableUnit, enableUnit, findUnit, maskUnit, SYSTEM_UNIT_DIR } from './systemd.js';
 import type { RecipeContext } from './types.js';
 
@@ -11,6 +11,9 @@ export const DEFAULT_USER_GROUPS = [
 const FIRST_UID = 1000;
 const LAST_UID = 59999;
 const MAX_SKEL_ENTRIES = 10_000;
+const NOLOGIN_SHELLS = new Set(['/usr/sbin/nologin', '/sbin/nologin', '/bin/false', '/usr/bin/false']);
+/** userconf-pi's first user, which rename-user gives the configured name (uid 1000 since Raspbian). */
+const PLACEHOLDER_UID = '1000';
 
 function daysSinceEpoch(date: Date): number {
   return Math.floor(date.getTime() / 86_400_000);
@@ -28,6 +31,78 @@ export function loginUser(ctx: RecipeContext, accounts: Accounts): string[] | un
     const uid = Number(fields[2]);
     return uid >= FIRST_UID && uid <= LAST_UID;
   });
+}
+
+/** A shadow password field that no password matches: "!" (locked, passwd -l) or "*". */
+function locked(hash: string | undefined): boolean {
+  return hash === undefined || hash.startsWith('!') || hash.startsWith('*');
+}
+
+async function renameFlowPresent(ctx: RecipeContext): Promise<boolean> {
+  return (await findUnit(ctx.editor, 'userconfig.service')) !== undefined || (await ctx.editor.exists('root', '/usr/bin/rename-user'));
+}
+
+/**
+ * The unconfigured first user of Raspberry Pi OS (Bookworm and later): uid 1000 with a
+ * locked password, waiting for userconf-pi's wizard or cloud-init's rename-user to name it.
+ * Recognised by the locked password plus a nologin shell (Trixie 2026) or the rename flow
+ * being installed; a real configured user has a usable password.
+ */
+export async function placeholderUser(ctx: RecipeContext, accounts: Accounts): Promise<string[] | undefined> {
+  const entry = accounts.passwd.entries().find((fields) => fields[2] === PLACEHOLDER_UID);
+  if (!entry || !locked(accounts.shadow.get(entry[0]!)?.[1])) return undefined;
+  if (NOLOGIN_SHELLS.has(entry[6] ?? '') || (await renameFlowPresent(ctx))) return entry;
+  return undefined;
+}
+
+/** The placeholder that the configured user replaces, when it is one (see placeholderUser). */
+export async function placeholderToRename(ctx: RecipeContext, accounts: Accounts): Promise<string[] | undefined> {
+  const user = ctx.config.user;
+  if (!user || accounts.passwd.get(user.name)) return undefined;
+  if (user.uid !== undefined && String(user.uid) !== PLACEHOLDER_UID) return undefined;
+  const placeholder = await placeholderUser(ctx, accounts);
+  if (!placeholder || accounts.group.get(user.name)) return undefined;
+  return placeholder;
+}
+
+/**
+ * Gives the placeholder account the configured name, as userconf-pi's rename-user does
+ * (usermod -l, usermod -m -d, groupmod -n): passwd, shadow, its own group and every
+ * membership in group and gshadow, subuid and subgid, the home directory, and the
+ * 010_pi-nopasswd sudoers line of older images. uid, gid and the files' owners stay.
+ */
+async function renamePlaceholder(ctx: RecipeContext, accounts: Accounts, from: string[], to: string): Promise<Map<string, AccountTable>> {
+  const { editor } = ctx;
+  const old = from[0]!;
+  const oldHome = from[5] ?? '';
+  const home = oldHome === `/home/${old}` ? `/home/${to}` : oldHome;
+  accounts.passwd.rename(old, to);
+  const entry = accounts.passwd.get(to)!;
+  entry[5] = home;
+  entry[6] = ctx.config.user?.shell ?? '/bin/bash';
+  accounts.passwd.set(entry);
+  accounts.shadow.rename(old, to);
+  const ownGroup = accounts.group.get(old);
+  if (ownGroup && ownGroup[2] === from[3]) {
+    accounts.group.rename(old, to);
+    accounts.gshadow.rename(old, to);
+  }
+  accounts.group.renameMember(old, to, [3]);
+  accounts.gshadow.renameMember(old, to, [2, 3]);
+  const subIds = new Map<string, AccountTable>();
+  for (const path of ['/etc/subuid', '/etc/subgid']) {
+    const text = await editor.readText('root', path);
+    if (text === undefined) continue;
+    const table = AccountTable.parse(path, text, 3);
+    if (table.rename(old, to)) subIds.set(path, table);
+  }
+  if (home !== oldHome) await editor.ensureMoved('root', oldHome, home, `home of ${to} (was ${oldHome})`);
+  const sudoers = '/etc/sudoers.d/010_pi-nopasswd';
+  const rules = await editor.readText('root', sudoers);
+  if (rules !== undefined && new RegExp(`^${old}\\s`, 'm').test(rules)) {
+    await editor.ensureFile('root', sudoers, rules.replace(new RegExp(`^${old}(\\s)`, 'gm'), `${to}$1`), { summary: `sudo rule of ${to}` });
+  }
+  return subIds;
 }
 
 /** The hash to store: a given hash, the image's hash when it already matches the password, else a new one. */
@@ -81,10 +156,13 @@ async function copySkel(ctx: RecipeContext, from: string, to: string, uid: numbe
 }
 
 /**
- * The user: an existing account gets its password changed; a missing one is
- * created in passwd, shadow, group and gshadow with a home from /etc/skel,
- * as adduser(8) would. Setting a user also turns off the Bookworm first-boot
- * rename-user flow, which would otherwise ask for a new user on the console.
+ * The user: an existing account gets its password changed; when uid 1000 is
+ * Raspberry Pi OS's unconfigured placeholder, it is renamed to the configured
+ * name (what userconf-pi and cloud-init's Raspberry Pi OS distro do); otherwise
+ * a missing user is created in passwd, shadow, group and gshadow with a home
+ * from /etc/skel, as adduser(8) would. Setting a user also turns off the
+ * first-boot rename-user flow, which would otherwise ask for a new user on the
+ * console.
  */
 export async function applyUser(ctx: RecipeContext): Promise<void> {
   const user = ctx.config.user;
@@ -93,7 +171,13 @@ export async function applyUser(ctx: RecipeContext): Promise<void> {
   const accounts = await readAccounts(editor);
   let entry = accounts.passwd.get(user.name);
   const today = String(daysSinceEpoch(ctx.now()));
-  if (!entry) {
+  const placeholder = entry ? undefined : await placeholderToRename(ctx, accounts);
+  let subIds = new Map<string, AccountTable>();
+  if (placeholder) {
+    subIds = await renamePlaceholder(ctx, accounts, placeholder, user.name);
+    entry = accounts.passwd.get(user.name)!;
+    if (user.groups) addToGroups(ctx, accounts, user.name, user.groups, true);
+  } else if (!entry) {
     const takenUids = new Set(accounts.passwd.entries().map((fields) => Number(fields[2])));
     const takenGids = new Set(accounts.group.entries().map((fields) => Number(fields[2])));
     if (user.uid !== undefined && takenUids.has(user.uid)) {
@@ -120,6 +204,11 @@ export async function applyUser(ctx: RecipeContext): Promise<void> {
       if (await editor.exists('root', '/etc/skel')) await copySkel(ctx, '/etc/skel', home, uid, gid, { left: MAX_SKEL_ENTRIES });
     }
   } else {
+    // The configured name is the placeholder's own: make it a usable account (a login shell).
+    if (NOLOGIN_SHELLS.has(entry[6] ?? '') && (await placeholderUser(ctx, accounts))?.[0] === user.name) {
+      entry[6] = user.shell ?? '/bin/bash';
+      accounts.passwd.set(entry);
+    }
     if (user.uid !== undefined && Number(entry[2]) !== user.uid) {
       editor.warn(`user ${user.name} exists with uid ${entry[2]}; piimg does not change the uid of an existing user`);
     }
@@ -137,6 +226,7 @@ export async function applyUser(ctx: RecipeContext): Promise<void> {
   }
   accounts.shadow.set(shadow);
   await writeAccounts(editor, accounts, user.name);
+  for (const [path, table] of subIds) await editor.ensureFile('root', path, table.text(), { summary: `subordinate ids of ${user.name}` });
   await disableRenameUserFlow(ctx);
 }
 

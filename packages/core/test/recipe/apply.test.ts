@@ -276,7 +276,9 @@ describe('Wi-Fi names that are not plain text', () => {
 
 describe('user recipe', () => {
   it('creates a new user with its group, gshadow, supplementary groups and a home from /etc/skel', async () => {
-    const t = await target('bookworm');
+    // uid 1000 is a configured user here (no rename-user flow installed), so it stays.
+    const root = await bookwormRoot({ userconf: false });
+    const t = { root, target: { root, boot: await bootVolume() } };
     await applyConfig(t.target, load({ user: { name: 'fleet', passwordHash: '$6$abc$' + 'x'.repeat(86) } }), options());
     expect((await t.root.text('/etc/passwd')).trim().split('\n').pop()).toBe('fleet:x:1001:1001:,,,:/home/fleet:/bin/bash');
     expect(await t.root.text('/etc/group')).toContain('\nfleet:x:1001:\n');

@@ -161,3 +161,46 @@ export async function bootVolume(): Promise<MemoryVolume> {
   await boot.populate({ '/config.txt': CONFIG_TXT, '/cmdline.txt': CMDLINE_TXT, '/start4.elf': 'firmware', '/overlays/README': 'overlays' });
   return boot;
 }
+
+/**
+ * A Raspberry Pi OS Trixie root: Debian 13 os-release, the locked `pi`
+ * placeholder with a nologin shell, cloud-init with its NoCloud seed, the
+ * Wi-Fi radio off in NetworkManager's state, no /etc/timezone, the
+ * /etc/default/locale link and no wg-quick.
+ */
+export async function trixieRoot(): Promise<MemoryVolume> {
+  const root = await bookwormRoot({ wireguard: false });
+  await root.rm('/etc/timezone');
+  await root.rm('/etc/default/locale');
+  await root.populate({
+    '/etc/os-release':
+      'PRETTY_NAME="Debian GNU/Linux 13 (trixie)"\nNAME="Debian GNU/Linux"\nVERSION_ID="13"\nVERSION="13 (trixie)"\nVERSION_CODENAME=trixie\nDEBIAN_VERSION_FULL=13.2\nID=debian\n',
+    '/etc/rpi-issue': 'Raspberry Pi reference 2026-04-21\n',
+    '/etc/machine-id': 'uninitialized\n',
+    '/etc/passwd': passwd.replace('pi:x:1000:1000:,,,:/home/pi:/bin/bash', 'pi:x:1000:1000:,,,:/home/pi:/usr/sbin/nologin'),
+    '/etc/subuid': 'pi:100000:65536\n',
+    '/etc/subgid': 'pi:100000:65536\n',
+    '/etc/locale.conf': 'LANG=en_GB.UTF-8\n',
+    '/etc/default/locale': { symlink: '../locale.conf' },
+    '/usr/bin/rename-user': { content: '#!/bin/sh\n', mode: 0o755 },
+    '/usr/lib/systemd/system/NetworkManager.service': unit('Network Manager', 'WantedBy=multi-user.target'),
+    '/var/lib/NetworkManager/NetworkManager.state': { content: '[main]\nNetworkingEnabled=true\nWirelessEnabled=false\nWWANEnabled=true\n', mode: 0o644 },
+    '/etc/cloud/cloud.cfg': 'users:\n  - default\npreserve_hostname: false\nsystem_info:\n  distro: raspberry_pi_os\n  default_user:\n    name: pi\n    lock_passwd: True\n',
+    '/etc/cloud/cloud.cfg.d/99_raspberry-pi.cfg': 'datasource_list: [ NoCloud, None ]\ndatasource:\n  NoCloud:\n    seedfrom: file:///boot/firmware\n',
+  });
+  return root;
+}
+
+export const TRIXIE_CMDLINE_TXT = `console=serial0,115200 console=tty1 root=PARTUUID=${DISK_ID}-02 rootfstype=ext4 fsck.repair=yes rootwait resize\n`;
+
+export async function trixieBootVolume(): Promise<MemoryVolume> {
+  const boot = new MemoryVolume({ kind: 'fat', now: fixedClock });
+  await boot.populate({
+    '/config.txt': CONFIG_TXT,
+    '/cmdline.txt': TRIXIE_CMDLINE_TXT,
+    '/user-data': '#cloud-config\n# Add settings here.\n',
+    '/network-config': '# netplan version 2: add networks here.\n',
+    '/meta-data': 'dsmode: local\ninstance_id: rpios-image\n',
+  });
+  return boot;
+}
