@@ -146,7 +146,8 @@ async function bootOnce(options: {
     // The password to check against /etc/shadow inside the guest, without printing any hash.
     ...['-fw_cfg', `name=opt/piimg/password,string=${FLEET_ENV.FLEET_PI_PASSWORD}`],
   ];
-  // timeout(1) bounds qemu even if this process is killed before its own timer fires.
+  // timeout(1) bounds qemu even if this process is killed before its own timer fires; it
+  // passes on the SIGTERM that stops qemu here (a SIGKILL would stop timeout alone).
   const bound = String(Math.ceil(BOOT_TIMEOUT_MS / 1000) + 30);
   const qemu = spawn('timeout', ['-s', 'KILL', bound, 'qemu-system-x86_64', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
@@ -155,7 +156,7 @@ async function bootOnce(options: {
     let outcome: 'timeout' | 'kvm-failed' | undefined;
     const timer = setTimeout(() => {
       outcome = 'timeout';
-      qemu.kill('SIGKILL');
+      qemu.kill('SIGTERM');
     }, BOOT_TIMEOUT_MS);
     // Nested KVM can fail on instructions it cannot emulate: qemu then reports an internal
     // error and stops the guest, or the guest resets or hangs. A KVM boot reaches the serial
@@ -167,7 +168,7 @@ async function bootOnce(options: {
         Date.now() - startedAt > KVM_PROGRESS_MS && !(existsSync(options.consoleLog) && readFileSync(options.consoleLog, 'utf8').includes(' login:'));
       if (stderr.includes('KVM internal error') || stalled) {
         outcome = 'kvm-failed';
-        qemu.kill('SIGKILL');
+        qemu.kill('SIGTERM');
       }
     }, 1000);
     qemu.on('error', reject);
