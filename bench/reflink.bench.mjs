@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { compare } from './harness.mjs';
+import { compare, jobRounds, median } from './harness.mjs';
 
 if (process.getuid?.() !== 0) {
   console.log('\n## reflink save: SKIPPED (needs root for a loop-mounted XFS)');
@@ -32,13 +32,19 @@ try {
     rmSync(out, { force: true });
     execFileSync('sync');
   };
-  compare({
+  const full = compare({
     title: 'image.save on XFS (reflink) vs cp --sparse=always --reflink=never',
     runs: 5,
     prepare,
     ours: ['node', 'bench/cases/save.mjs', base, out, '8'],
     native: ['cp', '--sparse=always', '--reflink=never', base, out],
   });
+  // In a service Node and the library are loaded once: the save alone against the full copy.
+  const saves = jobRounds(['node', 'bench/cases/save-rounds.mjs', base, out, '7'], { runs: 1, prepare }).flat();
+  const inProcess = median(saves);
+  console.log(`\n## image.save on XFS (reflink) inside one process, 7 saves`);
+  console.log(`  samples (ms): ${saves.map((s) => (s * 1000).toFixed(1)).join(' ')}`);
+  console.log(`  median ${(inProcess * 1000).toFixed(1)} ms; ratio to the full copy's median: ${(inProcess / full.native.medianSeconds).toFixed(3)}`);
   compare({
     title: 'image.save on XFS (reflink) vs cp --reflink=always',
     runs: 5,
