@@ -2,7 +2,8 @@ import { mkdtempSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type Command, parse, wantsHelp } from '../command.js';
-import { EXIT, UsageError, type CliIo } from '../io.js';
+import { EXIT, type CliIo } from '../io.js';
+import { integerOption, jsonLog, parseBases } from '../service-options.js';
 
 const usage = `Usage: piimg serve --base NAME=PATH [--base ...] [--port 8080] [--host 127.0.0.1]
                    [--workers N] [--max-queue 64] [--max-body BYTES] [--source-root DIR]
@@ -38,12 +39,6 @@ Options:
   --job-ttl SECONDS    how long a finished job's image is kept (default 3600)
   -h, --help           this help`;
 
-function positiveInt(value: string | undefined, name: string, fallback: number, min = 1): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min) throw new UsageError(`${name} takes an integer >= ${min}, not '${value}'`);
-  return n;
-}
 
 export const serve: Command = {
   name: 'serve',
@@ -65,32 +60,27 @@ export const serve: Command = {
       usage,
     );
     if (wantsHelp(values, io, usage)) return EXIT.ok;
-    const bases: Record<string, string> = {};
-    for (const item of values.base ?? []) {
-      const at = item.indexOf('=');
-      if (at <= 0) throw new UsageError(`--base takes NAME=PATH, not '${item}'`);
-      bases[item.slice(0, at)] = resolve(io.cwd, item.slice(at + 1));
-    }
-    if (Object.keys(bases).length === 0) throw new UsageError(`at least one --base NAME=PATH is required\n\n${usage}`);
+    const bases = parseBases(values.base, io, usage);
     const { ImageService } = await import('../serve/server.js');
     const service = new ImageService({
       bases,
-      workers: positiveInt(values.workers, '--workers', availableParallelism()),
-      maxQueue: positiveInt(values['max-queue'], '--max-queue', 64),
-      maxBodyBytes: positiveInt(values['max-body'], '--max-body', 1 << 20),
-      jobTtlSeconds: positiveInt(values['job-ttl'], '--job-ttl', 3600),
+      workers: integerOption(values.workers, '--workers', availableParallelism()),
+      maxQueue: integerOption(values['max-queue'], '--max-queue', 64),
+      maxBodyBytes: integerOption(values['max-body'], '--max-body', 1 << 20),
+      jobTtlSeconds: integerOption(values['job-ttl'], '--job-ttl', 3600),
       jobsDir: values['jobs-dir'] ? resolve(io.cwd, values['jobs-dir']) : mkdtempSync(join(tmpdir(), 'piimg-jobs-')),
       ...(values['source-root'] ? { sourceRoot: resolve(io.cwd, values['source-root']) } : {}),
       ...(io.env.PIIMG_CACHE_DIR ? { cacheDir: io.env.PIIMG_CACHE_DIR } : {}),
-      log: (entry) => io.stderr.write(JSON.stringify({ time: new Date().toISOString(), ...entry }) + '\n'),
+      log: jsonLog(io),
     });
-    const address = await service.listen(positiveInt(values.port, '--port', 8080, 0), values.host ?? '127.0.0.1');
-    io.stderr.write(JSON.stringify({ time: new Date().toISOString(), level: 'info', msg: 'listening', url: `http://${address.host}:${address.port}`, bases: Object.keys(bases) }) + '\n');
+    const address = await service.listen(integerOption(values.port, '--port', 8080, 0), values.host ?? '127.0.0.1');
+    const log = jsonLog(io);
+    log({ level: 'info', msg: 'listening', url: `http://${address.host}:${address.port}`, bases: Object.keys(bases) });
     const signal = await new Promise<NodeJS.Signals>((done) => {
       process.once('SIGINT', () => done('SIGINT'));
       process.once('SIGTERM', () => done('SIGTERM'));
     });
-    io.stderr.write(JSON.stringify({ time: new Date().toISOString(), level: 'info', msg: 'stopping', signal }) + '\n');
+    log({ level: 'info', msg: 'stopping', signal });
     await service.close();
     return EXIT.ok;
   },

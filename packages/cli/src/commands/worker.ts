@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { type Command, parse, wantsHelp } from '../command.js';
 import { EXIT, UsageError, type CliIo } from '../io.js';
+import { integerOption, jsonLog, parseBases } from '../service-options.js';
 
 const usage = `Usage: piimg worker --redis redis://HOST:PORT --base NAME=PATH [--base ...]
                     [--out DIR] [--source-root DIR] [--queue NAME] [--concurrency 1]
@@ -44,20 +45,8 @@ export const worker: Command = {
     );
     if (wantsHelp(values, io, usage)) return EXIT.ok;
     if (!values.redis) throw new UsageError(`--redis URL is required\n\n${usage}`);
-    const bases: Record<string, string> = {};
-    for (const item of values.base ?? []) {
-      const at = item.indexOf('=');
-      if (at <= 0) throw new UsageError(`--base takes NAME=PATH, not '${item}'`);
-      bases[item.slice(0, at)] = resolve(io.cwd, item.slice(at + 1));
-    }
-    if (Object.keys(bases).length === 0) throw new UsageError(`at least one --base NAME=PATH is required\n\n${usage}`);
-    const number = (value: string | undefined, name: string, fallback: number) => {
-      if (value === undefined) return fallback;
-      const n = Number(value);
-      if (!Number.isInteger(n) || n < 1) throw new UsageError(`${name} takes an integer >= 1, not '${value}'`);
-      return n;
-    };
-    const log = (entry: Record<string, unknown>) => io.stderr.write(JSON.stringify({ time: new Date().toISOString(), ...entry }) + '\n');
+    const bases = parseBases(values.base, io, usage);
+    const log = jsonLog(io);
     const { startQueueWorker } = await import('../queue/jobs.js');
     const running = await startQueueWorker({
       redis: values.redis,
@@ -66,8 +55,8 @@ export const worker: Command = {
       ...(values.out ? { outDir: resolve(io.cwd, values.out) } : {}),
       ...(values['source-root'] ? { sourceRoot: resolve(io.cwd, values['source-root']) } : {}),
       ...(io.env.PIIMG_CACHE_DIR ? { cacheDir: io.env.PIIMG_CACHE_DIR } : {}),
-      concurrency: number(values.concurrency, '--concurrency', 1),
-      lockSeconds: number(values['lock-seconds'], '--lock-seconds', 30),
+      concurrency: integerOption(values.concurrency, '--concurrency', 1),
+      lockSeconds: integerOption(values['lock-seconds'], '--lock-seconds', 30),
       log,
     });
     log({ level: 'info', msg: 'worker ready', queue: values.queue ?? 'piimg-images', bases: Object.keys(bases), pid: process.pid });

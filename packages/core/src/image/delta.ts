@@ -1,8 +1,11 @@
 import { createHash } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
+import { basename, dirname, join } from 'node:path';
+import { readFully } from '../device/file.js';
 import type { BlockDevice } from '../device/types.js';
 import { PiimgError } from '../errors.js';
+import { partialName } from './partial.js';
 
 /**
  * The piimg delta format, version 1: a device image as the changes to a
@@ -78,7 +81,8 @@ export function writeDelta(
   imageSize: number,
   chunks: Iterable<DeltaChunk>,
 ): DeltaHeader {
-  const partial = `${path}.${process.pid}.piimg-partial`;
+  // The shared partial-file name, so a crashed run's leftover is removed by the next save there.
+  const partial = join(dirname(path), partialName(basename(path)));
   const fd = openSync(partial, 'wx', 0o644);
   try {
     let position = HEADER_SIZE;
@@ -137,14 +141,10 @@ export function writeDelta(
   }
 }
 
+/** Reads exactly `length` bytes; the header and record checks keep every read inside the file. */
 function readExactly(fd: number, length: number, position: number, path: string): Buffer {
   const out = Buffer.alloc(length);
-  let done = 0;
-  while (done < length) {
-    const count = readSync(fd, out, done, length - done, position + done);
-    if (count === 0) throw bad('truncated', path);
-    done += count;
-  }
+  readFully(fd, out, position, path);
   return out;
 }
 

@@ -1,6 +1,6 @@
 import { realpathSync } from 'node:fs';
 import { rename, unlink, writeFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { FileDevice, FileReader } from '../device/file.js';
 import { Overlay, type OverlayOptions } from '../device/overlay.js';
@@ -18,6 +18,7 @@ import { createBmap, type Bmap } from './bmap.js';
 import { applyDeltaFile, writeDelta, type DeltaHeader } from './delta.js';
 import { rawSha256 } from './identity.js';
 import { detectFilesystem, type FilesystemInfo } from './detect.js';
+import { partialName } from './partial.js';
 import { usedRanges } from './usage.js';
 import { dataMapFor } from './datamap.js';
 import { createOutputStream, formatFromPath, OUTPUT_FORMATS, writeAtomically, type CompressOptions, type ImageLayout, type OutputFormat } from './output.js';
@@ -365,7 +366,7 @@ export class Image implements AsyncDisposable {
   /** Writes the block map to `path` atomically (temporary file + rename). */
   async writeBmap(path: string): Promise<Bmap> {
     const map = await this.bmap();
-    const temporary = `${path}.${process.pid}.piimg-partial`;
+    const temporary = join(dirname(path), partialName(basename(path)));
     try {
       await writeFile(temporary, map.text, { flag: 'wx' });
       await rename(temporary, path);
