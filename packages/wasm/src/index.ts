@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 
 // liblzma (xz-utils) lives in its own module.
 export * from './lzma.js';
+export * from './zstd.js';
 
 /** The device interface libext2fs reads and writes through (same shape as @piimg/core's BlockDevice). */
 export interface Device {
