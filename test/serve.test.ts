@@ -1,5 +1,6 @@
 // piimg serve: the HTTP image service, started as users start it (the built
 // CLI in its own process), driven over loopback.
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -7,8 +8,10 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openImage } from '@piimg/core';
+import { zstdDecompress } from '@piimg/wasm';
 import { rawFixture, testCacheDir } from './support/fixtures.js';
 import { startService, type RunningService } from './support/service.js';
+import { hasTool } from './support/tools.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'piimg-serve-'));
 const jobsDir = join(dir, 'jobs');
@@ -71,6 +74,22 @@ describe('piimg serve', () => {
     expect(response.headers.get('content-type')).toBe('application/gzip');
     const raw = gunzipSync(Buffer.from(await response.arrayBuffer()));
     expect(await deviceOf(raw, 'gz')).toEqual({ hostname: 'svc-gz', clean: true });
+  });
+
+  it('streams zstd frames that zstd -dc and piimg decode to the raw image', async () => {
+    const response = await post('/images?base=bookworm&format=img.zst', { hostname: 'svc-zst' });
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toBe('application/zstd');
+    const zst = new Uint8Array(await response.arrayBuffer());
+    const raw = zstdDecompress(zst, { maxOutput: 2 << 30 });
+    expect(await deviceOf(raw, 'zst')).toEqual({ hostname: 'svc-zst', clean: true });
+    // piimg opens the .img.zst itself too (decompressed into the cache).
+    expect(await deviceOf(zst, 'zst-input')).toEqual({ hostname: 'svc-zst', clean: true });
+    if (hasTool('zstd')) {
+      const decoded = spawnSync('zstd', ['-dc'], { input: zst, maxBuffer: 2 << 30 });
+      expect(decoded.status, String(decoded.stderr)).toBe(0);
+      expect(Buffer.compare(decoded.stdout, raw)).toBe(0);
+    }
   });
 
   it('reads files[].source only below --source-root', async () => {

@@ -9,9 +9,10 @@ export const outputOptions = {
   threads: { type: 'string' },
 } as const;
 
-export const outputUsage = `  --format FORMAT       img, xz or gz (default: from OUT's name: .img.xz xz, .img.gz gz,
-                        anything else img; '-o -' writes img unless --format says otherwise)
-  --level N             compression level, xz 0-9, gz 1-9 (default 6, as xz and gzip)
+export const outputUsage = `  --format FORMAT       img, xz, gz or zst (default: from OUT's name: .img.xz xz, .img.gz gz,
+                        .img.zst zst, anything else img; '-o -' writes img unless --format says otherwise)
+  --level N             compression level, xz 0-9, gz 1-9 (default 6, as xz and gzip),
+                        zst 1-19 (default 3, as zstd)
   --threads N           compressing threads (default: one per core)`;
 
 export interface OutputSpec {
@@ -28,7 +29,7 @@ function integer(text: string | undefined, name: string): number | undefined {
   return Number(text);
 }
 
-/** Reads -o and the format options; unsupported formats (.img.zst for now) are usage errors. */
+/** Reads -o and the format options; unknown formats and levels out of range are usage errors. */
 export function outputSpec(path: string, values: { format?: string; level?: string; threads?: string }): OutputSpec {
   let format: OutputFormat;
   try {
@@ -39,8 +40,11 @@ export function outputSpec(path: string, values: { format?: string; level?: stri
   }
   const level = integer(values.level, '--level');
   const threads = integer(values.threads, '--threads');
-  if (format === 'img' && level !== undefined) throw new UsageError('--level needs a compressed format (--format xz or gz, or OUT ending in .xz or .gz)');
-  if (level !== undefined && (level > 9 || (format === 'gzip' && level < 1))) throw new UsageError(`--level for ${format} is ${format === 'xz' ? '0' : '1'}-9, not ${level}`);
+  if (format === 'img' && level !== undefined) throw new UsageError('--level needs a compressed format (--format xz, gz or zst, or OUT ending in .xz, .gz or .zst)');
+  if (level !== undefined) {
+    const [min, max] = format === 'xz' ? [0, 9] : format === 'zstd' ? [1, 19] : [1, 9];
+    if (level < min || level > max) throw new UsageError(`--level for ${format} is ${min}-${max}, not ${level}`);
+  }
   if (threads !== undefined && (threads < 1 || threads > 64)) throw new UsageError(`--threads is 1-64, not ${threads}`);
   return { path, format, ...(level !== undefined ? { level } : {}), ...(threads !== undefined ? { threads } : {}) };
 }

@@ -13,8 +13,9 @@ An HTTP service that makes device images from the named bases:
 
   GET  /health                              200 while running, 503 while stopping
   GET  /ready                               503 when the queue is full
-  POST /images?base=NAME&format=img|img.gz  body: a device configuration (JSON);
-                                            answers with the image, streamed while it is made
+  POST /images?base=NAME&format=FORMAT      body: a device configuration (JSON); FORMAT is
+                                            img, img.gz or img.zst; answers with the image,
+                                            streamed while it is made
   POST /jobs?base=NAME&format=...           same body; answers 202 with a job id
   GET  /jobs/ID                             the job's state (queued, running, done, failed)
   GET  /jobs/ID/image                       the finished image

@@ -1,6 +1,6 @@
 /** Messages between the image service's HTTP thread and its worker threads. */
 
-export type ImageFormat = 'img' | 'img.gz';
+export type ImageFormat = 'img' | 'img.gz' | 'img.zst';
 
 export interface JobRequest {
   type: 'job';

@@ -59,6 +59,7 @@ interface StoredJob {
 const FORMATS: Record<string, { format: ImageFormat; type: string }> = {
   img: { format: 'img', type: 'application/octet-stream' },
   'img.gz': { format: 'img.gz', type: 'application/gzip' },
+  'img.zst': { format: 'img.zst', type: 'application/zstd' },
 };
 
 class HttpError extends Error {
@@ -226,7 +227,7 @@ export class ImageService {
   private async streamImage(request: IncomingMessage, response: ServerResponse, url: URL): Promise<void> {
     const job = this.jobRequest(url, await this.readBody(request));
     const started = performance.now();
-    const type = FORMATS[job.format === 'img' ? 'img' : 'img.gz']!.type;
+    const type = FORMATS[job.format]!.type;
     let sent = 0;
     await new Promise<void>((resolve) => {
       let handle: ReturnType<ImageService['submit']> | undefined;

@@ -299,6 +299,7 @@ export class Image implements AsyncDisposable {
       throw new PiimgError('E_SAME_FILE', `refusing to overwrite the base image ${outPath}; open it with inPlace to edit it`, { path: outPath });
     }
     const format = options.format ?? (options.toDevice ? 'img' : formatFromPath(outPath));
+    if (!OUTPUT_FORMATS.includes(format)) throw new PiimgError('EINVAL', `unknown output format ${String(format)}`, { format });
     if (options.toDevice) {
       if (format !== 'img') throw new PiimgError('EINVAL', `a device takes the raw image, not ${format}`, { path: outPath });
       return await writeToDevice(this.overlay, target, options);
@@ -337,7 +338,7 @@ export class Image implements AsyncDisposable {
 
   /**
    * The whole image with its changes as a stream (an HTTP response, stdout),
-   * raw or compressed (`format`: 'img', 'xz', 'gzip'), with backpressure: the
+   * raw or compressed (`format`: 'img', 'xz', 'gzip', 'zstd'), with backpressure: the
    * image is never held in memory.
    */
   createReadStream(options: { format?: OutputFormat; chunkSize?: number } & CompressOptions = {}): Readable {

@@ -14,6 +14,7 @@ import { throwIfAborted } from './abort.js';
 import { partialName, removeStalePartials } from './partial.js';
 import type { DataMap } from './datamap.js';
 import { DEFAULT_XZ_LEVEL, encodeXz, xzBlockSize, type BlockContent } from './xz/encode.js';
+import { DEFAULT_ZSTD_LEVEL, encodeZstd, zstdFrameSize } from './zstd/encode.js';
 
 /**
  * Output formats of a whole image: raw, or compressed while it is streamed.
@@ -21,25 +22,25 @@ import { DEFAULT_XZ_LEVEL, encodeXz, xzBlockSize, type BlockContent } from './xz
  * threads (see xz/encode.ts); `.img.gz` is a series of gzip members, each
  * compressed independently on Node's zlib thread pool, as `pigz` does: a
  * concatenation of members is a valid gzip file (RFC 1952 §2.2), which
- * `gzip -dc` and every flasher read.
+ * `gzip -dc` and every flasher read. `.img.zst` is a series of independent
+ * zstd frames compressed on worker threads (see zstd/encode.ts); concatenated
+ * frames are one valid zstd stream (RFC 8878 §3.1).
  */
-export type OutputFormat = 'img' | 'xz' | 'gzip';
+export type OutputFormat = 'img' | 'xz' | 'gzip' | 'zstd';
 
-/** Every output format: raw, multi-Block xz, gzip members. */
-export const OUTPUT_FORMATS: readonly OutputFormat[] = ['img', 'xz', 'gzip'];
+/** Every output format: raw, multi-Block xz, gzip members, zstd frames. */
+export const OUTPUT_FORMATS: readonly OutputFormat[] = ['img', 'xz', 'gzip', 'zstd'];
 
-/** The format a file name asks for: .xz, .gz, anything else raw. `.zst` is refused until zstd output exists. */
+/** The format a file name asks for: .xz, .gz, .zst, anything else raw. */
 export function formatFromPath(path: string): OutputFormat {
   const name = path.toLowerCase();
   if (name.endsWith('.xz')) return 'xz';
   if (name.endsWith('.gz')) return 'gzip';
-  if (name.endsWith('.zst') || name.endsWith('.zstd')) {
-    throw new PiimgError('E_UNSUPPORTED_FORMAT', `${path}: zstd output is not supported yet (use .img, .img.xz or .img.gz)`, { path });
-  }
+  if (name.endsWith('.zst') || name.endsWith('.zstd')) return 'zstd';
   return 'img';
 }
 
-/** Parses a format name as users write it: img/raw, xz, gz/gzip. */
+/** Parses a format name as users write it: img/raw, xz, gz/gzip, zst/zstd. */
 export function parseOutputFormat(name: string): OutputFormat {
   switch (name.toLowerCase()) {
     case 'img':
@@ -52,15 +53,15 @@ export function parseOutputFormat(name: string): OutputFormat {
       return 'gzip';
     case 'zst':
     case 'zstd':
-      throw new PiimgError('E_UNSUPPORTED_FORMAT', 'zstd output is not supported yet (formats: img, xz, gz)', { format: name });
+      return 'zstd';
     default:
-      throw new PiimgError('E_UNSUPPORTED_FORMAT', `unknown output format '${name}' (formats: img, xz, gz)`, { format: name });
+      throw new PiimgError('E_UNSUPPORTED_FORMAT', `unknown output format '${name}' (formats: img, xz, gz, zst)`, { format: name });
   }
 }
 
 /** Compression settings of `save` and `createReadStream`. */
 export interface CompressOptions {
-  /** Compression level: xz 0-9 (default 6, like `xz`), gzip 1-9 (default 6, like `gzip`). */
+  /** Compression level: xz 0-9 (default 6, like `xz`), gzip 1-9 (default 6, like `gzip`), zstd 1-19 (default 3, like `zstd`). */
   level?: number;
   /** Compressing threads (default: one per core). */
   threads?: number;
@@ -74,8 +75,12 @@ export function defaultThreads(): number {
   return Math.max(1, availableParallelism());
 }
 
+function defaultLevel(format: Exclude<OutputFormat, 'img'>): number {
+  return format === 'xz' ? DEFAULT_XZ_LEVEL : format === 'zstd' ? DEFAULT_ZSTD_LEVEL : DEFAULT_GZIP_LEVEL;
+}
+
 function checkLevel(format: OutputFormat, level: number): number {
-  const [min, max] = format === 'xz' ? [0, 9] : [1, 9];
+  const [min, max] = format === 'xz' ? [0, 9] : format === 'zstd' ? [1, 19] : [1, 9];
   if (!Number.isInteger(level) || level < min || level > max) {
     throw new PiimgError('EINVAL', `${format} level must be an integer ${min}..${max}, got ${level}`, { level });
   }
@@ -169,7 +174,7 @@ async function* rawChunks(overlay: Overlay, chunkSize: number): AsyncGenerator<U
  */
 export function createOutputStream(layout: () => Promise<ImageLayout>, format: OutputFormat, options: CompressOptions & { chunkSize?: number } = {}): Readable {
   const threads = checkThreads(options.threads ?? defaultThreads());
-  const level = format === 'img' ? 0 : checkLevel(format, options.level ?? (format === 'xz' ? DEFAULT_XZ_LEVEL : DEFAULT_GZIP_LEVEL));
+  const level = format === 'img' ? 0 : checkLevel(format, options.level ?? defaultLevel(format));
   async function* bytes(): AsyncGenerator<Uint8Array> {
     const resolved = await layout();
     const source =
@@ -177,7 +182,9 @@ export function createOutputStream(layout: () => Promise<ImageLayout>, format: O
         ? encodeXz(resolved.basePath, planBlocks(resolved, xzBlockSize(level)), { level, threads })
         : format === 'gzip'
           ? encodeGzip(resolved, level, threads)
-          : rawChunks(resolved.overlay, options.chunkSize ?? 1 << 20);
+          : format === 'zstd'
+            ? encodeZstd(resolved.basePath, planBlocks(resolved, zstdFrameSize(level)), { level, threads })
+            : rawChunks(resolved.overlay, options.chunkSize ?? 1 << 20);
     yield* source;
   }
   return Readable.from(bytes(), { objectMode: false });

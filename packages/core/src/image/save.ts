@@ -44,9 +44,9 @@ export interface SaveOptions {
    * Without it, an output that is anything but a regular file is refused.
    */
   toDevice?: boolean;
-  /** Output format; default from the file name (`.img.xz` xz, `.img.gz` gzip, else raw). */
+  /** Output format; default from the file name (`.img.xz` xz, `.img.gz` gzip, `.img.zst` zstd, else raw). */
   format?: OutputFormat;
-  /** Compression level (xz 0-9, gzip 1-9; default 6). */
+  /** Compression level (xz 0-9, gzip 1-9; default 6; zstd 1-19, default 3). */
   level?: number;
   /** Compressing threads (default: one per core). */
   threads?: number;

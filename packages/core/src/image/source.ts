@@ -11,7 +11,7 @@ import { fileIdentityKey, readFileFact, writeFileFact } from './identity.js';
 import { cacheEntryMapPath, DATA_MAP_BLOCK, DataMapBuilder, writeDataMap, type DataMap } from './datamap.js';
 
 /** Containers piimg decompresses, recognised by signature. */
-export type Compression = 'xz' | 'gzip' | 'zip';
+export type Compression = 'xz' | 'gzip' | 'zip' | 'zstd';
 
 /** A progress report: the phase and bytes done (no total while decompressing). */
 export interface Progress {
@@ -41,6 +41,8 @@ export function sniffCompression(head: Uint8Array): Compression | undefined {
   if (starts(0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00)) return 'xz';
   if (starts(0x1f, 0x8b)) return 'gzip';
   if (starts(0x50, 0x4b, 0x03, 0x04)) return 'zip';
+  // zstd frame magic 0xFD2FB528, little-endian (RFC 8878 §3.1.1).
+  if (starts(0x28, 0xb5, 0x2f, 0xfd)) return 'zstd';
   return undefined;
 }
 
@@ -99,6 +101,10 @@ async function openDecompressed(path: string, compression: Compression): Promise
     }
     case 'zip':
       return openZipImage(path);
+    case 'zstd': {
+      const { zstdStreamChunks } = await import('./zstd/decode.js');
+      return zstdStreamChunks(path);
+    }
   }
 }
 

@@ -1,0 +1,210 @@
+import { Worker } from 'node:worker_threads';
+import { bindZstd, zstdModule, type ZstdWasmModule } from '@piimg/wasm';
+import { PiimgError } from '../../errors.js';
+import type { BlockContent } from '../xz/encode.js';
+
+/**
+ * Writing .zst: a series of independent zstd frames, each compressed by
+ * libzstd (wasm) on a worker thread. Concatenated frames are one valid zstd
+ * stream (RFC 8878 §3.1), which `zstd -dc` reads; each frame records its
+ * content size and an XXH64 checksum, so readers verify every frame.
+ *
+ * Frames are the size of the jobs of `zstd -T` (four times the level's
+ * window, Ref: zstd lib/compress/zstdmt_compress.c, ZSTDMT_computeTargetJobLog),
+ * but unlike those jobs they share no history, which is what makes each one
+ * reusable alone. As in xz/encode.ts, workers read the base themselves (data
+ * ranges only) and feed libzstd 1 MiB at a time: no frame is held whole.
+ *
+ * Node's own zlib has zstd only from 22.15/23.8; the wasm build is used on
+ * every version so that one tested encoder makes every output.
+ */
+
+export const DEFAULT_ZSTD_LEVEL = 3;
+const PIECE_SIZE = 1 << 20;
+
+/** Window log of each level for inputs over 256 KiB (Ref: zstd lib/compress/clevels.h, ZSTD_defaultCParameters[0]). */
+const LEVEL_WINDOW_LOG = [0, 19, 20, 21, 21, 21, 21, 21, 21, 22, 22, 22, 22, 22, 22, 22, 22, 23, 23, 23];
+
+/** The frame size for a level: four times its window, at least 4 MiB (8 MiB at level 3). */
+export function zstdFrameSize(level: number): number {
+  return Math.max(4 << 20, 4 * 2 ** LEVEL_WINDOW_LOG[level]!);
+}
+
+interface FrameRequest extends BlockContent {
+  id: number;
+  level: number;
+}
+
+type EncodeFs = Pick<typeof import('node:fs'), 'openSync' | 'readSync' | 'closeSync'>;
+
+/**
+ * The body of an encoding worker: answers each request with the frame's
+ * bytes. Self-contained: its source text is what workers run.
+ */
+export function zstdEncodeWorker(
+  port: { on(event: 'message', listener: (request: FrameRequest) => void): void; postMessage(message: unknown, transfer?: ArrayBuffer[]): void },
+  setup: { basePath: string; module: ZstdWasmModule; pieceSize: number },
+  fs: EncodeFs,
+  bind: typeof bindZstd,
+): void {
+  const zstd = bind(setup.module);
+  const base = fs.openSync(setup.basePath, 'r');
+  const pieceSize = setup.pieceSize;
+  const inPtr = zstd.alloc(pieceSize);
+  const outPtr = zstd.alloc(pieceSize);
+  port.on('message', (request) => {
+    if (request.id < 0) {
+      fs.closeSync(base);
+      port.postMessage({ id: request.id, closed: true });
+      return;
+    }
+    try {
+      const encoder = zstd.frameEncoder(request.level, request.length);
+      const output: Uint8Array[] = [];
+      const end = request.byteOffset + request.length;
+      for (let position = request.byteOffset; position < end; position += pieceSize) {
+        const length = Math.min(pieceSize, end - position);
+        const last = position + length === end;
+        const memory = zstd.memory();
+        memory.fill(0, inPtr, inPtr + length);
+        for (let i = 0; i < request.baseRanges.length; i += 2) {
+          const from = Math.max(position, request.baseRanges[i]!);
+          const to = Math.min(position + length, request.baseRanges[i]! + request.baseRanges[i + 1]!);
+          for (let done = from; done < to; ) {
+            const read = fs.readSync(base, memory, inPtr + done - position, to - done, done);
+            if (read === 0) throw Object.assign(new Error('the base ended while being read'), { code: 'E_TRUNCATED' });
+            done += read;
+          }
+        }
+        for (const patch of request.patches) {
+          const from = Math.max(position, patch.byteOffset);
+          const to = Math.min(position + length, patch.byteOffset + patch.data.length);
+          if (from < to) memory.set(patch.data.subarray(from - patch.byteOffset, to - patch.byteOffset), inPtr + from - position);
+        }
+        // The last piece ends the frame: repeated until libzstd has flushed the epilogue and checksum.
+        for (let offset = 0, done = false; last ? !done : offset < length; ) {
+          const step = encoder.encode(inPtr + offset, length - offset, outPtr, pieceSize, last);
+          offset += step.consumed;
+          if (step.produced > 0) output.push(zstd.memory().slice(outPtr, outPtr + step.produced));
+          done = step.done;
+        }
+      }
+      port.postMessage(
+        { id: request.id, pieces: output },
+        output.map((piece) => piece.buffer as ArrayBuffer),
+      );
+    } catch (error) {
+      port.postMessage({ id: request.id, error: String((error as Error)?.message), code: (error as { code?: string })?.code });
+    }
+  });
+}
+
+const WORKER_SOURCE = `
+const { workerData, parentPort } = require('node:worker_threads');
+const fs = require('node:fs');
+const bindZstd = (${bindZstd.toString()});
+(${zstdEncodeWorker.toString()})(parentPort, workerData, fs, bindZstd);`;
+
+/** Worker threads compressing frames; requests go to the least busy one. */
+export class ZstdEncoderPool {
+  private readonly workers: { worker: Worker; busy: number; exited: boolean }[] = [];
+  private readonly waiting = new Map<number, { resolve: (pieces: Uint8Array[]) => void; reject: (error: Error) => void }>();
+  private readonly closing = new Map<Worker, () => void>();
+  private nextId = 0;
+  private failure: Error | undefined;
+
+  constructor(basePath: string, threads: number) {
+    const module = zstdModule();
+    for (let i = 0; i < threads; i++) {
+      const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { basePath, module, pieceSize: PIECE_SIZE }, stdout: true, stderr: true });
+      const entry = { worker, busy: 0, exited: false };
+      worker.on('message', (message: { id: number; pieces?: Uint8Array[]; error?: string; code?: string; closed?: boolean }) => {
+        if (message.closed) {
+          this.closing.get(worker)?.();
+          return;
+        }
+        entry.busy--;
+        const waiter = this.waiting.get(message.id);
+        this.waiting.delete(message.id);
+        if (!waiter) return;
+        if (message.pieces) waiter.resolve(message.pieces);
+        else waiter.reject(new PiimgError(message.code === 'E_TRUNCATED' ? 'E_TRUNCATED' : 'E_IO', `zstd encoding failed: ${message.error}`, { code: message.code }));
+      });
+      const fail = (error: Error) => {
+        this.failure ??= error;
+        for (const waiter of this.waiting.values()) waiter.reject(error);
+        this.waiting.clear();
+      };
+      worker.on('error', fail);
+      worker.on('exit', (code) => {
+        entry.exited = true;
+        if (code !== 0) fail(new PiimgError('E_IO', `zstd encoding worker exited with code ${code}`));
+      });
+      this.workers.push(entry);
+    }
+  }
+
+  encode(content: BlockContent, level: number): Promise<Uint8Array[]> {
+    if (this.failure) return Promise.reject(this.failure);
+    const entry = this.workers.reduce((a, b) => (b.busy < a.busy ? b : a));
+    const id = this.nextId++;
+    entry.busy++;
+    return new Promise((resolve, reject) => {
+      this.waiting.set(id, { resolve, reject });
+      const request: FrameRequest = { ...content, id, level };
+      entry.worker.postMessage(request);
+    });
+  }
+
+  /** Lets each worker close its file, then ends it. */
+  async close(): Promise<void> {
+    await Promise.all(
+      this.workers.map(async ({ worker, exited }) => {
+        // A live worker closes its file first: descriptors belong to the process, not the thread.
+        if (!exited) {
+          const closed = new Promise<void>((resolve) => this.closing.set(worker, resolve));
+          worker.postMessage({ id: -1 });
+          await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
+        }
+        await worker.terminate();
+      }),
+    );
+  }
+}
+
+/**
+ * The .zst file of an image given frame by frame, in order. At most one
+ * frame per thread and one more are in flight; the consumer's pace
+ * (backpressure) sets the rest. An all-zero frame is compressed once and its
+ * bytes reused.
+ */
+export async function* encodeZstd(basePath: string, frames: Iterable<BlockContent>, options: { level: number; threads: number }): AsyncGenerator<Uint8Array> {
+  const pool = new ZstdEncoderPool(basePath, options.threads);
+  const zeroFrames = new Map<number, Promise<Uint8Array[]>>();
+  const encode = (content: BlockContent): Promise<Uint8Array[]> => {
+    if (content.baseRanges.length > 0 || content.patches.length > 0) return pool.encode(content, options.level);
+    let zero = zeroFrames.get(content.length);
+    if (!zero) {
+      zero = pool.encode(content, options.level);
+      zeroFrames.set(content.length, zero);
+    }
+    return zero;
+  };
+  const inFlight: Promise<Uint8Array[]>[] = [];
+  try {
+    const iterator = frames[Symbol.iterator]();
+    let next = iterator.next();
+    while (!next.done || inFlight.length > 0) {
+      while (!next.done && inFlight.length < options.threads + 1) {
+        const promise = encode(next.value);
+        // Settled rejections must not surface as unhandled while they wait in the queue.
+        promise.catch(() => undefined);
+        inFlight.push(promise);
+        next = iterator.next();
+      }
+      yield* await inFlight.shift()!;
+    }
+  } finally {
+    await pool.close();
+  }
+}
