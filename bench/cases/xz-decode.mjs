@@ -1,4 +1,4 @@
-// Opens a compressed base into an empty cache: what the first inject on a fresh CI runner pays.
+// Opens a compressed base (.xz, .zst, ...) into an empty cache: what the first inject on a fresh CI runner pays.
 import { rmSync } from 'node:fs';
 import { resolveSource } from '@piimg/core';
 

@@ -3,7 +3,7 @@
 // FSInfo, FAT, directory entries, long names), ext4 (superblock with its
 // checksum recomputed, group descriptors, inodes, extent trees, directory
 // blocks and htree roots, bitmaps; with and without metadata_csum) and the
-// .xz/.gz/.zip readers.
+// .xz/.gz/.zip/.zst readers.
 //
 // Oracle: a case may end normally or with a PiimgError (its code is counted);
 // any other exception, a case running longer than --case-timeout, or the
@@ -25,11 +25,12 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { deflateRawSync, gzipSync } from 'node:zlib';
 import { MemoryDevice, crc32, formatFat, mountFat, resolveSource } from '../../packages/core/lib/index.js';
+import { zstdCompress } from '../../packages/wasm/lib/index.js';
 import { EXT4_TARGETS, FAT_TARGETS, caseSeed, rng } from './mutate.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repoRoot = join(here, '..', '..');
-const ALL_TARGETS = ['mbr', 'ebr', 'gpt', ...FAT_TARGETS, ...EXT4_TARGETS, 'xz', 'gz', 'zip'];
+const ALL_TARGETS = ['mbr', 'ebr', 'gpt', ...FAT_TARGETS, ...EXT4_TARGETS, 'xz', 'gz', 'zip', 'zst'];
 
 function parseArgs(argv) {
   const options = { seed: undefined, time: 60, cases: Infinity, targets: ALL_TARGETS, case: undefined, caseTimeout: 30_000, maxRss: 2048 };
@@ -131,7 +132,7 @@ function ext4Base(dir, name, features) {
 
 async function prepare(dir, targets) {
   const bases = { fat: {}, ext4: {}, fixtures: {}, containers: {} };
-  if (targets.some((t) => FAT_TARGETS.includes(t) || ['xz', 'gz', 'zip'].includes(t))) {
+  if (targets.some((t) => FAT_TARGETS.includes(t) || ['xz', 'gz', 'zip', 'zst'].includes(t))) {
     for (const fatType of ['fat12', 'fat16', 'fat32']) bases.fat[fatType] = await fatBase(dir, fatType);
   }
   if (targets.some((t) => EXT4_TARGETS.includes(t))) {
@@ -144,12 +145,15 @@ async function prepare(dir, targets) {
       bases.fixtures[name] = (await resolveSource(join(repoRoot, 'fixtures', 'images', `${name}.img.xz`), { cacheDir })).rawPath;
     }
   }
-  if (targets.some((t) => ['xz', 'gz', 'zip'].includes(t))) {
+  if (targets.some((t) => ['xz', 'gz', 'zip', 'zst'].includes(t))) {
     const raw = readFileSync(bases.fat.fat12);
     writeFileSync(join(dir, 'small.img.xz'), tool('xz', ['-T1', '-c', '-3'], raw));
     writeFileSync(join(dir, 'small.img.gz'), gzipSync(raw));
     writeFileSync(join(dir, 'small.img.zip'), zipOf('small.img', raw));
-    for (const kind of ['xz', 'gz', 'zip']) bases.containers[kind] = join(dir, `small.img.${kind}`);
+    // Two frames with content sizes and checksums, as piimg writes .img.zst.
+    const half = raw.length >> 1;
+    writeFileSync(join(dir, 'small.img.zst'), Buffer.concat([zstdCompress(raw.subarray(0, half), 3), zstdCompress(raw.subarray(half), 3)]));
+    for (const kind of ['xz', 'gz', 'zip', 'zst']) bases.containers[kind] = join(dir, `small.img.${kind}`);
   }
   return bases;
 }

@@ -185,7 +185,7 @@ async function partitionCase(target, r) {
   }
 }
 
-/** A mutated .xz, .gz or .zip: decompressed through resolveSource into a scratch cache. */
+/** A mutated .xz, .gz, .zip or .zst: decompressed through resolveSource into a scratch cache. */
 async function containerCase(target, r) {
   const source = baseBytes(bases.containers[target]);
   const { bytes, description } = mutateContainer(source, r);

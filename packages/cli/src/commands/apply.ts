@@ -4,10 +4,11 @@ import { EXIT, paint, progressReporter, UsageError, useColor, withSignal, writeJ
 
 const usage = `Usage: piimg apply BASE DELTA -o OUT [--bmap FILE] [--no-verify] [--json]
 
-Writes the device image OUT from BASE (.img, .img.xz, .zip, .gz) and a delta
-made by 'piimg inject --delta' (the changed blocks of one device against that
-base). A delta for another base, or a damaged one, is refused before anything
-is written. OUT appears atomically, filesystems verified.
+Writes the device image OUT from BASE (.img, .img.xz, .zip, .gz, .zst) and a
+delta made by 'piimg inject --delta' (the changed blocks of one device against
+that base). A delta for another base, or a damaged one, is refused before
+anything is written. OUT appears atomically, filesystems verified; OUT ending in
+.img.xz, .img.gz or .img.zst is written compressed.
 
 Options:
   -o, --output OUT  the device image to write

@@ -27,8 +27,8 @@ const usage = `Usage: piimg cp IMAGE SRC DST [-r] [--mode MODE] [--owner UID:GID
 Copies files into or out of an image. One of SRC and DST is PART:/path (PART: a
 partition number, 'boot' or 'root'), the other a path on this machine.
 Copying into an image writes a new image with -o OUT (the base is left as it
-is; .img.xz and .img.gz are written compressed, '-o -' streams to standard
-output), or changes IMAGE itself with --in-place.
+is; .img.xz, .img.gz and .img.zst are written compressed, '-o -' streams to
+standard output), or changes IMAGE itself with --in-place.
 
 Options:
   -r, --recursive   copy directories and their contents

@@ -4,7 +4,7 @@ import { EXIT, formatBytes, paint, progressReporter, useColor, writeJson, type C
 
 const usage = `Usage: piimg info IMAGE [--json]
 
-Shows the partition table of IMAGE (.img, .img.xz, .zip, .gz): scheme, disk id,
+Shows the partition table of IMAGE (.img, .img.xz, .zip, .gz, .zst): scheme, disk id,
 sector size, each partition with its start, size, type, PARTUUID, filesystem and
 label, the features of ext2/3/4 filesystems, and for a Raspberry Pi OS-like
 image the release found in its root filesystem (os-release) and the first-boot

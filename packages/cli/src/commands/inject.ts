@@ -5,16 +5,17 @@ import { deviceLine, EXIT, paint, progressReporter, UsageError, useColor, writeJ
 import { checkOutput, outputOptions, outputSpec, outputUsage, writeImage } from '../output.js';
 
 const usage = `Usage: piimg inject BASE -o OUT --config FILE [--set key.path=value ...] [--var name=value ...]
-                    [--format img|xz|gz] [--level N] [--threads N] [--no-verify] [--sync]
+                    [--format img|xz|gz|zst] [--level N] [--threads N] [--no-verify] [--sync]
                     [--to-device] [--source-root DIR] [--bmap FILE] [--delta] [--json]
 
-Writes a ready-to-flash device image OUT from BASE (.img, .img.xz, .zip, .gz)
-and a device configuration (YAML or JSON; see the configuration reference).
+Writes a ready-to-flash device image OUT from BASE (.img, .img.xz, .zip, .gz,
+.zst) and a device configuration (YAML or JSON; see the configuration reference).
 BASE is never modified. OUT appears only when everything succeeded, filesystems
 verified: a failed inject leaves no output file behind.
 
-OUT ending in .img.xz or .img.gz is written compressed (multi-Block xz, parallel gzip
-members), '-o -' streams the image to standard output (never to a terminal).
+OUT ending in .img.xz, .img.gz or .img.zst is written compressed (multi-Block xz,
+parallel gzip members, parallel zstd frames), '-o -' streams the image to standard
+output (never to a terminal).
 
 Options:
   -o, --output OUT      the device image to write (replaced atomically if it exists; it must

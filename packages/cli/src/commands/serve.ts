@@ -29,7 +29,7 @@ hold configuration content. SIGINT/SIGTERM: no new requests, running images
 finish (30 s at most), partial files are removed.
 
 Options:
-  --base NAME=PATH     a base image (.img, .img.xz, .zip, .gz), repeatable
+  --base NAME=PATH     a base image (.img, .img.xz, .zip, .gz, .zst), repeatable
   --port PORT          TCP port (default 8080; 0 picks a free one)
   --host HOST          address to listen on (default 127.0.0.1)
   --workers N          worker threads, one image each at a time (default: cores)
