@@ -27,56 +27,14 @@ JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 
 log() { printf '== %s\n' "$*" >&2; }
 
-# ---- tools ----
-need=""
-command -v emcc >/dev/null 2>&1 || need="$need emscripten"
-command -v dpkg-source >/dev/null 2>&1 || need="$need dpkg-dev"
-if [ -n "$need" ]; then
-  log "installing$need"
-  apt-get update
-  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $need
-fi
-# Debian's emcc runs its optimizer with the system node modules.
-export NODE_PATH=/usr/share/nodejs
-EMCC_VERSION=$(emcc --version 2>/dev/null | sed -n 1p)
+. "$HERE/lib/debian-source.sh"
 
-# ---- source package (the same private source list as build.sh) ----
-mkdir -p "$WORK/apt/lists/partial" "$WORK/download"
-mirror=$(
-  {
-    cat /etc/apt/sources.list 2>/dev/null || true
-    for f in /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
-      [ -f "$f" ] && cat "$f"
-    done
-  } | awk '
-    /^[ \t]*#/ { next }
-    /^URIs:/ { for (i = 2; i <= NF; i++) print $i }
-    /^deb[ \t]/ { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; break } }
-  ' | grep '/debian/*$' | grep -v -- '-security' | head -n 1
-)
-mirror=${mirror:-http://deb.debian.org/debian}
-mirror=${mirror%/}
-log "source mirror: $mirror"
-cat >"$WORK/apt/sources.list" <<SOURCES
-deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $SUITE main
-SOURCES
-APT_OPTS="-o Dir::Etc::SourceList=$WORK/apt/sources.list -o Dir::Etc::SourceParts=/dev/null -o Dir::State::Lists=$WORK/apt/lists"
-
-check() { [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$2" ]; }
+# ---- tools, source package (build/lib/debian-source.sh, as build.sh) ----
+debian_build_tools
 DSC=xz-utils_$DEBIAN_REVISION.dsc
 ORIG=xz-utils_$XZ_VERSION.orig.tar.xz
 DEBIAN=xz-utils_$DEBIAN_REVISION.debian.tar.xz
-cd "$WORK/download"
-if ! check "$DSC" $SHA256_DSC || ! check "$ORIG" $SHA256_ORIG || ! check "$DEBIAN" $SHA256_DEBIAN; then
-  log "fetching xz-utils=$DEBIAN_REVISION from $SUITE"
-  # shellcheck disable=SC2086
-  apt-get $APT_OPTS update
-  # shellcheck disable=SC2086
-  apt-get $APT_OPTS source --download-only "xz-utils=$DEBIAN_REVISION" || true
-fi
-check "$DSC" $SHA256_DSC || { log "bad or missing .dsc"; exit 1; }
-check "$ORIG" $SHA256_ORIG || { log "bad or missing orig tarball"; exit 1; }
-check "$DEBIAN" $SHA256_DEBIAN || { log "bad or missing debian tarball"; exit 1; }
+debian_source xz-utils "$DEBIAN_REVISION" "$SUITE" "$DSC" $SHA256_DSC "$ORIG" $SHA256_ORIG "$DEBIAN" $SHA256_DEBIAN
 
 # ---- unpack (with Debian's patches), configure, build liblzma ----
 SRC=$WORK/xz
@@ -128,7 +86,7 @@ cp "$SRC/debian/copyright" "$PKG/LICENSES/xz-utils-debian-copyright"
   printf '  "debianPatches": [%s],\n' "$(grep -v '^#' "$SRC/debian/patches/series" | sed '/^$/d; s/.*/"&"/' | paste -sd, -)"
   printf '  "piimgSources": {'
   first=1
-  for f in "$HERE"/lzma/* "$HERE/build-lzma.sh"; do
+  for f in "$HERE"/lzma/* "$HERE/lib/debian-source.sh" "$HERE/build-lzma.sh"; do
     [ $first = 1 ] || printf ','
     first=0
     printf ' "%s": "%s"' "${f#"$PKG"/}" "$(sha256sum "$f" | cut -d' ' -f1)"

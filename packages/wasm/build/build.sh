@@ -27,61 +27,12 @@ JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 
 log() { printf '== %s\n' "$*" >&2; }
 
-# ---- tools ----
-need=""
-command -v emcc >/dev/null 2>&1 || need="$need emscripten"
-command -v dpkg-source >/dev/null 2>&1 || need="$need dpkg-dev"
-command -v patch >/dev/null 2>&1 || need="$need patch"
-if [ -n "$need" ]; then
-  log "installing$need"
-  apt-get update
-  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $need
-fi
-# Debian's emcc runs its optimizer with the system node modules.
-export NODE_PATH=/usr/share/nodejs
-EMCC_VERSION=$(emcc --version 2>/dev/null | sed -n 1p)
+. "$HERE/lib/debian-source.sh"
 
-# ---- source package ----
-mkdir -p "$WORK/apt/lists/partial" "$WORK/download"
-
-# The mirror of the machine's own apt sources: first Debian archive URI
-# (not the security archive) in sources.list or sources.list.d.
-mirror=$(
-  {
-    cat /etc/apt/sources.list 2>/dev/null || true
-    for f in /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
-      [ -f "$f" ] && cat "$f"
-    done
-  } | awk '
-    /^[ \t]*#/ { next }
-    /^URIs:/ { for (i = 2; i <= NF; i++) print $i }
-    /^deb[ \t]/ { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; break } }
-  ' | grep '/debian/*$' | grep -v -- '-security' | head -n 1
-)
-mirror=${mirror:-http://deb.debian.org/debian}
-mirror=${mirror%/}
-log "source mirror: $mirror"
-
-cat >"$WORK/apt/sources.list" <<EOF
-deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $SUITE main
-EOF
-APT_OPTS="-o Dir::Etc::SourceList=$WORK/apt/sources.list -o Dir::Etc::SourceParts=/dev/null -o Dir::State::Lists=$WORK/apt/lists"
-
-check() { [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$2" ]; }
-cd "$WORK/download"
-if ! check e2fsprogs_$DEBIAN_REVISION.dsc $SHA256_DSC || ! check e2fsprogs_$E2FSPROGS_VERSION.orig.tar.gz $SHA256_ORIG ||
-  ! check e2fsprogs_$DEBIAN_REVISION.debian.tar.xz $SHA256_DEBIAN; then
-  log "fetching e2fsprogs=$DEBIAN_REVISION from $SUITE"
-  # shellcheck disable=SC2086
-  apt-get $APT_OPTS update
-  # The archive has no .asc for the orig tarball; apt reports it and exits
-  # non-zero, the files themselves are checked just below.
-  # shellcheck disable=SC2086
-  apt-get $APT_OPTS source --download-only "e2fsprogs=$DEBIAN_REVISION" || true
-fi
-check e2fsprogs_$DEBIAN_REVISION.dsc $SHA256_DSC || { log "bad or missing .dsc"; exit 1; }
-check e2fsprogs_$E2FSPROGS_VERSION.orig.tar.gz $SHA256_ORIG || { log "bad or missing orig tarball"; exit 1; }
-check e2fsprogs_$DEBIAN_REVISION.debian.tar.xz $SHA256_DEBIAN || { log "bad or missing debian tarball"; exit 1; }
+# ---- tools, source package (build/lib/debian-source.sh) ----
+debian_build_tools patch:patch
+debian_source e2fsprogs "$DEBIAN_REVISION" "$SUITE" "e2fsprogs_$DEBIAN_REVISION.dsc" $SHA256_DSC \
+  "e2fsprogs_$E2FSPROGS_VERSION.orig.tar.gz" $SHA256_ORIG "e2fsprogs_$DEBIAN_REVISION.debian.tar.xz" $SHA256_DEBIAN
 
 # ---- unpack, Debian patches, our patches ----
 SRC=$WORK/e2fsprogs
@@ -187,7 +138,7 @@ cp /usr/share/common-licenses/LGPL-2 "$PKG/LICENSES/LGPL-2"
   printf ' },\n'
   printf '  "piimgSources": {'
   first=1
-  for f in "$HERE"/src/* "$HERE/build.sh"; do
+  for f in "$HERE"/src/* "$HERE/lib/debian-source.sh" "$HERE/build.sh"; do
     [ $first = 1 ] || printf ','
     first=0
     printf ' "%s": "%s"' "${f#"$PKG"/}" "$(sha256sum "$f" | cut -d' ' -f1)"

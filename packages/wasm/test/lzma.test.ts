@@ -17,7 +17,7 @@ describe('liblzma build', () => {
     expect(manifest.source).toMatchObject({ package: 'xz-utils', version: '5.8.1-1+deb13u1' });
     expect(sha256(readFileSync(new URL('dist/lzma.wasm', pkg)))).toBe(manifest.outputs['lzma.wasm']);
     expect(Object.keys(manifest.piimgSources).sort()).toEqual(
-      ['build/build-lzma.sh', ...readdirSync(new URL('build/lzma/', pkg)).map((name) => `build/lzma/${name}`)].sort(),
+      ['build/build-lzma.sh', 'build/lib/debian-source.sh', ...readdirSync(new URL('build/lzma/', pkg)).map((name) => `build/lzma/${name}`)].sort(),
     );
     for (const [path, hash] of Object.entries(manifest.piimgSources)) expect(sha256(readFileSync(new URL(path, pkg))), path).toBe(hash);
     expect(readFileSync(new URL('LICENSES/xz-utils-COPYING.0BSD', pkg), 'utf8')).toContain('Permission to use, copy, modify');

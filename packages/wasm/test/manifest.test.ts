@@ -29,7 +29,7 @@ describe('committed WebAssembly build', () => {
     // Every build input is in the manifest: a patch or source added without a rebuild fails here.
     expect(Object.keys(manifest.patches).sort()).toEqual(readdirSync(new URL('build/patches/', pkg)).sort());
     expect(Object.keys(manifest.piimgSources).sort()).toEqual(
-      ['build/build.sh', ...readdirSync(new URL('build/src/', pkg)).map((name) => `build/src/${name}`)].sort(),
+      ['build/build.sh', 'build/lib/debian-source.sh', ...readdirSync(new URL('build/src/', pkg)).map((name) => `build/src/${name}`)].sort(),
     );
     for (const [name, hash] of Object.entries(manifest.patches)) {
       expect(sha256(readFileSync(new URL(`build/patches/${name}`, pkg))), name).toBe(hash);
