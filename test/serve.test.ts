@@ -81,12 +81,12 @@ describe('piimg serve', () => {
     expect(response.status).toBe(200);
     expect(response.headers.get('content-type')).toBe('application/zstd');
     const zst = new Uint8Array(await response.arrayBuffer());
-    const raw = zstdDecompress(zst, { maxOutput: 2 << 30 });
+    const raw = zstdDecompress(zst, { maxOutput: 2 ** 31 });
     expect(await deviceOf(raw, 'zst')).toEqual({ hostname: 'svc-zst', clean: true });
     // piimg opens the .img.zst itself too (decompressed into the cache).
     expect(await deviceOf(zst, 'zst-input')).toEqual({ hostname: 'svc-zst', clean: true });
     if (hasTool('zstd')) {
-      const decoded = spawnSync('zstd', ['-dc'], { input: zst, maxBuffer: 2 << 30 });
+      const decoded = spawnSync('zstd', ['-dc'], { input: zst, maxBuffer: 2 ** 31 });
       expect(decoded.status, String(decoded.stderr)).toBe(0);
       expect(Buffer.compare(decoded.stdout, raw)).toBe(0);
     }

@@ -4,8 +4,7 @@
 // never runs on the HTTP thread.
 import { parentPort } from 'node:worker_threads';
 import { gzipSync } from 'node:zlib';
-import { isPiimgError, openImage, type Image } from '@piimg/core';
-import { loadZstd, zstdCompress, type Zstd } from '@piimg/wasm';
+import { compressZstdFrame, isPiimgError, openImage, type Image } from '@piimg/core';
 import { parseConfig } from '@piimg/core/config';
 import { confineSources } from '../sources.js';
 import { CHUNK_BYTES, type FromWorker, type JobRequest, type ToWorker } from './protocol.js';
@@ -14,8 +13,6 @@ const port = parentPort;
 if (!port) throw new Error('the image service worker runs in a worker thread');
 
 const bases = new Map<string, Promise<Image>>();
-/** One libzstd instance per worker thread, made on the first .img.zst job. */
-let zstd: Zstd | undefined;
 const credits = new Map<string, { count: number; wake?: () => void; cancelled: boolean }>();
 
 function send(message: FromWorker, transfer: ArrayBuffer[] = []): void {
@@ -62,7 +59,7 @@ async function run(request: JobRequest): Promise<void> {
       // gzip: every chunk its own member; members concatenated are one valid gzip file (RFC 1952 §2.2).
       // zstd: every chunk its own frame, with content size and checksum; frames concatenated are one zstd stream (RFC 8878 §3.1).
       const data =
-        request.format === 'img.gz' ? gzipSync(raw, { level: 6 }) : request.format === 'img.zst' ? zstdCompress(raw, 3, (zstd ??= loadZstd())) : raw.slice();
+        request.format === 'img.gz' ? gzipSync(raw, { level: 6 }) : request.format === 'img.zst' ? compressZstdFrame(raw, 3) : raw.slice();
       send({ type: 'chunk', id: request.id, data }, [data.buffer as ArrayBuffer]);
     }
     send({ type: 'end', id: request.id });

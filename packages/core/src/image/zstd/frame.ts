@@ -1,0 +1,19 @@
+import { loadZstd, zstdCompress, type Zstd } from '@piimg/wasm';
+import { PiimgError } from '../../errors.js';
+import { DEFAULT_ZSTD_LEVEL } from './encode.js';
+
+/** One libzstd instance per thread, made on first use. */
+let instance: Zstd | undefined;
+
+/**
+ * Compresses `data` into one zstd frame on the calling thread, with its
+ * content size and checksum: frames made of consecutive chunks concatenate
+ * into one valid `.zst` stream (RFC 8878 §3.1). For a service that streams
+ * an image chunk by chunk from its own worker threads; `Image.save` and
+ * `createReadStream` compress whole images in parallel instead.
+ */
+export function compressZstdFrame(data: Uint8Array, level: number = DEFAULT_ZSTD_LEVEL): Uint8Array {
+  if (!Number.isInteger(level) || level < 1 || level > 19) throw new PiimgError('EINVAL', `zstd level must be an integer 1..19, got ${level}`, { level });
+  instance ??= loadZstd();
+  return zstdCompress(data, level, instance);
+}
