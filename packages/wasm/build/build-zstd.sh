@@ -46,8 +46,10 @@ mkdir -p "$B"
 cd "$B"
 # Only what piimg uses: the compressor and decompressor, no threads (the
 # parallelism is piimg's worker threads), no legacy formats, no dictionary
-# builder, no x86 assembly, no tracing hooks.
-CFLAGS="-O2 -ffile-prefix-map=$SRC=/zstd -ffile-prefix-map=$HERE=/piimg -DZSTD_LEGACY_SUPPORT=0 -DZSTD_DISABLE_ASM=1 -DZSTD_TRACE=0"
+# builder, no x86 assembly, no tracing hooks. -O3 with WebAssembly SIMD and
+# bulk memory (both in every Node >= 16.4) compresses about a fifth faster
+# than -O2 without them.
+CFLAGS="-O3 -msimd128 -mbulk-memory -ffile-prefix-map=$SRC=/zstd -ffile-prefix-map=$HERE=/piimg -DZSTD_LEGACY_SUPPORT=0 -DZSTD_DISABLE_ASM=1 -DZSTD_TRACE=0"
 log "compile lib/common, lib/compress, lib/decompress"
 objs=""
 for c in $(cd "$SRC/lib" && ls common/*.c compress/*.c decompress/*.c | sort); do
@@ -64,7 +66,7 @@ emcc $CFLAGS -I"$SRC/lib" -c "$HERE/zstd/piimg_zstd.c" -o piimg_zstd.o
 EXPORTS=_malloc,_free,_piimg_zstd_cctx_new,_piimg_zstd_cctx_free,_piimg_zstd_frame_begin,_piimg_zstd_frame_compress,_piimg_zstd_decoder,_piimg_zstd_decompress,_piimg_zstd_decoder_free
 log "link zstd.wasm"
 # shellcheck disable=SC2086
-emcc -O2 piimg_zstd.o $objs --no-entry -sSTANDALONE_WASM=1 -sALLOW_MEMORY_GROWTH=1 \
+emcc -O3 -msimd128 -mbulk-memory piimg_zstd.o $objs --no-entry -sSTANDALONE_WASM=1 -sALLOW_MEMORY_GROWTH=1 \
   -sINITIAL_MEMORY=1MB -sMAXIMUM_MEMORY=1GB -sTOTAL_STACK=256KB -sEXPORTED_FUNCTIONS=$EXPORTS -o zstd.wasm
 
 # ---- install into dist/ with licences and a manifest ----

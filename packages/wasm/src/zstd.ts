@@ -24,8 +24,9 @@ declare const WebAssembly: {
   Instance: new (module: ZstdWasmModule, imports: Record<string, unknown>) => WasmInstance;
 };
 
-/** zstd's levels without the "ultra" ones (20-22 need windows of up to 128 MiB per worker). */
+/** The lowest level offered (zstd's negative "fast" levels are left out). */
 export const ZSTD_MIN_LEVEL = 1;
+/** The highest level offered: zstd's "ultra" levels 20-22 need windows of up to 128 MiB per worker. */
 export const ZSTD_MAX_LEVEL = 19;
 /** zstd's own default level. */
 export const ZSTD_DEFAULT_LEVEL = 3;
