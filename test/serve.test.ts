@@ -77,10 +77,20 @@ describe('piimg serve', () => {
   });
 
   it('streams zstd frames that zstd -dc and piimg decode to the raw image', async () => {
-    const response = await post('/images?base=bookworm&format=img.zst', { hostname: 'svc-zst' });
-    expect(response.status).toBe(200);
-    expect(response.headers.get('content-type')).toBe('application/zstd');
-    const zst = new Uint8Array(await response.arrayBuffer());
+    // Its own connection, closed after the response: the checks below take seconds, and a pooled
+    // socket left idle that long can be closed by the server just as the next test reuses it.
+    const { status, type, zst } = await new Promise<{ status: number; type: string; zst: Uint8Array }>((resolve, reject) => {
+      const req = request(`${service.url}/images?base=bookworm&format=img.zst`, { method: 'POST', agent: false, headers: { 'content-type': 'application/json', connection: 'close' } }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type']), zst: Buffer.concat(chunks) }));
+        res.on('error', reject);
+      });
+      req.on('error', reject);
+      req.end(JSON.stringify({ hostname: 'svc-zst' }));
+    });
+    expect(status).toBe(200);
+    expect(type).toBe('application/zstd');
     const raw = zstdDecompress(zst, { maxOutput: 2 ** 31 });
     expect(await deviceOf(raw, 'zst')).toEqual({ hostname: 'svc-zst', clean: true });
     // piimg opens the .img.zst itself too (decompressed into the cache).
