@@ -41,11 +41,13 @@ export interface DecodeResult {
   dataMap: DataMap;
   /** 'parallel' when Blocks were decoded on worker threads. */
   mode: 'parallel' | 'stream';
+  /** Blocks not decoded because their bytes equal those of a Block already decoded to zeros. */
+  blocksReused: number;
 }
 
 const FIELDS = 6;
 /** Slots of the shared control array (Int32), as in copy.ts. */
-const SLOTS = { claim: 0, turn: 1, failed: 2 } as const;
+const SLOTS = { claim: 0, turn: 1, failed: 2, reused: 3 } as const;
 
 /** What one decoding thread needs; structured-cloned into each worker. */
 export interface DecodeJob {
@@ -70,11 +72,13 @@ type DecodeFs = Pick<typeof import('node:fs'), 'openSync' | 'readSync' | 'writeS
  * for its turn, writes the parts that are not zeros (the rest stays holes),
  * passes the turn on. Self-contained: its source text is what workers run.
  * A Block whose bytes equal those of a Block already found to decode to
- * zeros is not decoded again: the decoder is deterministic and that Block's
- * Check was verified (xz and pi-gen produce one such Block per run of free space).
+ * zeros is not decoded again: decoding is a pure function of the Block's
+ * bytes, the sizes the Index gives it and the Stream's Check type, so all of
+ * these must match, and that Block's Check was verified (a run of free space
+ * makes many such Blocks: zerofree'd free space in Raspberry Pi OS images).
  */
 export function decodeThread(job: DecodeJob, fs: DecodeFs, bind: typeof bindLzma): void {
-  const { claim: CLAIM, turn: TURN, failed: FAILED } = job.slots;
+  const { claim: CLAIM, turn: TURN, failed: FAILED, reused: SLOTS_REUSED } = job.slots;
   const control = new Int32Array(job.control);
   const units = new Uint8Array(job.units);
   const blocks = job.blocks;
@@ -86,7 +90,7 @@ export function decodeThread(job: DecodeJob, fs: DecodeFs, bind: typeof bindLzma
   let outPtr = 0;
   let outCapacity = 0;
   let zeroBlock: Buffer | undefined;
-  let zeroBlockSize = -1;
+  let zeroBlockKey = '';
   let file = -1;
   const writeAll = (memory: Uint8Array, from: number, length: number, position: number) => {
     for (let done = 0; done < length; ) {
@@ -124,7 +128,9 @@ export function decodeThread(job: DecodeJob, fs: DecodeFs, bind: typeof bindLzma
         done += read;
       }
       const compressed = Buffer.from(memory.buffer, memory.byteOffset + inPtr, totalSize);
-      const knownZero = zeroBlock !== undefined && zeroBlockSize === uncompressedSize && compressed.equals(zeroBlock);
+      const key = `${unpaddedSize}/${uncompressedSize}/${check}`;
+      const knownZero = zeroBlock !== undefined && zeroBlockKey === key && compressed.equals(zeroBlock);
+      if (knownZero) Atomics.add(control, SLOTS_REUSED, 1);
       // Which parts hold data, in pieces cut at the output's unit boundaries.
       const pieces: number[] = [];
       if (!knownZero) {
@@ -142,7 +148,7 @@ export function decodeThread(job: DecodeJob, fs: DecodeFs, bind: typeof bindLzma
         }
         if (pieces.length === 0) {
           zeroBlock = Buffer.from(compressed);
-          zeroBlockSize = uncompressedSize;
+          zeroBlockKey = key;
         }
       }
       // Wait for the turn: spin briefly, then sleep (see copy.ts).
@@ -230,10 +236,10 @@ function blockBound(uncompressedSize: number): number {
   return uncompressedSize + Math.ceil(uncompressedSize / 65536) * 3 + 1024 + 64 + 4;
 }
 
-async function decodeParallel(path: string, fd: number, blocks: XzBlock[], size: number, threads: number, onProgress?: (progress: Progress) => void, signal?: AbortSignal): Promise<DataMap> {
+async function decodeParallel(path: string, fd: number, blocks: XzBlock[], size: number, threads: number, onProgress?: (progress: Progress) => void, signal?: AbortSignal): Promise<{ dataMap: DataMap; blocksReused: number }> {
   const fields = new Float64Array(blocks.length * FIELDS);
   blocks.forEach((block, i) => fields.set([block.compressedOffset, block.totalSize, block.unpaddedSize, block.uncompressedOffset, block.uncompressedSize, block.check], i * FIELDS));
-  const control = new Int32Array(new SharedArrayBuffer(3 * 4));
+  const control = new Int32Array(new SharedArrayBuffer(4 * 4));
   const job: DecodeJob = {
     path,
     outFd: fd,
@@ -291,7 +297,7 @@ async function decodeParallel(path: string, fd: number, blocks: XzBlock[], size:
   for (let index = 0; index < units.length; index++) {
     if (units[index]) map.addRange(index * DATA_MAP_BLOCK, Math.min(DATA_MAP_BLOCK, size - index * DATA_MAP_BLOCK));
   }
-  return map.ranges;
+  return { dataMap: map.ranges, blocksReused: Atomics.load(control, SLOTS.reused) };
 }
 
 /**
@@ -369,9 +375,9 @@ export async function decodeXzBlocks(path: string, fd: number, options: XzDecode
   if (index.blocks.length < 2 || index.blocks.some((block) => block.uncompressedSize > MAX_PARALLEL_BLOCK)) return undefined;
   const threads = options.threads ?? DEFAULT_DECODE_THREADS;
   try {
-    const dataMap = await decodeParallel(path, fd, index.blocks, index.uncompressedSize, threads, options.onProgress, options.signal);
+    const { dataMap, blocksReused } = await decodeParallel(path, fd, index.blocks, index.uncompressedSize, threads, options.onProgress, options.signal);
     ftruncateSync(fd, index.uncompressedSize);
-    return { size: index.uncompressedSize, dataMap, mode: 'parallel' };
+    return { size: index.uncompressedSize, dataMap, mode: 'parallel', blocksReused };
   } catch (error) {
     if (error instanceof PiimgError) throw error;
     const code = (error as { code?: unknown }).code;
