@@ -20,7 +20,7 @@
 // Targets: decode ratio <= 1.0 on the multi-Block file; encode no slower,
 // .xz size within 1 % of xz's; peak RSS under 300 MiB.
 import { execFileSync } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { compare } from './harness.mjs';
@@ -29,14 +29,19 @@ const mib = Number(process.env.PIIMG_BENCH_XZ_MIB ?? 1024);
 const runs = Number(process.env.PIIMG_BENCH_RUNS ?? 3);
 const layout = process.env.PIIMG_BENCH_XZ_LAYOUT ?? 'pi';
 const cases = (process.env.PIIMG_BENCH_XZ_CASES ?? 'decode,encode').split(',');
-const dir = mkdtempSync(join(tmpdir(), 'piimg-bench-xz-'));
+// PIIMG_BENCH_XZ_DIR keeps the generated image and .xz files there and reuses them in later runs.
+const keep = process.env.PIIMG_BENCH_XZ_DIR;
+const dir = keep ? join(keep, `${layout}-${mib}`) : mkdtempSync(join(tmpdir(), 'piimg-bench-xz-'));
+mkdirSync(dir, { recursive: true });
 const sh = (script, ...args) => execFileSync('bash', ['-c', script, 'bench', ...args], { stdio: ['ignore', 'inherit', 'inherit'] });
 try {
   const base = join(dir, 'base.img');
   const bootStart = 4;
   const bootMiB = Math.max(16, Math.floor(mib / 8 / 4) * 4);
   const rootStart = bootStart + bootMiB;
-  if (layout === 'pi') {
+  const made = existsSync(join(dir, 'single.img.xz'));
+  if (made) console.log(`reusing the files in ${dir}`);
+  else if (layout === 'pi') {
     // fill OUT FROM_MIB MIB: data in 16 MiB pieces (12 tar, 2.4 random, the rest zeros), from one tar stream.
     sh(
       `set -e; out=$1; mib=$2; boot_start=$3; boot_mib=$4; root_start=$5
@@ -57,7 +62,7 @@ try {
       String(bootMiB),
       String(rootStart),
     );
-  } else {
+  } else if (!made) {
     // 16 MiB pieces: 8 of tar data, 2.4 of random, the rest zeros.
     sh(
       `set -e; out=$1; pieces=$(( $2 / 16 ))
@@ -106,8 +111,8 @@ try {
   };
 
   const xzSingle = join(dir, 'single.img.xz');
-  sh('xz -6 -T2 --block-size=24MiB -c "$1" > "$2"', base, xzMulti);
-  sh('head -c $(( $3 * 262144 )) "$1" | xz -6 -T1 -c > "$2"', base, xzSingle, String(mib));
+  if (!made) sh('xz -6 -T2 --block-size=24MiB -c "$1" > "$2"', base, xzMulti);
+  if (!made) sh('head -c $(( $3 * 262144 )) "$1" | xz -6 -T1 -c > "$2"', base, xzSingle, String(mib));
   sh('sync');
   const bytes = mib * 2 ** 20;
   const describe = ({ share, blocks, of }) => `${(share * 100).toFixed(0)} % zeros, ${blocks} of ${of} Blocks all zeros`;
@@ -158,5 +163,5 @@ try {
   }
   console.log(`load at the end: ${execFileSync('uptime').toString().trim()}`);
 } finally {
-  rmSync(dir, { recursive: true, force: true });
+  if (!keep) rmSync(dir, { recursive: true, force: true });
 }

@@ -14,9 +14,8 @@ import { readXzIndex, type XzBlock } from './layout.js';
  * write) is decoded Block by Block on worker threads: the Index at the end
  * of the file gives every Block's place and sizes (Ref: The .xz File Format
  * 1.2.1 §4 Index, §3 Block), each worker reads a Block straight into
- * liblzma's memory, decodes it, and writes it at its place once every
- * earlier Block is written (appending is what the kernel does fastest, see
- * copy.ts). Single-Block files, Blocks too large to buffer and anything that
+ * liblzma's memory, decodes it, and writes its data at its place with
+ * positioned writes (zeros stay holes). Single-Block files, Blocks too large to buffer and anything that
  * is not a regular file decode as one stream on this thread.
  */
 
@@ -46,8 +45,8 @@ export interface DecodeResult {
 }
 
 const FIELDS = 6;
-/** Slots of the shared control array (Int32), as in copy.ts. */
-const SLOTS = { claim: 0, turn: 1, failed: 2, reused: 3 } as const;
+/** Slots of the shared control array (Int32): next Block to claim, Blocks written, KiB written, failure flag, Blocks reused. */
+const SLOTS = { claim: 0, written: 1, writtenKiB: 2, failed: 3, reused: 4 } as const;
 
 /** What one decoding thread needs; structured-cloned into each worker. */
 export interface DecodeJob {
@@ -68,9 +67,13 @@ export interface DecodeJob {
 type DecodeFs = Pick<typeof import('node:fs'), 'openSync' | 'readSync' | 'writeSync' | 'closeSync'>;
 
 /**
- * One decoding thread: claims the next Block, reads and decodes it, waits
- * for its turn, writes the parts that are not zeros (the rest stays holes),
- * passes the turn on. Self-contained: its source text is what workers run.
+ * One decoding thread: claims the next Block, reads and decodes it, writes
+ * the parts that are not zeros at their place (the rest stays holes), and
+ * claims the next. Blocks are written in whatever order they finish: a
+ * thread never waits for another (waiting for the turn to append left a
+ * thread idle whenever the other was descheduled: 1.5x xz -T2's wall time
+ * for the same CPU time on a loaded machine). Self-contained: its source
+ * text is what workers run.
  * A Block whose bytes equal those of a Block already found to decode to
  * zeros is not decoded again: decoding is a pure function of the Block's
  * bytes, the sizes the Index gives it and the Stream's Check type, so all of
@@ -78,7 +81,7 @@ type DecodeFs = Pick<typeof import('node:fs'), 'openSync' | 'readSync' | 'writeS
  * makes many such Blocks: zerofree'd free space in Raspberry Pi OS images).
  */
 export function decodeThread(job: DecodeJob, fs: DecodeFs, bind: typeof bindLzma): void {
-  const { claim: CLAIM, turn: TURN, failed: FAILED, reused: SLOTS_REUSED } = job.slots;
+  const { claim: CLAIM, written: WRITTEN, writtenKiB: WRITTEN_KIB, failed: FAILED, reused: REUSED } = job.slots;
   const control = new Int32Array(job.control);
   const units = new Uint8Array(job.units);
   const blocks = job.blocks;
@@ -101,7 +104,7 @@ export function decodeThread(job: DecodeJob, fs: DecodeFs, bind: typeof bindLzma
     file = fs.openSync(job.path, 'r');
     for (;;) {
       const block = Atomics.add(control, CLAIM, 1);
-      if (block >= count) return;
+      if (block >= count || Atomics.load(control, FAILED) !== 0) return;
       const base = block * 6;
       const compressedOffset = blocks[base]!;
       const totalSize = blocks[base + 1]!;
@@ -130,7 +133,7 @@ export function decodeThread(job: DecodeJob, fs: DecodeFs, bind: typeof bindLzma
       const compressed = Buffer.from(memory.buffer, memory.byteOffset + inPtr, totalSize);
       const key = `${unpaddedSize}/${uncompressedSize}/${check}`;
       const knownZero = zeroBlock !== undefined && zeroBlockKey === key && compressed.equals(zeroBlock);
-      if (knownZero) Atomics.add(control, SLOTS_REUSED, 1);
+      if (knownZero) Atomics.add(control, REUSED, 1);
       // Which parts hold data, in pieces cut at the output's unit boundaries.
       const pieces: number[] = [];
       if (!knownZero) {
@@ -151,19 +154,6 @@ export function decodeThread(job: DecodeJob, fs: DecodeFs, bind: typeof bindLzma
           zeroBlockKey = key;
         }
       }
-      // Wait for the turn: spin briefly, then sleep (see copy.ts).
-      const waitStarted = performance.now();
-      let lastTurn = -1;
-      let lastChange = waitStarted;
-      for (;;) {
-        const turn = Atomics.load(control, TURN);
-        if (Atomics.load(control, FAILED) !== 0) return;
-        if (turn === block) break;
-        const now = performance.now();
-        if (turn !== lastTurn) [lastTurn, lastChange] = [turn, now];
-        if (now - lastChange > 120_000) throw Object.assign(new Error('decoding stalled: no Block written for 120 s'), { code: 'E_IO' });
-        if (now - waitStarted > 0.2) Atomics.wait(control, TURN, turn, 100);
-      }
       // Adjacent pieces with data are written in one go.
       for (let i = 0; i < pieces.length; ) {
         const start = pieces[i]!;
@@ -175,12 +165,11 @@ export function decodeThread(job: DecodeJob, fs: DecodeFs, bind: typeof bindLzma
         }
         writeAll(memory, outPtr + start, end - start, uncompressedOffset + start);
       }
-      Atomics.store(control, TURN, block + 1);
-      Atomics.notify(control, TURN);
+      Atomics.add(control, WRITTEN_KIB, Math.floor(uncompressedSize / 1024));
+      Atomics.add(control, WRITTEN, 1);
     }
   } catch (error) {
     Atomics.store(control, FAILED, 1);
-    Atomics.notify(control, TURN);
     throw error;
   } finally {
     if (file >= 0) fs.closeSync(file);
@@ -239,7 +228,7 @@ function blockBound(uncompressedSize: number): number {
 async function decodeParallel(path: string, fd: number, blocks: XzBlock[], size: number, threads: number, onProgress?: (progress: Progress) => void, signal?: AbortSignal): Promise<{ dataMap: DataMap; blocksReused: number }> {
   const fields = new Float64Array(blocks.length * FIELDS);
   blocks.forEach((block, i) => fields.set([block.compressedOffset, block.totalSize, block.unpaddedSize, block.uncompressedOffset, block.uncompressedSize, block.check], i * FIELDS));
-  const control = new Int32Array(new SharedArrayBuffer(4 * 4));
+  const control = new Int32Array(new SharedArrayBuffer(5 * 4));
   const job: DecodeJob = {
     path,
     outFd: fd,
@@ -253,24 +242,18 @@ async function decodeParallel(path: string, fd: number, blocks: XzBlock[], size:
     module: lzmaModule(),
   };
   const report = () => {
-    const written = Math.min(Atomics.load(control, SLOTS.turn), blocks.length);
-    onProgress?.({ phase: 'decompress', bytesDone: written === blocks.length ? size : blocks[written]!.uncompressedOffset, bytesTotal: size });
+    const done = Atomics.load(control, SLOTS.written) === blocks.length;
+    onProgress?.({ phase: 'decompress', bytesDone: done ? size : Math.min(size, Atomics.load(control, SLOTS.writtenKiB) * 1024), bytesTotal: size });
   };
   const timer = onProgress ? setInterval(report, 100) : undefined;
   // An abort raises the same flag as a failed worker: every worker stops at its next Block.
-  const onAbort = () => {
-    Atomics.store(control, SLOTS.failed, 1);
-    Atomics.notify(control, SLOTS.turn);
-  };
+  const onAbort = () => Atomics.store(control, SLOTS.failed, 1);
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
     const workers = Array.from({ length: Math.min(threads, blocks.length) }, () =>
       runWorker(WORKER_SOURCE, job).catch((error: Error & { started?: boolean }) => {
         // A worker that died cannot raise the flag itself: stop the others.
-        if (error.started) {
-          Atomics.store(control, SLOTS.failed, 1);
-          Atomics.notify(control, SLOTS.turn);
-        }
+        if (error.started) Atomics.store(control, SLOTS.failed, 1);
         throw error;
       }),
     );
@@ -280,9 +263,8 @@ async function decodeParallel(path: string, fd: number, blocks: XzBlock[], size:
     if (failures.length === workers.length && failures.every((failure) => !failure.started)) {
       // No worker thread could start here: decode on this thread.
       decodeThread(job, { openSync, readSync, writeSync, closeSync }, bindLzma);
-    } else if (Atomics.load(control, SLOTS.failed) !== 0 || Atomics.load(control, SLOTS.turn) !== blocks.length) {
+    } else if (Atomics.load(control, SLOTS.failed) !== 0 || Atomics.load(control, SLOTS.written) !== blocks.length) {
       const failure: Error & { code?: string } = failures.find((f) => f.started) ?? failures[0] ?? new Error('decoding ended before every Block was written');
-      if (failure.code === 'E_IO') throw new PiimgError('E_IO', `cannot decode ${path}: ${failure.message}`, { path }, { cause: failure });
       // A write that failed (ENOSPC, EIO...) is the cache's problem: the caller names the cache.
       if (typeof failure.code === 'string' && !failure.code.startsWith('LZMA_')) throw failure;
       throw failure;
