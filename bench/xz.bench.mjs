@@ -120,22 +120,22 @@ try {
   const out = join(dir, 'out');
   const clean = () => rmSync(out, { recursive: true, force: true });
   if (cases.includes('decode')) {
-  compare({
-    title: `xz decode, multi-Block ${mib} MiB ${layout} image vs xz -T2 -dc`,
-    runs,
-    bytes,
-    prepare: clean,
-    ours: ['node', 'bench/cases/xz-decode.mjs', xzMulti, out],
-    native: ['bash', '-c', 'xz -T2 -dc "$1" > "$2"', 'xz', xzMulti, out],
-  });
-  compare({
-    title: `xz decode, single-Block ${mib / 4} MiB ${layout} image vs xz -dc`,
-    runs,
-    bytes: bytes / 4,
-    prepare: clean,
-    ours: ['node', 'bench/cases/xz-decode.mjs', xzSingle, out],
-    native: ['bash', '-c', 'xz -dc "$1" > "$2"', 'xz', xzSingle, out],
-  });
+    compare({
+      title: `xz decode, multi-Block ${mib} MiB ${layout} image vs xz -T2 -dc`,
+      runs,
+      bytes,
+      prepare: clean,
+      ours: ['node', 'bench/cases/xz-decode.mjs', xzMulti, out],
+      native: ['bash', '-c', 'xz -T2 -dc "$1" > "$2"', 'xz', xzMulti, out],
+    });
+    compare({
+      title: `xz decode, single-Block ${mib / 4} MiB ${layout} image vs xz -dc`,
+      runs,
+      bytes: bytes / 4,
+      prepare: clean,
+      ours: ['node', 'bench/cases/xz-decode.mjs', xzSingle, out],
+      native: ['bash', '-c', 'xz -dc "$1" > "$2"', 'xz', xzSingle, out],
+    });
   }
   const sizes = {};
   const encode = (format, tool, ext) => {
