@@ -15,9 +15,9 @@ export function median(values) {
   return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 }
 
-/** Runs argv once; returns seconds and peak RSS in KiB (undefined without GNU time). */
+/** Runs argv once; returns seconds, peak RSS in KiB and CPU seconds (user + system; both undefined without GNU time). */
 export function measure(argv, { env } = {}) {
-  const args = gnuTime ? ['-f', '__PEAK_RSS_KB=%M', ...argv] : argv;
+  const args = gnuTime ? ['-f', '__PEAK_RSS_KB=%M __CPU_S=%U+%S', ...argv] : argv;
   const started = process.hrtime.bigint();
   const result = spawnSync(gnuTime ?? argv[0], gnuTime ? args : argv.slice(1), {
     cwd: root,
@@ -30,7 +30,8 @@ export function measure(argv, { env } = {}) {
     throw new Error(`${argv.join(' ')} exited ${result.status}:\n${stderr}${result.stdout?.toString() ?? ''}`);
   }
   const match = /__PEAK_RSS_KB=(\d+)/.exec(stderr);
-  return { seconds, peakRssKiB: match ? Number(match[1]) : undefined, stdout: result.stdout.toString() };
+  const cpu = /__CPU_S=([\d.]+)\+([\d.]+)/.exec(stderr);
+  return { seconds, peakRssKiB: match ? Number(match[1]) : undefined, cpuSeconds: cpu ? Number(cpu[1]) + Number(cpu[2]) : undefined, stdout: result.stdout.toString() };
 }
 
 /**
@@ -59,12 +60,14 @@ const formatRss = (kib) => (kib === undefined ? 'n/a' : `${(kib / 1024).toFixed(
 export function compare({ title, runs = 5, bytes, prepare, ours, native, env }) {
   const samples = { ours: [], native: [] };
   const rss = { ours: [], native: [] };
+  const cpu = { ours: [], native: [] };
   for (let run = 0; run < runs; run++) {
     for (const side of run % 2 ? ['native', 'ours'] : ['ours', 'native']) {
       prepare?.(side);
       const result = measure(side === 'ours' ? ours : native, { env });
       samples[side].push(result.seconds);
       if (result.peakRssKiB !== undefined) rss[side].push(result.peakRssKiB);
+      if (result.cpuSeconds !== undefined) cpu[side].push(result.cpuSeconds);
     }
   }
   const result = {
@@ -74,6 +77,12 @@ export function compare({ title, runs = 5, bytes, prepare, ours, native, env }) 
     native: { medianSeconds: median(samples.native), samples: samples.native, peakRssKiB: rss.native.length ? Math.max(...rss.native) : undefined },
   };
   result.ratio = result.ours.medianSeconds / result.native.medianSeconds;
+  // CPU time (user + system) tells the work done apart from the share of a loaded machine a process got.
+  if (cpu.ours.length && cpu.native.length) {
+    result.ours.medianCpuSeconds = median(cpu.ours);
+    result.native.medianCpuSeconds = median(cpu.native);
+    result.cpuRatio = result.ours.medianCpuSeconds / result.native.medianCpuSeconds;
+  }
   if (bytes) {
     result.ours.mibPerSecond = bytes / 2 ** 20 / result.ours.medianSeconds;
     result.native.mibPerSecond = bytes / 2 ** 20 / result.native.medianSeconds;
@@ -86,6 +95,9 @@ export function compare({ title, runs = 5, bytes, prepare, ours, native, env }) 
   const list = (side) => samples[side].map((s) => s.toFixed(3)).join(' ');
   console.log(`  samples (s): piimg ${list('ours')} | native ${list('native')}`);
   console.log(`  ratio (piimg time / native time): ${result.ratio.toFixed(2)}`);
+  if (result.cpuRatio !== undefined) {
+    console.log(`  CPU time (user + system): piimg ${format(result.ours.medianCpuSeconds)}, native ${format(result.native.medianCpuSeconds)}, ratio ${result.cpuRatio.toFixed(2)}`);
+  }
   mkdirSync(join(root, 'bench', 'results'), { recursive: true });
   const file = join(root, 'bench', 'results', `${title.replace(/[^a-z0-9]+/gi, '-').toLowerCase()}.json`);
   writeFileSync(file, JSON.stringify(result, null, 2) + '\n');

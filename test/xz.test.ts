@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
@@ -97,6 +97,36 @@ describe.skipIf(!hasTool('xz'))('decoding .xz bases', () => {
   }
 
   const multi = () => execXz(['-T2', '-3', '--block-size=1MiB'], data);
+
+  describe('all-zero Blocks decoded once', () => {
+    /** Decodes `file` on one thread (one memo, a fixed order) into a fresh file; returns the result and the bytes. */
+    async function decodeOnOneThread(name: string, file: Buffer) {
+      const { decodeXzBlocks } = await import('../packages/core/src/image/xz/decode.js');
+      const path = join(dir, `memo-${name}.xz`);
+      writeFileSync(path, file);
+      const out = join(dir, `memo-${name}.img`);
+      const fd = openSync(out, 'w');
+      try {
+        const result = await decodeXzBlocks(path, fd, { maxImageSize: 1 << 30, threads: 1 });
+        return { result, bytes: readFileSync(out) };
+      } finally {
+        closeSync(fd);
+      }
+    }
+
+    it('reuses the second of two identical zero Blocks, with the exact bytes', async () => {
+      // sample(): 2 MiB of zeros at 3 MiB, so Blocks 3 and 4 are the same bytes.
+      const { result, bytes } = await decodeOnOneThread('same', multi());
+      expect(result?.blocksReused).toBe(1);
+      expect(sha256(bytes)).toBe(sha256(data));
+    });
+
+    it('does not trust a zero Block whose Index sizes differ from the decoded one', async () => {
+      // Same bytes, same Total Size, but the Index gives Block 4 another Unpadded Size: liblzma refuses it.
+      const file = withIndex(multi(), (records) => (records[4]!.unpaddedSize += records[4]!.unpaddedSize % 4 === 1 ? 1 : -1));
+      expect(await codeOf(decodeOnOneThread('lying', file))).toBe('E_BAD_COMPRESSED');
+    });
+  });
   const hostile: [string, () => Buffer, string][] = [
     ['a corrupt Index CRC32', () => {
       const file = multi();
