@@ -7,12 +7,15 @@ export const outputOptions = {
   format: { type: 'string' },
   level: { type: 'string' },
   threads: { type: 'string' },
+  'keep-free-space': { type: 'boolean' },
 } as const;
 
 export const outputUsage = `  --format FORMAT       img, xz or gz (default: from OUT's name: .img.xz xz, .img.gz gz,
                         anything else img; '-o -' writes img unless --format says otherwise)
   --level N             compression level, xz 0-9, gz 1-9 (default 6, as xz and gzip)
-  --threads N           compressing threads (default: one per core)`;
+  --threads N           compressing threads (default: one per core)
+  --keep-free-space     .xz/.gz: keep the bytes of filesystem free space (default: written
+                        as zeros, like zerofree; the filesystems are the same)`;
 
 export interface OutputSpec {
   /** A path, or '-' for standard output. */
@@ -20,6 +23,8 @@ export interface OutputSpec {
   format: OutputFormat;
   level?: number;
   threads?: number;
+  /** True with --keep-free-space. */
+  keepFreeSpace?: boolean;
 }
 
 function integer(text: string | undefined, name: string): number | undefined {
@@ -29,7 +34,7 @@ function integer(text: string | undefined, name: string): number | undefined {
 }
 
 /** Reads -o and the format options; unsupported formats (.img.zst for now) are usage errors. */
-export function outputSpec(path: string, values: { format?: string; level?: string; threads?: string }): OutputSpec {
+export function outputSpec(path: string, values: { format?: string; level?: string; threads?: string; 'keep-free-space'?: boolean }): OutputSpec {
   let format: OutputFormat;
   try {
     format = values.format !== undefined ? parseOutputFormat(values.format) : path === '-' ? 'img' : formatFromPath(path);
@@ -42,7 +47,7 @@ export function outputSpec(path: string, values: { format?: string; level?: stri
   if (format === 'img' && level !== undefined) throw new UsageError('--level needs a compressed format (--format xz or gz, or OUT ending in .xz or .gz)');
   if (level !== undefined && (level > 9 || (format === 'gzip' && level < 1))) throw new UsageError(`--level for ${format} is ${format === 'xz' ? '0' : '1'}-9, not ${level}`);
   if (threads !== undefined && (threads < 1 || threads > 64)) throw new UsageError(`--threads is 1-64, not ${threads}`);
-  return { path, format, ...(level !== undefined ? { level } : {}), ...(threads !== undefined ? { threads } : {}) };
+  return { path, format, ...(level !== undefined ? { level } : {}), ...(threads !== undefined ? { threads } : {}), ...(values['keep-free-space'] ? { keepFreeSpace: true } : {}) };
 }
 
 /** Standard output is refused when it is a terminal: a disk image there helps nobody. */
@@ -72,7 +77,11 @@ export async function writeImage(
   io: CliIo,
   options: { sync?: boolean; toDevice?: boolean; onProgress?: (p: { phase: 'hash' | 'decompress' | 'save'; bytesDone: number; bytesTotal?: number }) => void } = {},
 ): Promise<SaveResult> {
-  const compress = { ...(spec.level !== undefined ? { level: spec.level } : {}), ...(spec.threads !== undefined ? { threads: spec.threads } : {}) };
+  const compress = {
+    ...(spec.level !== undefined ? { level: spec.level } : {}),
+    ...(spec.threads !== undefined ? { threads: spec.threads } : {}),
+    ...(spec.keepFreeSpace ? { freeSpace: 'keep' as const } : {}),
+  };
   if (spec.path !== '-') {
     return image.save(spec.path, {
       format: spec.format,

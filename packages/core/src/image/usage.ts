@@ -1,6 +1,7 @@
 import type { BlockReader, ByteRange } from '../device/types.js';
 import { slice } from '../device/slice.js';
-import type { FilesystemInfo } from './detect.js';
+import { readPartitionTable } from '../partition/index.js';
+import { detectFilesystem, type FilesystemInfo } from './detect.js';
 
 /** Granularity of the scan for data outside the filesystems piimg reads. */
 const SCAN_BLOCK = 4096;
@@ -101,4 +102,23 @@ export async function usedRanges(device: BlockReader, areas: UsageArea[]): Promi
   }
   if (position < device.size) gap(device, position, device.size - position, out);
   return out;
+}
+
+/** The used ranges of a whole disk image as it reads: its partition table, the filesystems found in it. */
+export async function diskUsedRanges(device: BlockReader, sectorSize?: 512 | 4096): Promise<ByteRange[]> {
+  const table = readPartitionTable(device, sectorSize ? { sectorSize } : {});
+  const areas = table.partitions.map((p) => ({ byteOffset: p.byteOffset, size: p.size, filesystem: detectFilesystem(slice(device, { byteOffset: p.byteOffset, length: p.size })) }));
+  return usedRanges(device, areas);
+}
+
+/** True for sorted, disjoint, in-bounds ranges (a cached list checked before use). */
+export function isRangeList(value: unknown, size: number): value is ByteRange[] {
+  if (!Array.isArray(value)) return false;
+  let end = 0;
+  for (const range of value) {
+    const r = range as ByteRange;
+    if (!Number.isSafeInteger(r?.byteOffset) || !Number.isSafeInteger(r?.length) || r.byteOffset < end || r.length <= 0) return false;
+    end = r.byteOffset + r.length;
+  }
+  return end <= size;
 }
