@@ -153,7 +153,7 @@ describe.skipIf(!tools)('a fleet pays for compression once', () => {
     // One byte of one entry's payload flipped, another entry truncated.
     const flipped = join(blocksDir, baseDir, entries[1]!);
     const bytes = readFileSync(flipped);
-    bytes[bytes.length - 10] ^= 0x40;
+    bytes.writeUInt8(bytes[bytes.length - 10]! ^ 0x40, bytes.length - 10);
     writeFileSync(flipped, bytes);
     const truncated = join(blocksDir, baseDir, entries[2]!);
     writeFileSync(truncated, readFileSync(truncated).subarray(0, 100));

@@ -338,18 +338,20 @@ export class Image implements AsyncDisposable {
 
   /**
    * The ranges in use in this image and in its base (remembered per base
-   * file): what an output with free space as zeros keeps. An image whose
-   * table or filesystems cannot be read keeps everything.
+   * file): what an output with free space as zeros keeps. Only filesystem
+   * free space is left out; areas no filesystem describes are kept whole
+   * (their holes are in the data map already), so nothing is scanned. An
+   * image whose table or filesystems cannot be read keeps everything.
    */
   private async keptRanges(): Promise<{ keep?: ByteRange[]; baseKeep?: ByteRange[] }> {
     try {
-      const keep = await this.usedRanges();
-      const key = fileIdentityKey(this.rawPath);
-      const known = readFileFact(this.cacheDir, 'used', key);
+      const keep = await diskUsedRanges(this.overlay, this.sectorSize, { scan: false });
+      const key = `${fileIdentityKey(this.rawPath)}-${this.sectorSize ?? 'auto'}`;
+      const known = readFileFact(this.cacheDir, 'kept', key);
       let baseKeep = isRangeList(known, this.base.size) ? known : undefined;
       if (!baseKeep) {
-        baseKeep = await diskUsedRanges(this.base, this.sectorSize);
-        writeFileFact(this.cacheDir, 'used', key, baseKeep);
+        baseKeep = await diskUsedRanges(this.base, this.sectorSize, { scan: false });
+        writeFileFact(this.cacheDir, 'kept', key, baseKeep);
       }
       return { keep, baseKeep };
     } catch {
