@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openImage, type Image, type OutputStats } from '@piimg/core';
 import { fixturePath, testCacheDir } from './support/fixtures.js';
-import { hasTool } from './support/tools.js';
+import { hasTool, run } from './support/tools.js';
 
 /**
  * A fleet pays for compression once: the second and later compressed outputs
@@ -100,6 +100,16 @@ describe.skipIf(!tools)('a fleet pays for compression once', () => {
     writeFileSync(zeroPath, zeroed);
     await using reopened = await openImage(zeroPath, { cacheDir });
     for (const finding of await reopened.verify()) expect(finding.clean, finding.problems.join('\n')).toBe(true);
+    // The native checkers agree: each partition cut out and checked read-only.
+    if (hasTool('e2fsck') && hasTool('fsck.fat')) {
+      for (const partition of reopened.partitions) {
+        const part = join(dir, `part-${partition.number}.img`);
+        writeFileSync(part, zeroed.subarray(partition.byteOffset, partition.byteOffset + partition.size));
+        const ext = partition.filesystem.type.startsWith('ext');
+        const check = run(ext ? 'e2fsck' : 'fsck.fat', ext ? ['-fn', part] : ['-n', part], { allowFail: true });
+        expect(check.status, check.stdout + check.stderr).toBe(0);
+      }
+    }
     // freeSpace: 'keep' gives the raw image as it is.
     const keptXz = await save(image, 'xz', cacheDir, { freeSpace: 'keep' });
     expect(sha256(dc('xz', ['-dc'], keptXz.path))).toBe(sha256(kept));
