@@ -64,20 +64,21 @@ boot:
 
   const run = (format, ext, native) => {
     rmSync(cache, { recursive: true, force: true });
-    const first = inject(1, join(dir, `device-1.img.${ext}`));
-    const secondPath = join(dir, `device-2.img.${ext}`);
-    const second = inject(2, secondPath);
-    const blocks = JSON.parse(second.stdout).blocks;
     const nativePath = join(dir, `native.img.${ext}`);
     const reference = measure(['bash', '-c', `${native} -c "$1" > "$2"`, 'native', raw, nativePath]);
-    const third = inject(3, join(dir, `device-3.img.${ext}`));
-    const ours = statSync(secondPath).size;
-    const theirs = statSync(nativePath).size;
-    console.log(`${format}: ${native} ${seconds(reference.seconds)} (peak RSS ${rss(reference.peakRssKiB)})`);
-    console.log(`  first device  ${seconds(first.seconds)} ratio ${(first.seconds / reference.seconds).toFixed(3)} (peak RSS ${rss(first.peakRssKiB)})`);
-    console.log(`  second device ${seconds(second.seconds)} ratio ${(second.seconds / reference.seconds).toFixed(3)} (peak RSS ${rss(second.peakRssKiB)}); Blocks ${blocks.blocks}, compressed ${blocks.encoded}, reused ${blocks.reused}`);
-    console.log(`  third device  ${seconds(third.seconds)} ratio ${(third.seconds / reference.seconds).toFixed(3)} (peak RSS ${rss(third.peakRssKiB)})`);
-    console.log(`  size: piimg ${ours} B, ${native.split(' ')[0]} ${theirs} B, ratio ${(ours / theirs).toFixed(4)}; ${load()}`);
+    console.log(`${format}: ${native} ${seconds(reference.seconds)} (peak RSS ${rss(reference.peakRssKiB)}); ${load()}`);
+    const device = (n, label) => {
+      const path = join(dir, `device-${n}.img.${ext}`);
+      const result = inject(n, path);
+      const blocks = JSON.parse(result.stdout).blocks;
+      console.log(
+        `  ${label} ${seconds(result.seconds)} ratio ${(result.seconds / reference.seconds).toFixed(3)} (peak RSS ${rss(result.peakRssKiB)}); ` +
+          `Blocks ${blocks.blocks}, compressed ${blocks.encoded}, reused ${blocks.reused}; size ${statSync(path).size} B vs ${statSync(nativePath).size} B: ${(statSync(path).size / statSync(nativePath).size).toFixed(4)}; ${load()}`,
+      );
+    };
+    device(1, 'first device (fresh cache)');
+    device(2, 'second device');
+    device(3, 'third device');
   };
   run('xz', 'xz', 'xz -T2 -6');
   run('gzip', 'gz', 'pigz -p2 -6');
