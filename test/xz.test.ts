@@ -175,7 +175,8 @@ describe('compressed outputs', () => {
     const raw = join(dir, 'out.img');
     const xz = join(dir, 'out.img.xz');
     const gz = join(dir, 'out.img.gz');
-    await image.save(raw);
+    // Compressed outputs write free space as zeros: the raw output to compare with does too.
+    await image.save(raw, { freeSpace: 'zero' });
     const saved = await image.save(xz, { level: 1 });
     expect(saved.format).toBe('xz');
     await image.save(gz);
@@ -225,7 +226,8 @@ describe('CLI output formats', () => {
     const base = fixturePath('pi-bookworm');
     const out = (name: string) => join(dir, `cli-${name}`);
     for (const name of ['a.img', 'a.img.xz', 'a.img.gz']) {
-      const result = await piimg(['cp', base, file, 'boot:/note.txt', '-o', out(name), '--threads', '2'], env);
+      // --keep-free-space: every byte as the raw output has it.
+      const result = await piimg(['cp', base, file, 'boot:/note.txt', '-o', out(name), '--threads', '2', ...(name === 'a.img' ? [] : ['--keep-free-space'])], env);
       expect(result.code, result.stderr).toBe(0);
     }
     const rawHash = sha256(readFileSync(out('a.img')));
@@ -233,13 +235,25 @@ describe('CLI output formats', () => {
     expect(dc('xz', out('a.img.xz'))).toBe(rawHash);
     expect(dc('gzip', out('a.img.gz'))).toBe(rawHash);
     // --format wins over the name.
-    const forced = await piimg(['cp', base, file, 'boot:/note.txt', '-o', out('forced.img'), '--format', 'gz', '--level', '1'], env);
+    const forced = await piimg(['cp', base, file, 'boot:/note.txt', '-o', out('forced.img'), '--format', 'gz', '--level', '1', '--keep-free-space'], env);
     expect(forced.code, forced.stderr).toBe(0);
     expect(dc('gzip', out('forced.img'))).toBe(rawHash);
     // Standard output: raw by default, compressed with --format.
-    const streamed = await piimg(['cp', base, file, 'boot:/note.txt', '-o', '-', '--format', 'xz', '--level', '0'], env);
+    const streamed = await piimg(['cp', base, file, 'boot:/note.txt', '-o', '-', '--format', 'xz', '--level', '0', '--keep-free-space'], env);
     expect(streamed.code, streamed.stderr).toBe(0);
     expect(sha256(spawnSync('xz', ['-dc'], { input: streamed.bytes, maxBuffer: 1 << 30 }).stdout)).toBe(rawHash);
+    // Without it, free space is zeros: smaller, and the same image wherever a filesystem uses it.
+    const zeroed = await piimg(['cp', base, file, 'boot:/note.txt', '-o', out('zeroed.img.xz'), '--level', '0'], env);
+    expect(zeroed.code, zeroed.stderr).toBe(0);
+    const { openImage: open } = await import('@piimg/core');
+    await using zeroedImage = await open(out('zeroed.img.xz'), { cacheDir: join(dir, 'cache-zeroed') });
+    await using rawImage = await open(out('a.img'), { cacheDir: join(dir, 'cache-zeroed') });
+    const zeroedBytes = readFileSync(zeroedImage.rawPath);
+    const rawBytes = readFileSync(out('a.img'));
+    for (const range of await rawImage.usedRanges()) {
+      expect(zeroedBytes.subarray(range.byteOffset, range.byteOffset + range.length).equals(rawBytes.subarray(range.byteOffset, range.byteOffset + range.length))).toBe(true);
+    }
+    expect((await zeroedImage.verify()).every((finding) => finding.clean)).toBe(true);
     const rawStreamed = await piimg(['cp', base, file, 'boot:/note.txt', '-o', '-'], env);
     expect(sha256(rawStreamed.bytes)).toBe(rawHash);
     // An unknown format: a usage error before anything is done.

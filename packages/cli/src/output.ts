@@ -7,13 +7,16 @@ export const outputOptions = {
   format: { type: 'string' },
   level: { type: 'string' },
   threads: { type: 'string' },
+  'keep-free-space': { type: 'boolean' },
 } as const;
 
 export const outputUsage = `  --format FORMAT       img, xz, gz or zst (default: from OUT's name: .img.xz xz, .img.gz gz,
                         .img.zst zst, anything else img; '-o -' writes img unless --format says otherwise)
   --level N             compression level, xz 0-9, gz 1-9 (default 6, as xz and gzip),
                         zst 1-19 (default 3, as zstd)
-  --threads N           compressing threads (default: one per core)`;
+  --threads N           compressing threads (default: one per core)
+  --keep-free-space     .xz/.gz/.zst: keep the bytes of filesystem free space (default: written
+                        as zeros, like zerofree; the filesystems are the same)`;
 
 export interface OutputSpec {
   /** A path, or '-' for standard output. */
@@ -21,6 +24,8 @@ export interface OutputSpec {
   format: OutputFormat;
   level?: number;
   threads?: number;
+  /** True with --keep-free-space. */
+  keepFreeSpace?: boolean;
 }
 
 function integer(text: string | undefined, name: string): number | undefined {
@@ -30,7 +35,7 @@ function integer(text: string | undefined, name: string): number | undefined {
 }
 
 /** Reads -o and the format options; unknown formats and levels out of range are usage errors. */
-export function outputSpec(path: string, values: { format?: string; level?: string; threads?: string }): OutputSpec {
+export function outputSpec(path: string, values: { format?: string; level?: string; threads?: string; 'keep-free-space'?: boolean }): OutputSpec {
   let format: OutputFormat;
   try {
     format = values.format !== undefined ? parseOutputFormat(values.format) : path === '-' ? 'img' : formatFromPath(path);
@@ -46,7 +51,7 @@ export function outputSpec(path: string, values: { format?: string; level?: stri
     if (level < min || level > max) throw new UsageError(`--level for ${format} is ${min}-${max}, not ${level}`);
   }
   if (threads !== undefined && (threads < 1 || threads > 64)) throw new UsageError(`--threads is 1-64, not ${threads}`);
-  return { path, format, ...(level !== undefined ? { level } : {}), ...(threads !== undefined ? { threads } : {}) };
+  return { path, format, ...(level !== undefined ? { level } : {}), ...(threads !== undefined ? { threads } : {}), ...(values['keep-free-space'] ? { keepFreeSpace: true } : {}) };
 }
 
 /** Standard output is refused when it is a terminal: a disk image there helps nobody. */
@@ -76,7 +81,11 @@ export async function writeImage(
   io: CliIo,
   options: { sync?: boolean; toDevice?: boolean; onProgress?: (p: { phase: 'hash' | 'decompress' | 'save'; bytesDone: number; bytesTotal?: number }) => void } = {},
 ): Promise<SaveResult> {
-  const compress = { ...(spec.level !== undefined ? { level: spec.level } : {}), ...(spec.threads !== undefined ? { threads: spec.threads } : {}) };
+  const compress = {
+    ...(spec.level !== undefined ? { level: spec.level } : {}),
+    ...(spec.threads !== undefined ? { threads: spec.threads } : {}),
+    ...(spec.keepFreeSpace ? { freeSpace: 'keep' as const } : {}),
+  };
   if (spec.path !== '-') {
     return image.save(spec.path, {
       format: spec.format,

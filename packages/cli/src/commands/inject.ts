@@ -158,6 +158,7 @@ export const inject: Command = {
       verified,
       changedBytes: saved.changedBytes,
       ...('device' in saved && saved.device ? { device: saved.device } : {}),
+      ...('blocks' in saved && saved.blocks ? { blocks: saved.blocks } : {}),
       ...(delta ? { delta: true } : {}),
       ...(bmap ? { bmap: { path: resolve(values.bmap!), mappedBlocks: bmap.mappedBlocksCount, blocks: bmap.blocksCount } } : {}),
       seconds: (Date.now() - started) / 1000,

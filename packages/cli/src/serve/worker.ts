@@ -3,8 +3,7 @@
 // the CPU work (recipes, ext4 through WebAssembly, the checks, compression)
 // never runs on the HTTP thread.
 import { parentPort } from 'node:worker_threads';
-import { gzipSync } from 'node:zlib';
-import { compressZstdFrame, isPiimgError, openImage, type Image } from '@piimg/core';
+import { isPiimgError, openImage, type Image } from '@piimg/core';
 import { parseConfig } from '@piimg/core/config';
 import { confineSources } from '../sources.js';
 import { CHUNK_BYTES, type FromWorker, type JobRequest, type ToWorker } from './protocol.js';
@@ -48,19 +47,34 @@ async function run(request: JobRequest): Promise<void> {
     const result = await image.apply({ config, baseDir: request.sourceRoot ?? process.cwd(), sources: [] });
     const { changes, warnings, outputs, timings } = result;
     send({ type: 'start', id: request.id, size: image.size, changes: changes.length, warnings, outputs, timings: { ...timings, total: (performance.now() - started) / 1000 } });
-    const device = image.device;
-    for (let position = 0; position < device.size; position += CHUNK_BYTES) {
-      if (!(await waitForCredit(request.id))) {
-        // Tell the HTTP side this worker is free again.
-        send({ type: 'error', id: request.id, code: 'E_CANCELLED', message: 'cancelled', client: false });
-        return;
+    if (request.format === 'img.gz' || request.format === 'img.zst') {
+      // The library's compressed output: free space as zeros, and (gzip) the members this device
+      // shares with its base taken from the cache of the base's compressed members (docs/compressed-output.md).
+      const stream = image.createReadStream({ format: request.format === 'img.gz' ? 'gzip' : 'zstd', threads: 1 });
+      try {
+        for await (const chunk of stream) {
+          if (!(await waitForCredit(request.id))) {
+            send({ type: 'error', id: request.id, code: 'E_CANCELLED', message: 'cancelled', client: false });
+            return;
+          }
+          // A copy: the chunk may be a view of a larger buffer (a cache entry), which must not be transferred.
+          const data = Uint8Array.from(chunk as Uint8Array);
+          send({ type: 'chunk', id: request.id, data }, [data.buffer as ArrayBuffer]);
+        }
+      } finally {
+        stream.destroy();
       }
-      const raw = device.read(position, Math.min(CHUNK_BYTES, device.size - position));
-      // gzip: every chunk its own member; members concatenated are one valid gzip file (RFC 1952 §2.2).
-      // zstd: every chunk its own frame, with content size and checksum; frames concatenated are one zstd stream (RFC 8878 §3.1).
-      const data =
-        request.format === 'img.gz' ? gzipSync(raw, { level: 6 }) : request.format === 'img.zst' ? compressZstdFrame(raw, 3) : raw.slice();
-      send({ type: 'chunk', id: request.id, data }, [data.buffer as ArrayBuffer]);
+    } else {
+      const device = image.device;
+      for (let position = 0; position < device.size; position += CHUNK_BYTES) {
+        if (!(await waitForCredit(request.id))) {
+          // Tell the HTTP side this worker is free again.
+          send({ type: 'error', id: request.id, code: 'E_CANCELLED', message: 'cancelled', client: false });
+          return;
+        }
+        const data = device.read(position, Math.min(CHUNK_BYTES, device.size - position)).slice();
+        send({ type: 'chunk', id: request.id, data }, [data.buffer as ArrayBuffer]);
+      }
     }
     send({ type: 'end', id: request.id });
   } catch (error) {

@@ -16,12 +16,12 @@ import { randomDiskId, readPartitionTable, setDiskId as writeDiskId } from '../p
 import type { Partition, PartitionTable } from '../partition/types.js';
 import { createBmap, type Bmap } from './bmap.js';
 import { applyDeltaFile, writeDelta, type DeltaHeader } from './delta.js';
-import { rawSha256 } from './identity.js';
+import { fileIdentityKey, rawSha256, readFileFact, writeFileFact } from './identity.js';
 import { detectFilesystem, type FilesystemInfo } from './detect.js';
 import { partialName } from './partial.js';
-import { usedRanges } from './usage.js';
+import { diskUsedRanges, isRangeList, usedRanges } from './usage.js';
 import { dataMapFor } from './datamap.js';
-import { createOutputStream, formatFromPath, OUTPUT_FORMATS, writeAtomically, type CompressOptions, type ImageLayout, type OutputFormat } from './output.js';
+import { createOutputStream, formatFromPath, OUTPUT_FORMATS, writeAtomically, type CompressOptions, type ImageLayout, type OutputFormat, type OutputStats } from './output.js';
 import { checkOutputPath, saveOverlay, writeToDevice, type SaveOptions, type SaveResult } from './save.js';
 import { defaultCacheDir, resolveSource, type Compression, type SourceOptions } from './source.js';
 
@@ -304,20 +304,60 @@ export class Image implements AsyncDisposable {
       if (format !== 'img') throw new PiimgError('EINVAL', `a device takes the raw image, not ${format}`, { path: outPath });
       return await writeToDevice(this.overlay, target, options);
     }
-    if (format === 'img') return await saveOverlay(this.rawPath, this.overlay, target, this.cacheDir, options);
+    if (format === 'img' && options.freeSpace !== 'zero') return await saveOverlay(this.rawPath, this.overlay, target, this.cacheDir, options);
     checkOutputPath(target);
     const changedBytes = this.overlay.changedRanges().reduce((sum, range) => sum + range.length, 0);
-    await writeAtomically(this.outputStream(format, options), target, { sync: options.sync ?? false, ...(options.signal ? { signal: options.signal } : {}) });
-    return { path: target, changedBytes, reflinked: false, format };
+    let stats: OutputStats | undefined;
+    const stream = this.outputStream(format, {
+      ...options,
+      onStats: (made) => {
+        stats = made;
+        options.onStats?.(made);
+      },
+    });
+    await writeAtomically(stream, target, { sync: options.sync ?? false, ...(options.signal ? { signal: options.signal } : {}) });
+    return { path: target, changedBytes, reflinked: false, format, ...(stats ? { blocks: stats } : {}) };
   }
 
   private outputStream(format: OutputFormat, options: CompressOptions & { chunkSize?: number }): Readable {
+    const freeSpace = options.freeSpace ?? (format === 'img' ? 'keep' : 'zero');
+    if (freeSpace !== 'zero' && freeSpace !== 'keep') throw new PiimgError('EINVAL', `freeSpace must be 'zero' or 'keep', not ${String(freeSpace)}`, { freeSpace });
     const layout = async (): Promise<ImageLayout> => {
       this.assertOpen();
       await this.flushVolumes();
-      return { basePath: this.rawPath, overlay: this.overlay, baseMap: format === 'img' ? [] : dataMapFor(this.rawPath, this.cacheDir) };
+      const needsMap = format !== 'img' || freeSpace === 'zero';
+      return {
+        basePath: this.rawPath,
+        overlay: this.overlay,
+        baseMap: needsMap ? dataMapFor(this.rawPath, this.cacheDir) : [],
+        ...(freeSpace === 'zero' ? await this.keptRanges() : {}),
+        ...(format !== 'img' ? { cache: { dir: this.cacheDir, baseKey: fileIdentityKey(this.rawPath) } } : {}),
+      };
     };
     return createOutputStream(layout, format, options);
+  }
+
+  /**
+   * The ranges in use in this image and in its base (remembered per base
+   * file): what an output with free space as zeros keeps. Only filesystem
+   * free space is left out; areas no filesystem describes are kept whole
+   * (their holes are in the data map already), so nothing is scanned. An
+   * image whose table or filesystems cannot be read keeps everything.
+   */
+  private async keptRanges(): Promise<{ keep?: ByteRange[]; baseKeep?: ByteRange[] }> {
+    try {
+      const keep = await diskUsedRanges(this.overlay, this.sectorSize, { scan: false });
+      const key = `${fileIdentityKey(this.rawPath)}-${this.sectorSize ?? 'auto'}`;
+      const known = readFileFact(this.cacheDir, 'kept', key);
+      let baseKeep = isRangeList(known, this.base.size) ? known : undefined;
+      if (!baseKeep) {
+        baseKeep = await diskUsedRanges(this.base, this.sectorSize, { scan: false });
+        writeFileFact(this.cacheDir, 'kept', key, baseKeep);
+      }
+      return { keep, baseKeep };
+    } catch {
+      return {};
+    }
   }
 
   private saveInPlace(options: SaveOptions): SaveResult {
@@ -339,7 +379,9 @@ export class Image implements AsyncDisposable {
   /**
    * The whole image with its changes as a stream (an HTTP response, stdout),
    * raw or compressed (`format`: 'img', 'xz', 'gzip', 'zstd'), with backpressure: the
-   * image is never held in memory.
+   * image is never held in memory. Compressed formats write free space as
+   * zeros unless `freeSpace: 'keep'`, and take the Blocks this image shares
+   * with its base from the cache (CompressOptions.blockCache).
    */
   createReadStream(options: { format?: OutputFormat; chunkSize?: number } & CompressOptions = {}): Readable {
     this.assertOpen();

@@ -19,6 +19,6 @@ export { partialName, removeStalePartials, DEFAULT_PARTIAL_GRACE_MS } from './pa
 export type { StalePartialOptions } from './partial.js';
 export { throwIfAborted } from './abort.js';
 export { formatFromPath, parseOutputFormat, OUTPUT_FORMATS } from './output.js';
-export type { OutputFormat, CompressOptions } from './output.js';
+export type { OutputFormat, CompressOptions, FreeSpace, OutputStats } from './output.js';
 export { compressZstdFrame } from './zstd/frame.js';
 export type { ImageApplyOptions, ImageApplyResult } from './apply.js';

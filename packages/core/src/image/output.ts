@@ -15,6 +15,8 @@ import { partialName, removeStalePartials } from './partial.js';
 import type { DataMap } from './datamap.js';
 import { DEFAULT_XZ_LEVEL, encodeXz, xzBlockSize, type BlockContent } from './xz/encode.js';
 import { DEFAULT_ZSTD_LEVEL, encodeZstd, zstdFrameSize } from './zstd/encode.js';
+import { XZ_CHECK } from '@piimg/wasm';
+import { BlockCache, type BlockKey, type StoredBlock } from './blockcache.js';
 
 /**
  * Output formats of a whole image: raw, or compressed while it is streamed.
@@ -59,12 +61,47 @@ export function parseOutputFormat(name: string): OutputFormat {
   }
 }
 
+/**
+ * What becomes of filesystem free space in an output. 'zero': the ranges no
+ * filesystem uses (FAT free clusters, ext2/3/4 blocks free in the block
+ * bitmaps; see image/usage.ts) and the base's holes are written as zeros,
+ * without being read, as `zerofree` would leave them: the filesystems are the
+ * same, only stale bytes nobody reads are gone, and a compressed output is as
+ * small as the data in use allows. 'keep': every byte as the image holds it.
+ */
+export type FreeSpace = 'zero' | 'keep';
+
 /** Compression settings of `save` and `createReadStream`. */
 export interface CompressOptions {
   /** Compression level: xz 0-9 (default 6, like `xz`), gzip 1-9 (default 6, like `gzip`), zstd 1-19 (default 3, like `zstd`). */
   level?: number;
   /** Compressing threads (default: one per core). */
   threads?: number;
+  /**
+   * Free space as zeros or as it is. Default 'zero' for the compressed
+   * formats (what users flash and ship), 'keep' for a raw image (a reflink
+   * or sparse copy of the base with the changes).
+   */
+  freeSpace?: FreeSpace;
+  /**
+   * Reuse the compressed Blocks of the base stored in the cache, and store
+   * them (default true): the first device of a base pays for compressing
+   * it, the next ones only for the Blocks they changed. See blockcache.ts.
+   */
+  blockCache?: boolean;
+  /** Called once the whole output is produced, with how its Blocks were made. */
+  onStats?: (stats: OutputStats) => void;
+}
+
+/** How a compressed output was made: Blocks (xz) or members (gzip) in all, taken from the cache, compressed now. */
+export interface OutputStats {
+  blocks: number;
+  /** Not compressed by this output: taken from the cache, or a copy of an all-zero Block compressed once. */
+  reused: number;
+  /** Compressed by this output. */
+  encoded: number;
+  /** Cache entries that did not verify (checksum, sizes): recompressed, never shipped. */
+  damaged: number;
 }
 
 /** gzip member size: large enough that a member's restart of the dictionary costs under 0.1 %. */
@@ -98,6 +135,12 @@ export interface ImageLayout {
   overlay: Overlay;
   /** Where the base holds data; everything else reads as zeros. */
   baseMap: DataMap;
+  /** The ranges written as they are (in use, sorted); the rest is written as zeros. Undefined: everything. */
+  keep?: readonly ByteRange[];
+  /** The same ranges for the base alone, to tell which Blocks are still the base's. */
+  baseKeep?: readonly ByteRange[];
+  /** Where the base's compressed Blocks are kept, and the base's identity (fileIdentityKey); undefined: no reuse. */
+  cache?: { dir: string; baseKey: string };
 }
 
 /** The ranges of `ranges` (sorted, disjoint) inside [start, end), as absolute [offset, length] pairs; `from` is a cursor kept between calls. */
@@ -112,41 +155,133 @@ function clip(ranges: readonly ByteRange[], start: number, end: number, from: { 
   return out;
 }
 
-/** The image cut into Blocks of `blockSize`, each with its base ranges and its changed bytes (read from the overlay as each Block is planned). */
-export function* planBlocks(layout: ImageLayout, blockSize: number): Generator<BlockContent> {
+/** Sorted, disjoint ranges common to `a` and `b`. */
+export function intersectRanges(a: readonly ByteRange[], b: readonly ByteRange[]): ByteRange[] {
+  const out: ByteRange[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length && j < b.length) {
+    const start = Math.max(a[i]!.byteOffset, b[j]!.byteOffset);
+    const aEnd = a[i]!.byteOffset + a[i]!.length;
+    const bEnd = b[j]!.byteOffset + b[j]!.length;
+    const end = Math.min(aEnd, bEnd);
+    if (start < end) out.push({ byteOffset: start, length: end - start });
+    if (aEnd <= bEnd) i++;
+    else j++;
+  }
+  return out;
+}
+
+/** [offset, length] pairs relative to `start`, as text: a Block's slice of the kept ranges, compared and stored with cache entries. */
+function sliceText(pairs: readonly number[], start: number): string {
+  const parts: string[] = [];
+  for (let i = 0; i < pairs.length; i += 2) parts.push(`${pairs[i]! - start}+${pairs[i + 1]!}`);
+  return parts.join(',');
+}
+
+/** A Block of an output: its content, and whether it is still the base's own Block (no change, same free space). */
+export interface PlannedBlock extends BlockContent {
+  index: number;
+  /** The kept ranges inside the Block, absolute [offset, length] pairs. */
+  keepRanges: number[];
+  /** Its slice of the kept ranges, relative to its start (sliceText). */
+  keepText: string;
+  /**
+   * No change lies in it and its free space is the base's: its bytes are
+   * the base's, so its compressed form may come from (and go to) the cache.
+   */
+  baseBlock: boolean;
+}
+
+/**
+ * The image cut into Blocks of `blockSize`, each with its base ranges and its
+ * changed bytes (read from the overlay as each Block is planned), both
+ * restricted to the kept ranges: free space is left out, so it reads as zeros.
+ */
+export function* planBlocks(layout: ImageLayout, blockSize: number): Generator<PlannedBlock> {
   const { overlay } = layout;
-  const changed = overlay.changedRanges();
-  const baseCursor = { index: 0 };
-  const changedCursor = { index: 0 };
-  for (let byteOffset = 0; byteOffset < overlay.size; byteOffset += blockSize) {
+  const whole = [{ byteOffset: 0, length: overlay.size }];
+  const keep = layout.keep ?? whole;
+  const baseKeep = layout.baseKeep ?? whole;
+  const changed = intersectRanges(overlay.changedRanges(), keep);
+  const baseData = intersectRanges(layout.baseMap, keep);
+  const cursors = { base: { index: 0 }, changed: { index: 0 }, keep: { index: 0 }, baseKeep: { index: 0 } };
+  for (let byteOffset = 0, index = 0; byteOffset < overlay.size; byteOffset += blockSize, index++) {
     const length = Math.min(blockSize, overlay.size - byteOffset);
-    const baseRanges = clip(layout.baseMap, byteOffset, byteOffset + length, baseCursor);
-    const changes = clip(changed, byteOffset, byteOffset + length, changedCursor);
+    const end = byteOffset + length;
+    const baseRanges = clip(baseData, byteOffset, end, cursors.base);
+    const changes = clip(changed, byteOffset, end, cursors.changed);
+    const keepRanges = clip(keep, byteOffset, end, cursors.keep);
+    const keepText = sliceText(keepRanges, byteOffset);
+    const baseBlock = changes.length === 0 && keepText === sliceText(clip(baseKeep, byteOffset, end, cursors.baseKeep), byteOffset);
     const patches: BlockContent['patches'] = [];
     for (let i = 0; i < changes.length; i += 2) patches.push({ byteOffset: changes[i]!, data: overlay.read(changes[i]!, changes[i + 1]!) });
-    yield { byteOffset, length, baseRanges, patches };
+    yield { byteOffset, length, baseRanges, patches, index, keepRanges, keepText, baseBlock };
   }
+}
+
+/** The bytes of a Block as the output holds them: the kept ranges read through the overlay, zeros elsewhere. */
+function readKept(overlay: Overlay, block: PlannedBlock): Uint8Array {
+  if (block.keepRanges.length === 2 && block.keepRanges[0] === block.byteOffset && block.keepRanges[1] === block.length) {
+    return overlay.read(block.byteOffset, block.length);
+  }
+  const out = new Uint8Array(block.length);
+  for (let i = 0; i < block.keepRanges.length; i += 2) {
+    out.set(overlay.read(block.keepRanges[i]!, block.keepRanges[i + 1]!), block.keepRanges[i]! - block.byteOffset);
+  }
+  return out;
+}
+
+const isZero = (block: BlockContent): boolean => block.baseRanges.length === 0 && block.patches.length === 0;
+
+/** The cache key of a Block that may be reused, or undefined. */
+function cacheKey(block: PlannedBlock): BlockKey | undefined {
+  if (isZero(block)) return { byteOffset: 0, length: block.length, keep: 'zero' };
+  return block.baseBlock ? { index: block.index, byteOffset: block.byteOffset, length: block.length, keep: block.keepText } : undefined;
+}
+
+/** Lookup and store for encodeXz and encodeGzip, counting what happens for OutputStats. */
+function reuseHooks(cache: BlockCache | undefined, stats: OutputStats) {
+  return {
+    lookup(block: PlannedBlock): Promise<StoredBlock | undefined> | undefined {
+      const key = cache && cacheKey(block);
+      if (!key) return undefined;
+      return cache!.get(key);
+    },
+    store(block: PlannedBlock, encoded: StoredBlock): void {
+      stats.encoded++;
+      const key = cache && cacheKey(block);
+      if (key) cache!.put(key, encoded);
+    },
+  };
 }
 
 const gzipAsync = promisify(gzip);
 
-/** gzip members of GZIP_MEMBER_SIZE bytes, `threads` compressing at a time; an all-zero member is compressed once. */
-async function* encodeGzip(layout: ImageLayout, level: number, threads: number): AsyncGenerator<Uint8Array> {
-  const zeroMembers = new Map<number, Promise<Buffer>>();
+/** gzip members of GZIP_MEMBER_SIZE bytes, `threads` compressing at a time; an all-zero member is compressed once, base members come from the cache. */
+async function* encodeGzip(layout: ImageLayout, level: number, threads: number, hooks: ReturnType<typeof reuseHooks>): AsyncGenerator<Uint8Array> {
+  const zeroMembers = new Map<number, Promise<StoredBlock>>();
   const { overlay } = layout;
-  const compress = (content: BlockContent): Promise<Buffer> => {
-    if (content.baseRanges.length === 0 && content.patches.length === 0) {
-      let zero = zeroMembers.get(content.length);
-      if (!zero) {
-        zero = gzipAsync(Buffer.alloc(content.length), { level });
-        zeroMembers.set(content.length, zero);
-      }
-      return zero;
-    }
-    const data = overlay.read(content.byteOffset, content.length);
-    return gzipAsync(data, { level });
+  const fresh = async (block: PlannedBlock): Promise<StoredBlock> => {
+    const member = await gzipAsync(readKept(overlay, block), { level });
+    const stored = { pieces: [member], unpaddedSize: member.length, uncompressedSize: block.length };
+    hooks.store(block, stored);
+    return stored;
   };
-  const inFlight: Promise<Buffer>[] = [];
+  const reusedOrFresh = (block: PlannedBlock): Promise<StoredBlock> => {
+    const found = hooks.lookup(block);
+    return found ? found.then((stored) => stored ?? fresh(block)) : fresh(block);
+  };
+  const compress = (block: PlannedBlock): Promise<StoredBlock> => {
+    if (!isZero(block)) return reusedOrFresh(block);
+    let zero = zeroMembers.get(block.length);
+    if (!zero) {
+      zero = reusedOrFresh(block);
+      zeroMembers.set(block.length, zero);
+    }
+    return zero;
+  };
+  const inFlight: Promise<StoredBlock>[] = [];
   const iterator = planBlocks(layout, GZIP_MEMBER_SIZE);
   let next = iterator.next();
   while (!next.done || inFlight.length > 0) {
@@ -156,8 +291,13 @@ async function* encodeGzip(layout: ImageLayout, level: number, threads: number):
       inFlight.push(promise);
       next = iterator.next();
     }
-    yield await inFlight.shift()!;
+    yield* (await inFlight.shift()!).pieces;
   }
+}
+
+/** The raw image with free space as zeros: the kept ranges of each chunk read through the overlay. */
+function* rawKeptChunks(layout: ImageLayout, chunkSize: number): Generator<Uint8Array> {
+  for (const block of planBlocks(layout, chunkSize)) yield readKept(layout.overlay, block);
 }
 
 async function* rawChunks(overlay: Overlay, chunkSize: number): AsyncGenerator<Uint8Array> {
@@ -170,22 +310,48 @@ async function* rawChunks(overlay: Overlay, chunkSize: number): AsyncGenerator<U
  * The image in `format` as a byte stream with backpressure: nothing is
  * read or compressed ahead of what the consumer takes, beyond one or two
  * Blocks per thread. `layout` is called when the first byte is wanted (after mounted
- * volumes are flushed).
+ * volumes are flushed). With `layout.cache`, the Blocks of a compressed
+ * output that are still the base's are taken from the cache and stored there
+ * (PlannedBlock.baseBlock); the others are compressed.
  */
 export function createOutputStream(layout: () => Promise<ImageLayout>, format: OutputFormat, options: CompressOptions & { chunkSize?: number } = {}): Readable {
   const threads = checkThreads(options.threads ?? defaultThreads());
   const level = format === 'img' ? 0 : checkLevel(format, options.level ?? defaultLevel(format));
   async function* bytes(): AsyncGenerator<Uint8Array> {
     const resolved = await layout();
-    const source =
-      format === 'xz'
-        ? encodeXz(resolved.basePath, planBlocks(resolved, xzBlockSize(level)), { level, threads })
-        : format === 'gzip'
-          ? encodeGzip(resolved, level, threads)
-          : format === 'zstd'
-            ? encodeZstd(resolved.basePath, planBlocks(resolved, zstdFrameSize(level)), { level, threads })
-            : rawChunks(resolved.overlay, options.chunkSize ?? 1 << 20);
-    yield* source;
+    if (format === 'img') {
+      if (resolved.keep) yield* rawKeptChunks(resolved, options.chunkSize ?? 1 << 20);
+      else yield* rawChunks(resolved.overlay, options.chunkSize ?? 1 << 20);
+      return;
+    }
+    if (format === 'zstd') {
+      // zstd frames are not kept in the block cache (yet): each output compresses its frames.
+      yield* encodeZstd(resolved.basePath, planBlocks(resolved, zstdFrameSize(level)), { level, threads });
+      return;
+    }
+    const blockSize = format === 'xz' ? xzBlockSize(level) : GZIP_MEMBER_SIZE;
+    const cache =
+      resolved.cache && options.blockCache !== false
+        ? new BlockCache(resolved.cache.dir, resolved.cache.baseKey, {
+            format,
+            level,
+            blockSize,
+            check: format === 'xz' ? XZ_CHECK.crc64 : 0,
+            freeSpace: resolved.keep ? 'zero' : 'keep',
+          })
+        : undefined;
+    const stats: OutputStats = { blocks: Math.ceil(resolved.overlay.size / blockSize), reused: 0, encoded: 0, damaged: 0 };
+    const hooks = reuseHooks(cache, stats);
+    try {
+      if (format === 'xz') yield* encodeXz(resolved.basePath, planBlocks(resolved, blockSize), { level, threads, reuse: hooks });
+      else yield* encodeGzip(resolved, level, threads, hooks);
+      // Entries go in place before the output counts as done: the next device finds them.
+      await cache?.flush();
+    } finally {
+      stats.damaged = cache?.stats.damaged ?? 0;
+    }
+    stats.reused = stats.blocks - stats.encoded;
+    options.onStats?.(stats);
   }
   return Readable.from(bytes(), { objectMode: false });
 }

@@ -8,7 +8,7 @@ import { throwIfAborted } from './abort.js';
 import { copyRanges } from './copy.js';
 import { cachedDataMap, rememberDataMap } from './datamap.js';
 import { partialName, removeStalePartials } from './partial.js';
-import type { OutputFormat } from './output.js';
+import type { FreeSpace, OutputFormat, OutputStats } from './output.js';
 import type { Progress } from './source.js';
 
 /** Async, unlike device/file.ts writeFully: a large overlay must not block the event loop. */
@@ -50,6 +50,12 @@ export interface SaveOptions {
   level?: number;
   /** Compressing threads (default: one per core). */
   threads?: number;
+  /** Free space as zeros ('zero', default for compressed formats) or as it is ('keep', default for raw). See FreeSpace. */
+  freeSpace?: FreeSpace;
+  /** Reuse and store the base's compressed Blocks in the cache (default true). */
+  blockCache?: boolean;
+  /** Called when a compressed output is complete, with how its Blocks were made. */
+  onStats?: (stats: OutputStats) => void;
   /**
    * Copy the base with worker threads only from this many bytes on (default
    * PARALLEL_COPY_MIN). A caller already on a worker thread of its own passes
@@ -69,6 +75,8 @@ export interface SaveResult {
   device?: { bytesWritten: number; sha256: string; readBack: true };
   /** The format written (default 'img'). */
   format?: OutputFormat;
+  /** For compressed formats: Blocks in all, reused (from the cache), compressed now. */
+  blocks?: OutputStats;
 }
 
 function kindOf(stats: Stats): string {

@@ -1,6 +1,7 @@
 import type { BlockReader, ByteRange } from '../device/types.js';
 import { slice } from '../device/slice.js';
-import type { FilesystemInfo } from './detect.js';
+import { readPartitionTable } from '../partition/index.js';
+import { detectFilesystem, type FilesystemInfo } from './detect.js';
 
 /** Granularity of the scan for data outside the filesystems piimg reads. */
 const SCAN_BLOCK = 4096;
@@ -51,9 +52,19 @@ function scanNonZero(device: BlockReader, byteOffset: number, length: number, ou
   }
 }
 
+/** Options of `usedRanges`. */
+export interface UsedRangesOptions {
+  /**
+   * Scan what no filesystem describes (large gaps, unknown partitions) for
+   * non-zero blocks (default true). False counts it all as used: nothing is
+   * read, as an output that zeros free space needs (its holes are known already).
+   */
+  scan?: boolean;
+}
+
 /** A gap between partitions: its ends in full, the rest where it is not zeros. */
-function gap(device: BlockReader, byteOffset: number, length: number, out: ByteRange[]): void {
-  if (length <= 2 * TABLE_AREA) {
+function gap(device: BlockReader, byteOffset: number, length: number, out: ByteRange[], scan = true): void {
+  if (length <= 2 * TABLE_AREA || !scan) {
     push(out, byteOffset, length);
     return;
   }
@@ -70,12 +81,13 @@ function gap(device: BlockReader, byteOffset: number, length: number, out: ByteR
  * use wherever it is not zeros. A range
  * outside this list may hold stale data but nothing reads it.
  */
-export async function usedRanges(device: BlockReader, areas: UsageArea[]): Promise<ByteRange[]> {
+export async function usedRanges(device: BlockReader, areas: UsageArea[], options: UsedRangesOptions = {}): Promise<ByteRange[]> {
+  const scan = options.scan ?? true;
   const sorted = [...areas].sort((a, b) => a.byteOffset - b.byteOffset);
   const out: ByteRange[] = [];
   let position = 0;
   for (const area of sorted) {
-    if (area.byteOffset > position) gap(device, position, area.byteOffset - position, out);
+    if (area.byteOffset > position) gap(device, position, area.byteOffset - position, out, scan);
     const start = Math.max(area.byteOffset, position);
     const end = Math.min(device.size, area.byteOffset + area.size);
     if (end <= start) continue;
@@ -89,7 +101,10 @@ export async function usedRanges(device: BlockReader, areas: UsageArea[]): Promi
       const { ext4UsedRanges } = await import('../fs/ext4/usage.js');
       inner = ext4UsedRanges(reader);
     }
-    if (inner === undefined) scanNonZero(device, start, end - start, out);
+    if (inner === undefined) {
+      if (scan) scanNonZero(device, start, end - start, out);
+      else push(out, start, end - start);
+    }
     else {
       for (const range of inner) {
         const from = Math.max(start, area.byteOffset + range.byteOffset);
@@ -99,6 +114,25 @@ export async function usedRanges(device: BlockReader, areas: UsageArea[]): Promi
     }
     position = Math.max(position, end);
   }
-  if (position < device.size) gap(device, position, device.size - position, out);
+  if (position < device.size) gap(device, position, device.size - position, out, scan);
   return out;
+}
+
+/** The used ranges of a whole disk image as it reads: its partition table, the filesystems found in it. */
+export async function diskUsedRanges(device: BlockReader, sectorSize?: 512 | 4096, options: UsedRangesOptions = {}): Promise<ByteRange[]> {
+  const table = readPartitionTable(device, sectorSize ? { sectorSize } : {});
+  const areas = table.partitions.map((p) => ({ byteOffset: p.byteOffset, size: p.size, filesystem: detectFilesystem(slice(device, { byteOffset: p.byteOffset, length: p.size })) }));
+  return usedRanges(device, areas, options);
+}
+
+/** True for sorted, disjoint, in-bounds ranges (a cached list checked before use). */
+export function isRangeList(value: unknown, size: number): value is ByteRange[] {
+  if (!Array.isArray(value)) return false;
+  let end = 0;
+  for (const range of value) {
+    const r = range as ByteRange;
+    if (!Number.isSafeInteger(r?.byteOffset) || !Number.isSafeInteger(r?.length) || r.byteOffset < end || r.length <= 0) return false;
+    end = r.byteOffset + r.length;
+  }
+  return end <= size;
 }

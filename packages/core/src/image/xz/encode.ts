@@ -199,9 +199,18 @@ export class XzEncoderPool {
   }
 }
 
-export interface XzEncodeOptions {
+export interface XzEncodeOptions<T extends BlockContent = BlockContent> {
   level: number;
   threads: number;
+  /**
+   * Blocks compressed before (a fleet's base, see image/blockcache.ts):
+   * `lookup` returns a Block's stored form or undefined, `store` keeps a
+   * freshly encoded one. Both see the content objects given to encodeXz.
+   */
+  reuse?: {
+    lookup(content: T): Promise<EncodedBlock | undefined> | undefined;
+    store(content: T, block: EncodedBlock): void;
+  };
 }
 
 /**
@@ -209,17 +218,35 @@ export interface XzEncodeOptions {
  * in order, Index, Stream Footer. At most one Block per thread and one more
  * are in flight (each worker has its next request waiting); the consumer's
  * pace (backpressure) sets the rest. An all-zero
- * Block is encoded once and its bytes reused.
+ * Block is encoded once and its bytes reused; with `reuse`, Blocks stored
+ * before are taken as they are.
  */
-export async function* encodeXz(basePath: string, blocks: Iterable<BlockContent>, options: XzEncodeOptions): AsyncGenerator<Uint8Array> {
+export async function* encodeXz<T extends BlockContent>(basePath: string, blocks: Iterable<T>, options: XzEncodeOptions<T>): AsyncGenerator<Uint8Array> {
   const check = XZ_CHECK.crc64;
-  const pool = new XzEncoderPool(basePath, options.threads);
+  // Started on the first Block that needs encoding: an output made only of reused Blocks needs no worker.
+  let pool: XzEncoderPool | undefined;
+  let closed = false;
   const zeroBlocks = new Map<number, Promise<EncodedBlock>>();
-  const encode = (content: BlockContent): Promise<EncodedBlock> => {
-    if (content.baseRanges.length > 0 || content.patches.length > 0) return pool.encode(content, options.level, check);
+  const fresh = (content: T): Promise<EncodedBlock> => {
+    const reuse = options.reuse;
+    // A lookup that settles after the consumer stopped must not start workers nobody closes.
+    if (closed) return Promise.reject(new PiimgError('E_ABORTED', 'xz encoding stopped'));
+    const encoded = (pool ??= new XzEncoderPool(basePath, options.threads)).encode(content, options.level, check);
+    if (!reuse) return encoded;
+    return encoded.then((block) => {
+      reuse.store(content, block);
+      return block;
+    });
+  };
+  const reusedOrFresh = (content: T): Promise<EncodedBlock> => {
+    const stored = options.reuse?.lookup(content);
+    return stored ? stored.then((block) => block ?? fresh(content)) : fresh(content);
+  };
+  const encode = (content: T): Promise<EncodedBlock> => {
+    if (content.baseRanges.length > 0 || content.patches.length > 0) return reusedOrFresh(content);
     let zero = zeroBlocks.get(content.length);
     if (!zero) {
-      zero = pool.encode(content, options.level, check);
+      zero = reusedOrFresh(content);
       zeroBlocks.set(content.length, zero);
     }
     return zero;
@@ -248,6 +275,7 @@ export async function* encodeXz(basePath: string, blocks: Iterable<BlockContent>
     yield index;
     yield encodeStreamFooter(check, index.length);
   } finally {
-    await pool.close();
+    closed = true;
+    await pool?.close();
   }
 }
