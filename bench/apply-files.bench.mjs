@@ -8,7 +8,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { jobRounds, measure, median } from './harness.mjs';
 
@@ -38,14 +38,21 @@ try {
 
   const runs = 5;
   const native = [];
+  const nativeCpu = [];
   const cold = [];
   const warm = [];
+  const coldCpu = [];
+  const warmCpu = [];
   for (let run = 0; run < runs; run++) {
     execFileSync('cp', ['--sparse=always', base, copy]);
-    native.push(measure(['debugfs', '-w', '-f', script, `${copy}?offset=${rootOffset}`]).seconds);
+    const debugfs = measure(['debugfs', '-w', '-f', script, `${copy}?offset=${rootOffset}`]);
+    native.push(debugfs.seconds);
+    if (debugfs.cpuSeconds !== undefined) nativeCpu.push(debugfs.cpuSeconds);
     const [rounds] = jobRounds(['node', 'bench/cases/apply-files.mjs', base, tree, '/opt/agent'], { runs: 1, env: { PIIMG_BENCH_ROUNDS: '4' } });
     cold.push(rounds[0]);
     warm.push(median(rounds.slice(1)));
+    coldCpu.push(rounds.cpuSeconds[0]);
+    warmCpu.push(median(rounds.cpuSeconds.slice(1)));
   }
   const nativeSeconds = median(native);
   const ms = (seconds) => `${(seconds * 1000).toFixed(1)} ms`;
@@ -53,6 +60,11 @@ try {
   console.log(`  debugfs -f (fresh process): ${ms(nativeSeconds)}  samples ${native.map(ms).join(' ')}`);
   console.log(`  piimg, first job in a process (mount, apply, close): ${ms(median(cold))}, ratio ${(median(cold) / nativeSeconds).toFixed(2)}`);
   console.log(`  piimg, warm job (a service):                        ${ms(median(warm))}, ratio ${(median(warm) / nativeSeconds).toFixed(2)}`);
+  if (nativeCpu.length > 0) {
+    const cpuNative = median(nativeCpu);
+    console.log(`  CPU time (user + system): debugfs ${ms(cpuNative)}; piimg first job ${ms(median(coldCpu))} (ratio ${(median(coldCpu) / cpuNative).toFixed(2)}), ` +
+      `warm ${ms(median(warmCpu))} (ratio ${(median(warmCpu) / cpuNative).toFixed(2)}); load ${loadavg()[0].toFixed(1)}`);
+  }
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }

@@ -3,6 +3,7 @@
 // Peak RSS comes from GNU time (`apt-get install time`); wall time from the harness.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -17,7 +18,7 @@ export function median(values) {
 
 /** Runs argv once; returns seconds and peak RSS in KiB (undefined without GNU time). */
 export function measure(argv, { env } = {}) {
-  const args = gnuTime ? ['-f', '__PEAK_RSS_KB=%M', ...argv] : argv;
+  const args = gnuTime ? ['-f', '__PEAK_RSS_KB=%M __CPU_S=%U+%S', ...argv] : argv;
   const started = process.hrtime.bigint();
   const result = spawnSync(gnuTime ?? argv[0], gnuTime ? args : argv.slice(1), {
     cwd: root,
@@ -30,7 +31,10 @@ export function measure(argv, { env } = {}) {
     throw new Error(`${argv.join(' ')} exited ${result.status}:\n${stderr}${result.stdout?.toString() ?? ''}`);
   }
   const match = /__PEAK_RSS_KB=(\d+)/.exec(stderr);
-  return { seconds, peakRssKiB: match ? Number(match[1]) : undefined, stdout: result.stdout.toString() };
+  // CPU time (user + system) suffers less than wall time from other jobs on a shared machine.
+  const cpu = /__CPU_S=([\d.]+)\+([\d.]+)/.exec(stderr);
+  const cpuSeconds = cpu ? Number(cpu[1]) + Number(cpu[2]) : undefined;
+  return { seconds, peakRssKiB: match ? Number(match[1]) : undefined, cpuSeconds, stdout: result.stdout.toString() };
 }
 
 /**
@@ -44,7 +48,10 @@ export function jobRounds(argv, { runs = 5, prepare, env } = {}) {
     prepare?.();
     const { stdout } = measure(argv, { env: { ...env, PIIMG_BENCH_REPORT: '1' } });
     const report = JSON.parse(stdout.trim().split('\n').pop());
-    all.push(report.rounds ?? [report.jobSeconds]);
+    const rounds = report.rounds ?? [report.jobSeconds];
+    // CPU seconds of each round, when the case reports them.
+    if (report.cpuSeconds) rounds.cpuSeconds = report.cpuSeconds;
+    all.push(rounds);
   }
   return all;
 }
@@ -59,12 +66,14 @@ const formatRss = (kib) => (kib === undefined ? 'n/a' : `${(kib / 1024).toFixed(
 export function compare({ title, runs = 5, bytes, prepare, ours, native, env }) {
   const samples = { ours: [], native: [] };
   const rss = { ours: [], native: [] };
+  const cpu = { ours: [], native: [] };
   for (let run = 0; run < runs; run++) {
     for (const side of run % 2 ? ['native', 'ours'] : ['ours', 'native']) {
       prepare?.(side);
       const result = measure(side === 'ours' ? ours : native, { env });
       samples[side].push(result.seconds);
       if (result.peakRssKiB !== undefined) rss[side].push(result.peakRssKiB);
+      if (result.cpuSeconds !== undefined) cpu[side].push(result.cpuSeconds);
     }
   }
   const result = {
@@ -74,6 +83,11 @@ export function compare({ title, runs = 5, bytes, prepare, ours, native, env }) 
     native: { medianSeconds: median(samples.native), samples: samples.native, peakRssKiB: rss.native.length ? Math.max(...rss.native) : undefined },
   };
   result.ratio = result.ours.medianSeconds / result.native.medianSeconds;
+  if (cpu.ours.length > 0 && cpu.native.length > 0) {
+    result.ours.medianCpuSeconds = median(cpu.ours);
+    result.native.medianCpuSeconds = median(cpu.native);
+    result.cpuRatio = result.ours.medianCpuSeconds / result.native.medianCpuSeconds;
+  }
   if (bytes) {
     result.ours.mibPerSecond = bytes / 2 ** 20 / result.ours.medianSeconds;
     result.native.mibPerSecond = bytes / 2 ** 20 / result.native.medianSeconds;
@@ -86,6 +100,9 @@ export function compare({ title, runs = 5, bytes, prepare, ours, native, env }) 
   const list = (side) => samples[side].map((s) => s.toFixed(3)).join(' ');
   console.log(`  samples (s): piimg ${list('ours')} | native ${list('native')}`);
   console.log(`  ratio (piimg time / native time): ${result.ratio.toFixed(2)}`);
+  if (result.cpuRatio !== undefined) {
+    console.log(`  CPU time (user + system): piimg ${format(result.ours.medianCpuSeconds)}, native ${format(result.native.medianCpuSeconds)}, ratio ${result.cpuRatio.toFixed(2)}; load ${loadavg()[0].toFixed(1)}`);
+  }
   mkdirSync(join(root, 'bench', 'results'), { recursive: true });
   const file = join(root, 'bench', 'results', `${title.replace(/[^a-z0-9]+/gi, '-').toLowerCase()}.json`);
   writeFileSync(file, JSON.stringify(result, null, 2) + '\n');

@@ -38,6 +38,12 @@ try {
   const ms = (seconds) => `${(seconds * 1000).toFixed(1)} ms`;
   console.log(`  in-process Image.verify(), first in the process: ${ms(cold)}, ratio vs the native tools: ${(cold / native).toFixed(2)}`);
   console.log(`  in-process Image.verify(), warm (a service):      ${ms(warm)}, ratio vs the native tools: ${(warm / native).toFixed(2)}`);
+  if (fresh.native.medianCpuSeconds !== undefined) {
+    const nativeCpu = fresh.native.medianCpuSeconds;
+    const coldCpu = median(rounds.map((run) => run.cpuSeconds[0]));
+    const warmCpu = median(rounds.flatMap((run) => run.cpuSeconds.slice(1)));
+    console.log(`  CPU time: native tools ${ms(nativeCpu)}; in-process cold ${ms(coldCpu)} (ratio ${(coldCpu / nativeCpu).toFixed(2)}), warm ${ms(warmCpu)} (ratio ${(warmCpu / nativeCpu).toFixed(2)})`);
+  }
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }
