@@ -3,6 +3,7 @@
 // Peak RSS comes from GNU time (`apt-get install time`); wall time from the harness.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -30,8 +31,10 @@ export function measure(argv, { env } = {}) {
     throw new Error(`${argv.join(' ')} exited ${result.status}:\n${stderr}${result.stdout?.toString() ?? ''}`);
   }
   const match = /__PEAK_RSS_KB=(\d+)/.exec(stderr);
+  // CPU time (user + system) suffers less than wall time from other jobs on a shared machine.
   const cpu = /__CPU_S=([\d.]+)\+([\d.]+)/.exec(stderr);
-  return { seconds, peakRssKiB: match ? Number(match[1]) : undefined, cpuSeconds: cpu ? Number(cpu[1]) + Number(cpu[2]) : undefined, stdout: result.stdout.toString() };
+  const cpuSeconds = cpu ? Number(cpu[1]) + Number(cpu[2]) : undefined;
+  return { seconds, peakRssKiB: match ? Number(match[1]) : undefined, cpuSeconds, stdout: result.stdout.toString() };
 }
 
 /**
@@ -45,7 +48,10 @@ export function jobRounds(argv, { runs = 5, prepare, env } = {}) {
     prepare?.();
     const { stdout } = measure(argv, { env: { ...env, PIIMG_BENCH_REPORT: '1' } });
     const report = JSON.parse(stdout.trim().split('\n').pop());
-    all.push(report.rounds ?? [report.jobSeconds]);
+    const rounds = report.rounds ?? [report.jobSeconds];
+    // CPU seconds of each round, when the case reports them.
+    if (report.cpuSeconds) rounds.cpuSeconds = report.cpuSeconds;
+    all.push(rounds);
   }
   return all;
 }
@@ -77,8 +83,7 @@ export function compare({ title, runs = 5, bytes, prepare, ours, native, env }) 
     native: { medianSeconds: median(samples.native), samples: samples.native, peakRssKiB: rss.native.length ? Math.max(...rss.native) : undefined },
   };
   result.ratio = result.ours.medianSeconds / result.native.medianSeconds;
-  // CPU time (user + system) tells the work done apart from the share of a loaded machine a process got.
-  if (cpu.ours.length && cpu.native.length) {
+  if (cpu.ours.length > 0 && cpu.native.length > 0) {
     result.ours.medianCpuSeconds = median(cpu.ours);
     result.native.medianCpuSeconds = median(cpu.native);
     result.cpuRatio = result.ours.medianCpuSeconds / result.native.medianCpuSeconds;
@@ -96,7 +101,7 @@ export function compare({ title, runs = 5, bytes, prepare, ours, native, env }) 
   console.log(`  samples (s): piimg ${list('ours')} | native ${list('native')}`);
   console.log(`  ratio (piimg time / native time): ${result.ratio.toFixed(2)}`);
   if (result.cpuRatio !== undefined) {
-    console.log(`  CPU time (user + system): piimg ${format(result.ours.medianCpuSeconds)}, native ${format(result.native.medianCpuSeconds)}, ratio ${result.cpuRatio.toFixed(2)}`);
+    console.log(`  CPU time (user + system): piimg ${format(result.ours.medianCpuSeconds)}, native ${format(result.native.medianCpuSeconds)}, ratio ${result.cpuRatio.toFixed(2)}; load ${loadavg()[0].toFixed(1)}`);
   }
   mkdirSync(join(root, 'bench', 'results'), { recursive: true });
   const file = join(root, 'bench', 'results', `${title.replace(/[^a-z0-9]+/gi, '-').toLowerCase()}.json`);

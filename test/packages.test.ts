@@ -87,7 +87,17 @@ describe.skipIf(!built)('the packed packages', () => {
     const files = (name: string) => packed.find((p) => p.name === name)!.files.map((f) => f.path);
     expect(files('@piimg/core')).toEqual(expect.arrayContaining(['lib/config.js', 'lib/config.d.ts', 'schema/device-config.schema.json']));
     expect(files('@piimg/wasm')).toEqual(expect.arrayContaining(['dist/ext2fs.wasm', 'dist/ext2fs.cjs', 'dist/e2fsck.wasm', 'dist/mke2fs.wasm', 'LICENSES/GPL-2', 'LICENSES/LGPL-2', 'LICENSES/e2fsprogs-NOTICE']));
-    expect(files('piimg')).toEqual(expect.arrayContaining(['bin/piimg.js']));
+    expect(files('piimg')).toEqual(expect.arrayContaining(['bin/piimg.js', 'THIRD-PARTY-NOTICES.md']));
+    // The command's bundle carries other packages (packages/cli/tsup.config.ts): each one's license must ship with it.
+    const cliLib = join(repoRoot, 'packages', 'cli', 'lib');
+    const bundled = new Set<string>();
+    for (const name of readdirSync(cliLib, { recursive: true }) as string[]) {
+      if (!name.endsWith('.js')) continue;
+      for (const match of readFileSync(join(cliLib, name), 'utf8').matchAll(/^\/\/ .*?node_modules\/((?:@[^/]+\/)?[^/]+)\//gm)) bundled.add(match[1]!);
+    }
+    expect(bundled.size).toBeGreaterThan(0);
+    const notices = readFileSync(join(repoRoot, 'packages', 'cli', 'THIRD-PARTY-NOTICES.md'), 'utf8');
+    for (const name of bundled) expect(notices, name).toMatch(new RegExp(`^## ${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} `, 'm'));
     for (const name of ['core', 'cli']) {
       expect(readFileSync(join(repoRoot, 'packages', name, 'LICENSE'), 'utf8'), `packages/${name}/LICENSE`).toBe(readFileSync(join(repoRoot, 'LICENSE'), 'utf8'));
     }

@@ -8,6 +8,7 @@
  * for callers that prefer to warm up early.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -61,6 +62,7 @@ interface WasmInstance {
 }
 declare const WebAssembly: {
   Module: new (bytes: Uint8Array) => WasmModule;
+  compile(bytes: Uint8Array): Promise<WasmModule>;
   Instance: new (module: WasmModule, imports: Record<string, unknown>) => WasmInstance;
 };
 
@@ -128,6 +130,30 @@ function compile(name: 'ext2fs' | 'e2fsck' | 'mke2fs'): Compiled {
     compiled.set(name, entry);
   }
   return entry;
+}
+
+const compiling = new Map<string, Promise<void>>();
+
+/**
+ * Compiles a module in the background (WebAssembly.compile works off the main
+ * thread), so that its first use, which compiles synchronously otherwise,
+ * finds it ready: `piimg inject` starts the checker's compile while it edits.
+ * Failures are left to that first use to report.
+ */
+export function precompile(name: 'ext2fs' | 'e2fsck' | 'mke2fs'): Promise<void> {
+  if (compiled.has(name)) return Promise.resolve();
+  let pending = compiling.get(name);
+  if (pending === undefined) {
+    const started = (async () => {
+      const dir = findWasmDirectory();
+      const module = await WebAssembly.compile(await readFile(join(dir, `${name}.wasm`)));
+      // A compile for a directory that setWasmDirectory() has replaced meanwhile is dropped.
+      if (!compiled.has(name) && findWasmDirectory() === dir) compiled.set(name, { factory: require(join(dir, `${name}.cjs`)) as Factory, module });
+    })();
+    pending = started.catch(() => undefined).finally(() => compiling.delete(name));
+    compiling.set(name, pending);
+  }
+  return pending;
 }
 
 /**
@@ -415,11 +441,28 @@ export class Ext2Filesystem {
       const code = this.lib.fn('lookup')(this.handle, dir, ptr, this.lib.outPtr());
       if (code !== 0) {
         const errorName = this.lib.wasm.UTF8ToString(this.lib.fn('error_name')(code));
-        if (errorName === 'EXT2_ET_FILE_NOT_FOUND') return 0;
+        if (errorName === 'EXT2_ET_FILE_NOT_FOUND') {
+          this.notFoundCode = code;
+          return 0;
+        }
         this.lib.check(code, 'lookup');
       }
       return this.lib.u32(this.lib.outPtr());
     });
+  }
+
+  /** The errcode_t of EXT2_ET_FILE_NOT_FOUND, once a lookup has met it. */
+  private notFoundCode = 0;
+
+  /**
+   * The error `operation` (namei) gives for a path with a missing component,
+   * for callers that found the missing name with lookup() and need not walk
+   * the path again. Undefined before any lookup() has returned 0.
+   */
+  notFoundError(operation: string): Ext2fsCallError | undefined {
+    if (this.notFoundCode === 0) return undefined;
+    const message = this.lib.wasm.UTF8ToString(this.lib.fn('error_message')(this.notFoundCode));
+    return new Ext2fsCallError('EXT2_ET_FILE_NOT_FOUND', message, operation);
   }
 
   stat(ino: number): InodeStat {

@@ -60,7 +60,9 @@ export class FileReader implements BlockReader {
 
   read(byteOffset: number, length: number): Uint8Array {
     checkRange(this.size, byteOffset, length, this.path);
-    const out = new Uint8Array(length);
+    // Not zero-filled first: readFully fills every byte or throws.
+    const buffer = Buffer.allocUnsafeSlow(length);
+    const out = new Uint8Array(buffer.buffer, buffer.byteOffset, length);
     readFully(this.handle(), out, byteOffset, this.path);
     return out;
   }

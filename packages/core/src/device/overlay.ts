@@ -36,6 +36,13 @@ export class Overlay implements BlockDevice {
   readonly chunkSize: number;
   readonly maxMemory: number;
   private readonly chunks = new Map<number, ChunkStore>();
+  /**
+   * In-memory chunks that hold only the bytes written so far, [start, end):
+   * the rest is taken from the base when the chunk is first read or listed.
+   * Writes that fill a chunk piece by piece (file data laid out by libext2fs)
+   * then never read the base bytes they replace.
+   */
+  private readonly partial = new Map<number, { start: number; end: number }>();
   private readonly spillDir: string;
   private spillFd: number | undefined;
   private spillPath: string | undefined;
@@ -77,10 +84,25 @@ export class Overlay implements BlockDevice {
     return out;
   }
 
+  /** Completes a partly written in-memory chunk from the base. */
+  private fill(index: number): void {
+    const written = this.partial.get(index);
+    if (written === undefined) return;
+    this.partial.delete(index);
+    const chunk = this.chunks.get(index) as Uint8Array;
+    const chunkStart = index * this.chunkSize;
+    if (written.start > 0) chunk.set(this.base.read(chunkStart, written.start), 0);
+    if (written.end < chunk.length) chunk.set(this.base.read(chunkStart + written.end, chunk.length - written.end), written.end);
+  }
+
   read(byteOffset: number, length: number): Uint8Array {
     this.assertOpen();
     checkRange(this.size, byteOffset, length, 'image');
     if (this.chunks.size === 0 || length === 0) return this.base.read(byteOffset, length);
+    if (this.partial.size > 0) {
+      const last = Math.floor((byteOffset + length - 1) / this.chunkSize);
+      for (let index = Math.floor(byteOffset / this.chunkSize); index <= last; index++) this.fill(index);
+    }
     const out = new Uint8Array(length);
     const end = byteOffset + length;
     let position = byteOffset;
@@ -131,10 +153,31 @@ export class Overlay implements BlockDevice {
       if (typeof store === 'number') {
         writeFully(this.spillFd!, piece, store + inChunk);
       } else if (store !== undefined) {
+        const written = this.partial.get(index);
+        if (written !== undefined) {
+          if (inChunk <= written.end && inChunk + count >= written.start) {
+            // Touches or overlaps what is there: the written range grows.
+            written.start = Math.min(written.start, inChunk);
+            written.end = Math.max(written.end, inChunk + count);
+            if (written.start === 0 && written.end === chunkLength) this.partial.delete(index);
+          } else {
+            this.fill(index);
+          }
+        }
         store.set(piece, inChunk);
+      } else if (count === chunkLength) {
+        const chunk = new Uint8Array(chunkLength);
+        chunk.set(piece, 0);
+        this.storeNewChunk(index, chunk);
+      } else if (this.memoryBytes + chunkLength <= this.maxMemory) {
+        // First write to this chunk, not all of it: the base bytes around it are read when needed.
+        const chunk = new Uint8Array(chunkLength);
+        chunk.set(piece, inChunk);
+        this.storeNewChunk(index, chunk);
+        this.partial.set(index, { start: inChunk, end: inChunk + count });
       } else {
-        // First write to this chunk: start from the base unless the write covers it whole.
-        const chunk = count === chunkLength ? new Uint8Array(chunkLength) : this.base.read(chunkStart, chunkLength);
+        // Bound for the spill file: it holds whole chunks.
+        const chunk = this.base.read(chunkStart, chunkLength);
         chunk.set(piece, inChunk);
         this.storeNewChunk(index, chunk);
       }
@@ -194,6 +237,7 @@ export class Overlay implements BlockDevice {
   *changedChunks(): Generator<{ byteOffset: number; data: Uint8Array }> {
     const indexes = [...this.chunks.keys()].sort((a, b) => a - b);
     for (const index of indexes) {
+      this.fill(index);
       const store = this.chunks.get(index)!;
       yield { byteOffset: index * this.chunkSize, data: this.loadChunk(store, this.chunkLength(index)) };
     }
@@ -202,6 +246,7 @@ export class Overlay implements BlockDevice {
   /** Drops every change. */
   discard(): void {
     this.chunks.clear();
+    this.partial.clear();
     this.memoryBytes = 0;
     this.spillNext = 0;
   }
@@ -211,6 +256,7 @@ export class Overlay implements BlockDevice {
     if (this.closed) return;
     this.closed = true;
     this.chunks.clear();
+    this.partial.clear();
     this.memoryBytes = 0;
     if (this.spillFd !== undefined) {
       closeSync(this.spillFd);

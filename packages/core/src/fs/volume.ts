@@ -109,6 +109,12 @@ export interface Volume {
   lstat(path: string): Promise<Stats>;
   /** True when the path names something (a dangling link counts). */
   exists(path: string): Promise<boolean>;
+  /**
+   * Like lstat, but undefined where lstat fails with ENOENT or ENOTDIR,
+   * without building an error (cheaper for "create unless present").
+   * Optional: callers fall back to lstat.
+   */
+  lstatIfPresent?(path: string): Promise<Stats | undefined>;
   /** Writes every pending change to the device. */
   flush(): Promise<void>;
   /** Flushes and releases the volume; further calls fail. */

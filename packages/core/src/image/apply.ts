@@ -1,3 +1,4 @@
+import { precompile } from '@piimg/wasm';
 import type { LoadedConfig } from '../config/load.js';
 import { PiimgError } from '../errors.js';
 import type { ApplyOptions, ApplyReport } from '../recipe/index.js';
@@ -27,6 +28,8 @@ const seconds = (since: number): number => (performance.now() - since) / 1000;
 export async function applyToImage(image: Image, loaded: LoadedConfig, options: ImageApplyOptions): Promise<ImageApplyResult> {
   const { verify = true, onStep, ...applyOptions } = options;
   const { applyConfig } = await import('../recipe/index.js');
+  // The ext4 checker compiles in the background while the recipes run.
+  if (verify) void precompile('e2fsck');
   onStep?.('apply');
   let mark = performance.now();
   const boot = await image.mount('boot');

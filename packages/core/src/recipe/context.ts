@@ -118,8 +118,10 @@ export class Editor {
   }
 
   async lstat(volume: VolumeName, path: string): Promise<Stats | undefined> {
+    const vol = this.volume(volume);
+    if (vol.lstatIfPresent) return vol.lstatIfPresent(path);
     try {
-      return await this.volume(volume).lstat(path);
+      return await vol.lstat(path);
     } catch (error) {
       if (error instanceof PiimgError && (error.code === 'ENOENT' || error.code === 'ENOTDIR')) return undefined;
       throw error;

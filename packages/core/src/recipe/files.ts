@@ -78,7 +78,9 @@ async function copyFile(
 ): Promise<void> {
   const executable = process.platform !== 'win32' && (stats.mode & 0o111) !== 0;
   const mode = parseMode(entry.mode) ?? (executable ? 0o755 : 0o644);
-  const bytes = new Uint8Array(readFileSync(source));
+  // A view of the Buffer, not a copy: new Uint8Array(buffer) copies element by element.
+  const buffer = readFileSync(source);
+  const bytes = new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
   const summary = entry.secret ? `${bytes.length} bytes (secret)` : `${bytes.length} bytes`;
   await ctx.editor.ensureFile(volume, path, bytes, { mode, ...owner, summary });
 }

@@ -180,6 +180,34 @@ for (const fixture of fixtures) {
       await expectCode(volume.link('/', '/rootlink'), 'EPERM');
     });
 
+    it('paths resolved before name the new directories after rename, rm and a symlink in their place', async () => {
+      await volume.mkdir('/a/b', { recursive: true });
+      await volume.writeFile('/a/b/one', 'one');
+      expect((await volume.lstat('/a/b')).type).toBe('directory');
+      // The whole tree moves away: /a/b must not still lead to the moved directory.
+      await volume.rename('/a', '/moved');
+      await expectCode(volume.lstat('/a/b'), 'ENOENT', '/a/b');
+      expect(await volume.lstatIfPresent('/a/b/one')).toBeUndefined();
+      await volume.mkdir('/a');
+      await expectCode(volume.writeFile('/a/b/two', 'two'), 'ENOENT');
+      expect(await volume.readdir('/moved/b')).toEqual([{ name: 'one', type: 'file' }]);
+      // Removed and made again (libext2fs may hand out the freed inodes again): an empty directory.
+      await volume.rm('/moved', { recursive: true });
+      await expectCode(volume.readdir('/moved/b'), 'ENOENT', '/moved/b');
+      await volume.mkdir('/moved/b', { recursive: true });
+      expect(await volume.readdir('/moved/b')).toEqual([]);
+      // A directory replaced by a symlink: lstat describes the link, stat follows it.
+      await volume.mkdir('/target');
+      await volume.writeFile('/target/inside', 'x');
+      await volume.rm('/a');
+      await volume.symlink('/target', '/a');
+      expect((await volume.lstat('/a')).type).toBe('symlink');
+      expect(new TextDecoder().decode(await volume.readFile('/a/inside'))).toBe('x');
+      expect(await volume.lstatIfPresent('/a/missing')).toBeUndefined();
+      expect((await volume.lstatIfPresent('/a'))?.type).toBe('symlink');
+      await expectCode(volume.stat('/a/missing'), 'ENOENT', '/a/missing');
+    });
+
     it('rename replaces an existing file, moves directories, refuses cycles', async () => {
       await volume.writeFile('/new', 'new content');
       await volume.writeFile('/old', 'old content that is longer');

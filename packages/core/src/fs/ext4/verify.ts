@@ -1,4 +1,4 @@
-import { e2fsck } from '@piimg/wasm';
+import { e2fsck, precompile } from '@piimg/wasm';
 import type { BlockReader } from '../../device/types.js';
 
 /** What `verifyExt4` found: e2fsck -fn, run in WebAssembly. */
@@ -30,6 +30,8 @@ const noise = [
 export async function verifyExt4(reader: BlockReader, options: { fix?: false } = {}): Promise<Ext4VerifyResult> {
   if ((options as { fix?: boolean }).fix) throw new TypeError('verifyExt4 only checks; repairing is not offered here');
   const readOnly: BlockReader = { size: reader.size, read: (byteOffset, length) => reader.read(byteOffset, length) };
+  // Finishes a compile started earlier (or compiles off the main thread now).
+  await precompile('e2fsck');
   const result = e2fsck(readOnly, { fix: false });
   const output = [result.stdout, result.stderr].filter((text) => text !== '').join('\n');
   const problems = output.split('\n').filter((line) => !noise.some((pattern) => pattern.test(line)));

@@ -214,14 +214,64 @@ export class Ext4Volume implements Volume {
     return out;
   }
 
-  /** The inode at `path`; errors name `reportPath` (the path the caller asked about). */
+  /**
+   * The inode at `path`; errors name `reportPath` (the path the caller asked about).
+   * Paths made only of directories (and a last component that needs no
+   * following) are walked from the longest prefix this volume has resolved
+   * before; anything else (a missing component, a symlink on the way, a file
+   * in the middle) goes to libext2fs's namei, which also makes its errors.
+   */
   private resolve(path: string, follow: boolean, reportPath = path): number {
     const parts = splitPath(path);
+    let found = 0;
+    try {
+      found = this.walkDirectories(parts, follow, reportPath);
+    } catch {
+      // namei below meets the same trouble and reports it its own way.
+    }
+    if (found > 0) return found;
+    if (found === MISSING) {
+      // What namei says for a missing component, without walking the path
+      // again; a name that cannot be encoded is reported first, as namei's caller does.
+      this.pathBytes(parts, reportPath);
+      const error = this.fs.notFoundError('namei');
+      if (error !== undefined) throw toPiimgError(error, { path: reportPath });
+    }
     try {
       return this.fs.namei(this.pathBytes(parts, reportPath), follow);
     } catch (error) {
       throw toPiimgError(error, { path: reportPath });
     }
+  }
+
+  /**
+   * The fast path of resolve(): 0 when it cannot answer, MISSING when a
+   * component after real directories does not exist. Each directory found is
+   * remembered under its path (see NameIndex.directoryOf).
+   */
+  private walkDirectories(parts: string[], follow: boolean, reportPath: string): number {
+    let dir = ROOT_INO;
+    let key = '';
+    for (let i = 0; i < parts.length; i++) {
+      key += '/' + parts[i]!;
+      const known = this.names.directoryOf(key);
+      if (known !== undefined) {
+        dir = known;
+        continue;
+      }
+      const ino = this.names.lookup(dir, encodeName(parts[i]!, reportPath));
+      if (ino === 0) return MISSING;
+      const type = typeOfMode(this.fs.stat(ino).mode);
+      if (type === 'directory') {
+        this.names.rememberDirectory(key, ino);
+        dir = ino;
+        continue;
+      }
+      // A last component that is not followed, or not a symlink, is the answer.
+      if (i === parts.length - 1 && (!follow || type !== 'symlink')) return ino;
+      return 0;
+    }
+    return dir;
   }
 
   /** The parent directory inode (symlinks followed) and the encoded last name. */
@@ -281,13 +331,32 @@ export class Ext4Volume implements Volume {
   }
 
   async exists(path: string): Promise<boolean> {
-    try {
-      await this.lstat(path);
-      return true;
-    } catch (error) {
-      if (error instanceof PiimgError && (error.code === 'ENOENT' || error.code === 'ENOTDIR')) return false;
-      throw error;
-    }
+    return (await this.lstatIfPresent(path)) !== undefined;
+  }
+
+  lstatIfPresent(path: string): Promise<Stats | undefined> {
+    return this.run(path, false, () => {
+      const parts = splitPath(path);
+      let ino = 0;
+      try {
+        ino = this.walkDirectories(parts, false, path);
+      } catch {
+        // lstat below meets the same trouble and reports it.
+      }
+      if (ino === MISSING) {
+        this.pathBytes(parts, path);
+        return undefined;
+      }
+      if (ino === 0) {
+        try {
+          ino = this.resolve(path, false);
+        } catch (error) {
+          if (error instanceof PiimgError && (error.code === 'ENOENT' || error.code === 'ENOTDIR')) return undefined;
+          throw error;
+        }
+      }
+      return this.toStats(ino, this.fs.stat(ino));
+    });
   }
 
   readFile(path: string): Promise<Uint8Array> {
@@ -631,6 +700,12 @@ export class Ext4Volume implements Volume {
  * ext2fs_lookup() scans every block, even of a hashed directory.
  */
 const INDEX_DIRECTORY_BLOCKS = 2;
+/** Bound on the remembered directory paths (a few hundred KiB at most). */
+const MAX_REMEMBERED_DIRECTORIES = 4096;
+/** walkDirectories(): a component is missing. */
+const MISSING = -1;
+/** The root directory's inode (ext4 disk layout: "Special inodes"). */
+const ROOT_INO = 2;
 
 function nameKey(name: Uint8Array): string {
   return String.fromCharCode(...name);
@@ -645,6 +720,12 @@ function nameKey(name: Uint8Array): string {
 class NameIndex {
   private readonly maps = new Map<number, Map<string, number>>();
   private readonly indexBytes: number;
+  /**
+   * Directories by the path of real directory entries that leads to them
+   * (no symlink on the way). Adding entries never changes what such a path
+   * names; any removal or replacement of an entry forgets them all.
+   */
+  private readonly directories = new Map<string, number>();
 
   constructor(private readonly fs: Ext2Filesystem) {
     this.indexBytes = INDEX_DIRECTORY_BLOCKS * fs.info().blockSize;
@@ -668,6 +749,15 @@ class NameIndex {
     return this.fs.lookup(dir, name);
   }
 
+  directoryOf(path: string): number | undefined {
+    return this.directories.get(path);
+  }
+
+  rememberDirectory(path: string, ino: number): void {
+    if (this.directories.size >= MAX_REMEMBERED_DIRECTORIES) this.directories.clear();
+    this.directories.set(path, ino);
+  }
+
   private added(dir: number, name: Uint8Array, ino: number): number {
     this.maps.get(dir)?.set(nameKey(name), ino);
     return ino;
@@ -687,14 +777,17 @@ class NameIndex {
     this.added(dir, name, ino);
   }
   replaceEntry(dir: number, name: Uint8Array, ino: number): void {
+    this.directories.clear();
     this.fs.replaceEntry(dir, name, ino);
     this.added(dir, name, ino);
   }
   unlink(dir: number, name: Uint8Array): void {
+    this.directories.clear();
     this.fs.unlink(dir, name);
     this.maps.get(dir)?.delete(nameKey(name));
   }
   release(ino: number): void {
+    this.directories.clear();
     this.fs.release(ino);
     this.maps.delete(ino);
   }

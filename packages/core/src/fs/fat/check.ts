@@ -120,11 +120,13 @@ export function checkFat(reader: BlockReader, options: FatCheckOptions = {}): Fa
   const fatBytes = geometry.fatSectors * geometry.sectorSize;
   const usedBytes = Math.min(fatBytes, codec.byteOffsetOf(maxCluster) + codec.span);
   const active = geometry.activeFat ?? 0;
-  const fat = reader.read(geometry.fatByteOffset + active * fatBytes, usedBytes).slice();
-  const fatView = viewOf(fat);
-  const get = (cluster: number): number => codec.get(fat, fatView, cluster);
+  // Kept without a copy: nothing is written while the check runs (BlockReader.read).
+  const fat = reader.read(geometry.fatByteOffset + active * fatBytes, usedBytes);
   compareFatCopies(reader, geometry, fat, active, report);
   checkReservedEntries(fat, boot, geometry.fatType, report);
+  // next[cluster]: the entry decoded once (FREE, END, BAD or the next cluster), so the
+  // walks below read a typed array instead of decoding bytes through a codec call each step.
+  const next = decodeTable(fat, geometry.fatType, maxCluster);
 
   // owner[cluster]: 0 = not reached, else the id of the chain (index into `paths`) that holds it.
   const owner = new Uint32Array(maxCluster + 1);
@@ -144,7 +146,7 @@ export function checkFat(reader: BlockReader, options: FatCheckOptions = {}): Fa
       report.add(`${path}: first cluster ${first} is outside 2..${maxCluster}`);
       return { count: 0, ok: false };
     }
-    const head = get(first);
+    const head = next[first]!;
     if (head === FREE) {
       report.add(`${path}: starts at cluster ${first}, which the FAT marks free`);
       return { count: 0, ok: false };
@@ -163,21 +165,21 @@ export function checkFat(reader: BlockReader, options: FatCheckOptions = {}): Fa
       owner[cluster] = id;
       count++;
       if (collect && collect.length < dirClusterLimit) collect.push(cluster);
-      const next = get(cluster);
-      if (next === END) return { count, ok: true };
-      if (next === FREE) {
+      const link = next[cluster]!;
+      if (link === END) return { count, ok: true };
+      if (link === FREE) {
         report.add(`${path}: cluster ${cluster} links to free cluster (the chain ends in free space)`);
         return { count, ok: false };
       }
-      if (next === BAD) {
+      if (link === BAD) {
         report.add(`${path}: cluster ${cluster} links to a cluster marked bad`);
         return { count, ok: false };
       }
-      if (next < FIRST_CLUSTER || next > maxCluster) {
-        report.add(`${path}: cluster ${cluster} links to cluster ${next}, outside 2..${maxCluster}`);
+      if (link < FIRST_CLUSTER || link > maxCluster) {
+        report.add(`${path}: cluster ${cluster} links to cluster ${link}, outside 2..${maxCluster}`);
         return { count, ok: false };
       }
-      cluster = next;
+      cluster = link;
     }
   };
 
@@ -228,7 +230,7 @@ export function checkFat(reader: BlockReader, options: FatCheckOptions = {}): Fa
   let freeClusters = 0;
   let lost = 0;
   for (let cluster = FIRST_CLUSTER; cluster <= maxCluster; cluster++) {
-    const value = get(cluster);
+    const value = next[cluster]!;
     if (value === FREE) freeClusters++;
     else if (value !== BAD && owner[cluster] === 0) {
       owner[cluster] = LOST;
@@ -240,8 +242,8 @@ export function checkFat(reader: BlockReader, options: FatCheckOptions = {}): Fa
     const linked = new Uint8Array(maxCluster + 1);
     for (let cluster = FIRST_CLUSTER; cluster <= maxCluster; cluster++) {
       if (owner[cluster] !== LOST) continue;
-      const next = get(cluster);
-      if (next >= FIRST_CLUSTER && next <= maxCluster && owner[next] === LOST) linked[next] = 1;
+      const link = next[cluster]!;
+      if (link >= FIRST_CLUSTER && link <= maxCluster && owner[link] === LOST) linked[link] = 1;
     }
     const starts: number[] = [];
     let chains = 0;
@@ -306,6 +308,8 @@ function compareFatCopies(reader: BlockReader, geometry: FatGeometry, fat: Uint8
     for (let start = 0; start < compared; start += COMPARE_BYTES) {
       const length = Math.min(COMPARE_BYTES, compared - start);
       const other = reader.read(base + start, length);
+      // Equal pieces (the usual case) are compared by memcmp; only a differing piece is walked byte by byte.
+      if (Buffer.compare(other, fat.subarray(start, start + length)) === 0) continue;
       for (let i = 0; i < length; i++) {
         if (other[i] !== fat[start + i]) {
           differing++;
@@ -318,6 +322,26 @@ function compareFatCopies(reader: BlockReader, geometry: FatGeometry, fat: Uint8
       report.add(`FAT copy ${copy + 1} differs from FAT copy ${active + 1} in ${differing} bytes, first at the entry of cluster ${cluster}`);
     }
   }
+}
+
+/**
+ * Every entry of 0 .. maxCluster decoded into the normalised values of
+ * codec.ts (FREE, END, BAD or a cluster number), one tight loop per FAT type.
+ * parseBootSector has checked that the FAT holds all of them.
+ */
+function decodeTable(fat: Uint8Array, fatType: FatType, maxCluster: number): Uint32Array {
+  const next = new Uint32Array(maxCluster + 1);
+  const view = viewOf(fat);
+  if (fatType === 'fat32') {
+    for (let cluster = 0; cluster <= maxCluster; cluster++) {
+      const raw = view.getUint32(cluster * 4, true) & 0x0fffffff;
+      next[cluster] = raw >= 0x0ffffff8 ? END : raw === 0x0ffffff7 ? BAD : raw;
+    }
+  } else {
+    const codec = codecs[fatType];
+    for (let cluster = 0; cluster <= maxCluster; cluster++) next[cluster] = codec.get(fat, view, cluster);
+  }
+  return next;
 }
 
 /**
