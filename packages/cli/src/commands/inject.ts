@@ -5,7 +5,7 @@ import { deviceLine, EXIT, paint, progressReporter, UsageError, useColor, writeJ
 import { checkOutput, outputOptions, outputSpec, outputUsage, writeImage } from '../output.js';
 
 const usage = `Usage: piimg inject BASE -o OUT --config FILE [--set key.path=value ...] [--var name=value ...]
-                    [--format img|xz|gz|zst] [--level N] [--threads N] [--no-verify] [--sync]
+                    [--format img|xz|gz|zst] [--level N] [--threads N] [--keep-free-space] [--no-verify] [--sync]
                     [--to-device] [--source-root DIR] [--bmap FILE] [--delta] [--json]
 
 Writes a ready-to-flash device image OUT from BASE (.img, .img.xz, .zip, .gz,

@@ -17,7 +17,7 @@ export const commandList: CommandEntry[] = [
   {
     name: 'inject',
     summary: 'write a device image from a base image and a device configuration',
-    options: ['-o, --output FILE', '-c, --config FILE', '--set VALUE', '--var VALUE', '--format FORMAT', '--level N', '--threads N', '--no-verify', '--sync', '--to-device', '--source-root DIR', '--bmap FILE', '--delta', '--json', '-h, --help'],
+    options: ['-o, --output FILE', '-c, --config FILE', '--set VALUE', '--var VALUE', '--format FORMAT', '--level N', '--threads N', '--keep-free-space', '--no-verify', '--sync', '--to-device', '--source-root DIR', '--bmap FILE', '--delta', '--json', '-h, --help'],
     load: async () => (await import('./inject.js')).inject,
   },
   {
@@ -67,7 +67,7 @@ export const commandList: CommandEntry[] = [
   {
     name: 'cp',
     summary: 'copy files into or out of an image',
-    options: ['-r, --recursive', '--mode MODE', '--owner OWNER', '-o, --output FILE', '--format FORMAT', '--level N', '--threads N', '--to-device', '--in-place', '--json', '-h, --help'],
+    options: ['-r, --recursive', '--mode MODE', '--owner OWNER', '-o, --output FILE', '--format FORMAT', '--level N', '--threads N', '--keep-free-space', '--to-device', '--in-place', '--json', '-h, --help'],
     load: async () => (await import('./cp.js')).cp,
   },
   {
