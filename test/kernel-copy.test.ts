@@ -62,6 +62,8 @@ async function sparseBase(): Promise<string> {
   writeSync(to, data, 0, data.length, size);
   closeSync(to);
   closeSync(from);
+  // Read-only, as a base often is: the output still gets the mode of a new file.
+  chmodSync(path, 0o444);
   return path;
 }
 
@@ -90,6 +92,7 @@ describe.skipIf(!gnuCp)('the base copied by cp', () => {
     const cpBytes = readFileSync(join(out, 'cp.img'));
     expect(cpBytes.equals(readFileSync(join(out, 'js.img')))).toBe(true);
     expect(cpBytes.length).toBe(statSync(base).size);
+    expect(statSync(join(out, 'cp.img')).mode).toBe(statSync(join(out, 'js.img')).mode);
     // Holes preserved: the blocks allocated as by the JavaScript copy (to the
     // filesystem's own metadata blocks), and far fewer than the size.
     const cpBlocks = statSync(join(out, 'cp.img')).blocks;
