@@ -12,11 +12,13 @@ for (let i = 0; i < Number(count); i++) {
   rmSync(out, { force: true });
   const loaded = await loadConfig(configPath);
   const device = await base.derive();
+  const save = device.prepareSave(out);
   try {
-    await using save = device.prepareSave(out);
     await device.apply(loaded);
     await save.finish();
   } finally {
+    // Removes the temporary file unless finish() put it in place.
+    await save.cancel();
     await device.close();
   }
 }

@@ -314,9 +314,13 @@ export class Image implements AsyncDisposable {
    * then does what save() does.
    *
    * @example
-   * await using save = image.prepareSave('device.img');
-   * await image.apply(config);
-   * await save.finish();
+   * const save = image.prepareSave('device.img');
+   * try {
+   *   await image.apply(config);
+   *   await save.finish();
+   * } finally {
+   *   await save.cancel(); // removes the temporary file, unless finish() put it in place
+   * }
    */
   prepareSave(outPath: string, options: SaveOptions = {}): PreparedSave {
     this.assertOpen();
