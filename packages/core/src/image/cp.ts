@@ -92,8 +92,8 @@ export interface CpCopyOptions {
 }
 
 /**
- * Copies `fromPath` into `toPath` (an existing, empty file, which keeps its
- * mode) with cp. A base with holes is copied with `--sparse=auto`: its holes
+ * Copies `fromPath` to `toPath` with cp, which replaces whatever file is
+ * there (--remove-destination) by a new one with the base's mode. A base with holes is copied with `--sparse=auto`: its holes
  * stay holes and its data goes through copy_file_range. A base without holes
  * (written by dd or a download) takes `--sparse=always`, where cp leaves its
  * zero blocks as holes, as the JavaScript copy does.
@@ -102,9 +102,9 @@ export async function cpCopy(tool: CpTool, fromPath: string, toPath: string, opt
   throwIfAborted(options.signal, `copying ${fromPath}`);
   const base = await stat(fromPath);
   const sparse = base.blocks * 512 < base.size ? 'auto' : 'always';
-  const allocated = Math.min(base.size, base.blocks * 512);
+  const allocatedBytes = Math.min(base.size, base.blocks * 512);
   try {
-    await runCp(tool, [`--sparse=${sparse}`], fromPath, toPath, allocated, options);
+    await runCp(tool, [`--sparse=${sparse}`, '--remove-destination'], fromPath, toPath, allocatedBytes, options);
   } catch (error) {
     // Aborted: cp was killed, whatever it said on the way out.
     throwIfAborted(options.signal, `copying ${fromPath}`);
@@ -113,7 +113,7 @@ export async function cpCopy(tool: CpTool, fromPath: string, toPath: string, opt
   throwIfAborted(options.signal, `copying ${fromPath}`);
 }
 
-function runCp(tool: CpTool, flags: string[], fromPath: string, toPath: string, allocated: number, options: CpCopyOptions): Promise<void> {
+function runCp(tool: CpTool, flags: string[], fromPath: string, toPath: string, allocatedBytes: number, options: CpCopyOptions): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     let child: ChildProcess;
     try {
@@ -133,7 +133,7 @@ function runCp(tool: CpTool, flags: string[], fromPath: string, toPath: string, 
     const timer = options.onProgress
       ? setInterval(() => {
           stat(toPath).then(
-            (now) => options.onProgress?.({ phase: 'save', bytesDone: Math.min(allocated, now.blocks * 512), bytesTotal: allocated }),
+            (now) => options.onProgress?.({ phase: 'save', bytesDone: Math.min(allocatedBytes, now.blocks * 512), bytesTotal: allocatedBytes }),
             () => undefined,
           );
         }, 100)
@@ -151,7 +151,7 @@ function runCp(tool: CpTool, flags: string[], fromPath: string, toPath: string, 
     child.once('error', (error) => done(Object.assign(error, { spawnFailed: true })));
     child.once('close', (code, signal) => {
       if (code === 0) {
-        options.onProgress?.({ phase: 'save', bytesDone: allocated, bytesTotal: allocated });
+        options.onProgress?.({ phase: 'save', bytesDone: allocatedBytes, bytesTotal: allocatedBytes });
         done();
       } else done(cpError(stderr, signal ? `was killed by ${signal}` : `exited with status ${code}`));
     });

@@ -183,6 +183,9 @@ export class SaveJob {
 
   private async copyBase(): Promise<{ reflinked: boolean; baseCopy: BaseCopy }> {
     const { basePath, temporary, options, signal } = this;
+    const copier = options.copier ?? defaultCopier();
+    // Asked while the clone is tried: no moment without a temporary file once it exists.
+    const finding = copier === 'js' ? Promise.resolve(undefined) : findCp(options.cpPath);
     try {
       try {
         await copyFile(basePath, temporary, constants.COPYFILE_FICLONE_FORCE);
@@ -191,17 +194,19 @@ export class SaveJob {
         // No reflink here (ext4, tmpfs, NTFS...): copy the data ranges.
         await unlink(temporary).catch(() => undefined);
       }
+      // Made here, exclusively, as soon as the clone failed: a process killed from now
+      // on leaves a partial file that the next run in this directory removes.
+      await (await open(temporary, 'wx', 0o644)).close();
       throwIfAborted(signal, `saving ${this.outPath}`);
-      const copier = options.copier ?? defaultCopier();
-      const tool = copier === 'js' ? undefined : await findCp(options.cpPath);
+      const tool = await finding;
       if (copier === 'cp' && !tool) {
         throw new PiimgError('E_UNSUPPORTED', `no GNU cp ${options.cpPath ?? 'in /usr/bin or /bin'} to copy ${basePath} with`, { path: options.cpPath ?? null });
       }
       if (tool) {
         try {
-          // cp makes the file itself: ext4 flushes a file truncated to zero and
-          // rewritten at close (auto_da_alloc), which made a copy into a file made
-          // here first 1.3-1.7x slower. The random name is ours alone.
+          // cp replaces that empty file with a new one (--remove-destination): ext4
+          // flushes a file truncated to zero and rewritten at close (auto_da_alloc),
+          // which made a copy into the existing file 1.3-1.7x slower.
           await cpCopy(tool, basePath, temporary, {
             signal,
             onChild: (child) => (this.child = child),
@@ -216,7 +221,7 @@ export class SaveJob {
           if (!(error as { spawnFailed?: boolean }).spawnFailed || copier === 'cp') throw error;
         }
       }
-      const handle = await open(temporary, 'wx', 0o644);
+      const handle = await open(temporary, 'r+');
       try {
         // Without a map of the base yet, the copy finds one on the way.
         const slot = cachedDataMap(basePath, this.cacheDir);
