@@ -97,7 +97,7 @@ describe('copyRanges', () => {
 });
 
 describe('save learns the data map of a raw base', () => {
-  it('the first save finds the map while copying; the next save reuses it and writes the same image', async () => {
+  it('the JavaScript copy: the first save finds the map while copying; the next save reuses it and writes the same image', async () => {
     const work = join(dir, 'learn');
     const base = await rawFixture('pi-bookworm', work);
     const cacheDir = join(work, 'cache');
@@ -105,7 +105,8 @@ describe('save learns the data map of a raw base', () => {
     for (const name of ['first.img', 'second.img']) {
       await using image = await openImage(base, { cacheDir });
       image.device.write(2 ** 20 + 5, new Uint8Array([1, 2, 3]));
-      await image.save(join(work, name));
+      // The map is the JavaScript copy's: cp finds the data with SEEK_DATA itself.
+      await image.save(join(work, name), { copier: 'js' });
       outputs.push(readFileSync(join(work, name)));
       expect(readdirSync(join(cacheDir, 'maps'))).toHaveLength(1);
     }

@@ -1,5 +1,5 @@
 import { pipeline } from 'node:stream/promises';
-import { checkOutputPath, formatFromPath, isPiimgError, parseOutputFormat, type Image, type OutputFormat, type SaveResult } from '@piimg/core';
+import { checkOutputPath, formatFromPath, isPiimgError, parseOutputFormat, type Image, type OutputFormat, type PreparedSave, type SaveOptions, type SaveResult } from '@piimg/core';
 import { type CliIo, UsageError } from './io.js';
 
 /** The options every command writing an image takes. */
@@ -74,28 +74,45 @@ export function checkOutput(spec: OutputSpec, toDevice: boolean, io: CliIo): voi
   if (spec.path !== '-') checkOutputPath(spec.path);
 }
 
-/** Saves the image to a file (atomically) or streams it to standard output. */
-export async function writeImage(
-  image: Image,
-  spec: OutputSpec,
-  io: CliIo,
-  options: { sync?: boolean; toDevice?: boolean; onProgress?: (p: { phase: 'hash' | 'decompress' | 'save'; bytesDone: number; bytesTotal?: number }) => void } = {},
-): Promise<SaveResult> {
+type WriteOptions = { sync?: boolean; toDevice?: boolean; onProgress?: (p: { phase: 'hash' | 'decompress' | 'save'; bytesDone: number; bytesTotal?: number }) => void };
+
+function saveOptions(spec: OutputSpec, io: CliIo, options: WriteOptions): SaveOptions {
+  return {
+    format: spec.format,
+    sync: options.sync ?? false,
+    ...(options.toDevice ? { toDevice: true } : {}),
+    ...(spec.level !== undefined ? { level: spec.level } : {}),
+    ...(spec.threads !== undefined ? { threads: spec.threads } : {}),
+    ...(spec.keepFreeSpace ? { freeSpace: 'keep' as const } : {}),
+    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+    ...(io.signal ? { signal: io.signal } : {}),
+  };
+}
+
+/**
+ * Starts the save to a file before the image is changed (Image.prepareSave),
+ * so the copy of the base runs while the command works; undefined for
+ * standard output. Pass the result to writeImage; `await using` removes its
+ * temporary file when the command fails first.
+ */
+export function prepareImage(image: Image, spec: OutputSpec, io: CliIo, options: WriteOptions = {}): PreparedSave | undefined {
+  if (spec.path === '-') return undefined;
+  // A raw file's base copy runs behind the other steps: its progress would only
+  // interleave with theirs. Compressed formats and devices do their work at finish.
+  const { onProgress, ...quiet } = options;
+  const early = spec.format === 'img' && !options.toDevice;
+  return image.prepareSave(spec.path, saveOptions(spec, io, early ? quiet : options));
+}
+
+/** Saves the image to a file (atomically) or streams it to standard output; `prepared` from prepareImage finishes its save. */
+export async function writeImage(image: Image, spec: OutputSpec, io: CliIo, options: WriteOptions = {}, prepared?: PreparedSave): Promise<SaveResult> {
+  if (prepared) return prepared.finish();
   const compress = {
     ...(spec.level !== undefined ? { level: spec.level } : {}),
     ...(spec.threads !== undefined ? { threads: spec.threads } : {}),
     ...(spec.keepFreeSpace ? { freeSpace: 'keep' as const } : {}),
   };
-  if (spec.path !== '-') {
-    return image.save(spec.path, {
-      format: spec.format,
-      sync: options.sync ?? false,
-      ...(options.toDevice ? { toDevice: true } : {}),
-      ...compress,
-      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
-      ...(io.signal ? { signal: io.signal } : {}),
-    });
-  }
+  if (spec.path !== '-') return image.save(spec.path, saveOptions(spec, io, options));
   const changedBytes = image.changes.memoryBytes + image.changes.spilledBytes;
   // Standard output stays open: the process may still write to it, and closing a shared stream is not ours to do.
   await pipeline(image.createReadStream({ format: spec.format, ...compress }), io.stdout, { end: false });

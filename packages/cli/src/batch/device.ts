@@ -116,13 +116,15 @@ export async function makeDevice(context: DeviceContext, task: DeviceTask, onSte
     }
     const device = await context.base.derive();
     try {
+      await mkdir(dirname(output), { recursive: true });
+      // The base copy runs (in a cp process where there is one) while the recipes and checks compute.
+      await using save = device.prepareSave(output, context.parallelCopyMin !== undefined ? { parallelCopyMin: context.parallelCopyMin } : {});
       const applied = await device.apply(loaded, { onStep });
       timings.apply = round(applied.timings.apply);
       if (applied.timings.verify !== undefined) timings.verify = round(applied.timings.verify);
       mark = performance.now();
       onStep('save');
-      await mkdir(dirname(output), { recursive: true });
-      await device.save(output, context.parallelCopyMin !== undefined ? { parallelCopyMin: context.parallelCopyMin } : {});
+      await save.finish();
       const facts = {
         ...(applied.outputs.wireguardPublicKey ? { wireguardPublicKey: applied.outputs.wireguardPublicKey } : {}),
         ...(applied.outputs.diskId ? { diskId: applied.outputs.diskId } : {}),

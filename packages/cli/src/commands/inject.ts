@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import { checkOutputPath, isPiimgError, loadConfig, openImage, PiimgError, throwIfAborted, type ImageApplyResult } from '@piimg/core';
 import { type Command, parse, requirePositionals, wantsHelp } from '../command.js';
 import { deviceLine, EXIT, paint, progressReporter, UsageError, useColor, writeJson, type CliIo } from '../io.js';
-import { checkOutput, outputOptions, outputSpec, outputUsage, writeImage } from '../output.js';
+import { checkOutput, outputOptions, outputSpec, outputUsage, prepareImage, writeImage } from '../output.js';
 
 const usage = `Usage: piimg inject BASE -o OUT --config FILE [--set key.path=value ...] [--var name=value ...]
                     [--format img|xz|gz|zst] [--level N] [--threads N] [--keep-free-space] [--no-verify] [--sync]
@@ -120,6 +120,10 @@ export const inject: Command = {
     onProgress?.clear();
     lap('open');
     log(`base: ${image.sourcePath}${image.cached ? ' (cached)' : ''}`);
+    const writeOptions = { sync: values.sync ?? false, toDevice, ...(onProgress ? { onProgress } : {}) };
+    // The copy of the base into OUT's temporary file starts now and runs while the
+    // recipes and the checks compute; a failure on the way removes it.
+    await using prepared = delta ? undefined : prepareImage(image, output, io, writeOptions);
     let report: ImageApplyResult;
     try {
       report = await image.apply(loaded, {
@@ -143,7 +147,7 @@ export const inject: Command = {
     const verified = report.verified;
     const saved = delta
       ? { path: resolve(values.output), changedBytes: (await image.saveDelta(values.output)).payloadSize, reflinked: false }
-      : await writeImage(image, output, io, { sync: values.sync ?? false, toDevice, ...(onProgress ? { onProgress } : {}) });
+      : await writeImage(image, output, io, writeOptions, prepared);
     onProgress?.clear();
     const bmap = values.bmap !== undefined ? await image.writeBmap(values.bmap) : undefined;
     lap('save');

@@ -22,7 +22,7 @@ import { partialName } from './partial.js';
 import { diskUsedRanges, isRangeList, usedRanges } from './usage.js';
 import { dataMapFor } from './datamap.js';
 import { createOutputStream, formatFromPath, OUTPUT_FORMATS, writeAtomically, type CompressOptions, type ImageLayout, type OutputFormat, type OutputStats } from './output.js';
-import { checkOutputPath, saveOverlay, writeToDevice, type SaveOptions, type SaveResult } from './save.js';
+import { checkOutputPath, PreparedSave, SaveJob, saveOverlay, writeToDevice, type SaveOptions, type SaveResult } from './save.js';
 import { defaultCacheDir, resolveSource, type Compression, type SourceOptions } from './source.js';
 
 /** Options of `openImage`. */
@@ -79,6 +79,8 @@ export class Image implements AsyncDisposable {
   private readonly volumes = new Set<Volume>();
   private closed = false;
   private applying = false;
+  /** Saves started by prepareSave and not finished yet: close() cancels them. */
+  private readonly prepared = new Set<PreparedSave>();
 
   /** @internal use openImage(). */
   constructor(init: { sourcePath: string; rawPath: string; compression?: Compression; cached?: boolean; cacheDir: string; inPlace: boolean; base: SharedReader; overlay: Overlay; overlayOptions?: OverlayOptions; sectorSize?: 512 | 4096 }) {
@@ -285,8 +287,8 @@ export class Image implements AsyncDisposable {
    */
   async save(outPath?: string, options: SaveOptions = {}): Promise<SaveResult> {
     this.assertOpen();
-    await this.flushVolumes();
     if (outPath === undefined) {
+      await this.flushVolumes();
       if (!this.inPlace || this.compression) {
         throw new PiimgError('EINVAL', 'save() needs an output path unless the image was opened with inPlace on a raw image', {
           path: this.sourcePath,
@@ -294,16 +296,87 @@ export class Image implements AsyncDisposable {
       }
       return this.saveInPlace(options);
     }
+    return this.prepareSave(outPath, options).finish();
+  }
+
+  /**
+   * Starts a save to `outPath` before the changes are made: the copy of the
+   * base into a temporary file next to `outPath` begins at once and runs
+   * while the caller edits the image (in a cp process where the system has
+   * GNU cp, on worker threads otherwise; a reflink clone takes no time at
+   * all), since the base does not depend on the changes. `finish()` then
+   * waits for that copy, writes the changes (as they are at that moment)
+   * and renames the file into place: the same output as `save(outPath,
+   * options)`, sooner. Checks the output path at once (E_BAD_OUTPUT,
+   * E_SAME_FILE). Leaving it unfinished (`cancel()`, `await using`, a failed
+   * step, `close()` of the image, the options' signal) removes the temporary
+   * file. Compressed formats and `toDevice` start nothing early: `finish()`
+   * then does what save() does.
+   *
+   * @example
+   * const save = image.prepareSave('device.img');
+   * try {
+   *   await image.apply(config);
+   *   await save.finish();
+   * } finally {
+   *   await save.cancel(); // removes the temporary file, unless finish() put it in place
+   * }
+   */
+  prepareSave(outPath: string, options: SaveOptions = {}): PreparedSave {
+    this.assertOpen();
     const target = resolve(outPath);
     if (sameFile(target, this.rawPath) || sameFile(target, this.sourcePath)) {
       throw new PiimgError('E_SAME_FILE', `refusing to overwrite the base image ${outPath}; open it with inPlace to edit it`, { path: outPath });
     }
     const format = options.format ?? (options.toDevice ? 'img' : formatFromPath(outPath));
     if (!OUTPUT_FORMATS.includes(format)) throw new PiimgError('EINVAL', `unknown output format ${String(format)}`, { format });
-    if (options.toDevice) {
-      if (format !== 'img') throw new PiimgError('EINVAL', `a device takes the raw image, not ${format}`, { path: outPath });
-      return await writeToDevice(this.overlay, target, options);
+    // A raw file with free space as zeros is written like a compressed output: from the stream.
+    if (format !== 'img' || options.freeSpace === 'zero' || options.toDevice || this.inPlace) {
+      if (options.toDevice && format !== 'img') throw new PiimgError('EINVAL', `a device takes the raw image, not ${format}`, { path: outPath });
+      if (!options.toDevice) checkOutputPath(target);
+      const later: PreparedSave = new PreparedSave(
+        target,
+        () => {
+          this.prepared.delete(later);
+          return this.saveLater(target, format, options);
+        },
+        async () => void this.prepared.delete(later),
+      );
+      return this.track(later);
     }
+    const job = new SaveJob(this.rawPath, this.overlay.size, target, this.cacheDir, options);
+    const prepared: PreparedSave = new PreparedSave(
+      target,
+      async () => {
+        try {
+          this.assertOpen();
+          await this.flushVolumes();
+        } catch (error) {
+          await job.cancel();
+          throw error;
+        } finally {
+          this.prepared.delete(prepared);
+        }
+        return job.finish(this.overlay);
+      },
+      async () => {
+        this.prepared.delete(prepared);
+        await job.cancel();
+      },
+    );
+    return this.track(prepared);
+  }
+
+  private track(prepared: PreparedSave): PreparedSave {
+    this.prepared.add(prepared);
+    return prepared;
+  }
+
+  /** A save whose work all happens at finish(): compressed formats, devices, in-place images. */
+  private async saveLater(target: string, format: OutputFormat, options: SaveOptions): Promise<SaveResult> {
+    this.assertOpen();
+    await this.flushVolumes();
+    if (options.toDevice) return await writeToDevice(this.overlay, target, options);
     if (format === 'img' && options.freeSpace !== 'zero') return await saveOverlay(this.rawPath, this.overlay, target, this.cacheDir, options);
     checkOutputPath(target);
     const changedBytes = this.overlay.changedRanges().reduce((sum, range) => sum + range.length, 0);
@@ -480,6 +553,7 @@ export class Image implements AsyncDisposable {
   /** Closes the mounted volumes and the base, and drops unsaved changes. */
   async close(): Promise<void> {
     if (this.closed) return;
+    for (const prepared of [...this.prepared]) await prepared.cancel().catch(() => undefined);
     for (const volume of [...this.volumes]) {
       try {
         await volume.close();

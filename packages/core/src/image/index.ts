@@ -7,7 +7,8 @@ export type { Compression, Progress, SourceOptions, ResolvedSource } from './sou
 export { copyRanges, type CopyOptions } from './copy.js';
 export { scanDataMap, dataMapFor } from './datamap.js';
 export type { DataMap } from './datamap.js';
-export type { SaveOptions, SaveResult } from './save.js';
+export type { SaveOptions, SaveResult, BaseCopy } from './save.js';
+export { PreparedSave } from './save.js';
 export { createBmap, blockRanges, BMAP_BLOCK_SIZE } from './bmap.js';
 export type { Bmap } from './bmap.js';
 export { usedRanges } from './usage.js';
