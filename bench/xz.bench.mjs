@@ -31,6 +31,9 @@ const mib = Number(process.env.PIIMG_BENCH_XZ_MIB ?? 1024);
 const runs = Number(process.env.PIIMG_BENCH_RUNS ?? 3);
 const layout = process.env.PIIMG_BENCH_XZ_LAYOUT ?? 'pi';
 const cases = (process.env.PIIMG_BENCH_XZ_CASES ?? 'decode,encode,zstd').split(',');
+// PIIMG_BENCH_XZ_REPEAT=N decodes N concatenated copies of the multi-Block .xz (N times the
+// image, without compressing N times as much: a large input on a slow or loaded machine).
+const repeat = Number(process.env.PIIMG_BENCH_XZ_REPEAT ?? 1);
 // PIIMG_BENCH_XZ_DIR keeps the generated image and .xz files there and reuses them in later runs.
 const keep = process.env.PIIMG_BENCH_XZ_DIR;
 const dir = keep ? join(keep, `${layout}-${mib}`) : mkdtempSync(join(tmpdir(), 'piimg-bench-xz-'));
@@ -122,13 +125,15 @@ try {
   const out = join(dir, 'out');
   const clean = () => rmSync(out, { recursive: true, force: true });
   if (cases.includes('decode')) {
+    const xzRepeated = repeat > 1 ? join(dir, `multi-x${repeat}.img.xz`) : xzMulti;
+    if (repeat > 1) sh('for i in $(seq "$3"); do cat "$1"; done > "$2"', xzMulti, xzRepeated, String(repeat));
     compare({
-      title: `xz decode, multi-Block ${mib} MiB ${layout} image vs xz -T2 -dc`,
+      title: `xz decode, multi-Block ${mib * repeat} MiB ${layout} image${repeat > 1 ? ` (${repeat} Streams)` : ''} vs xz -T2 -dc`,
       runs,
-      bytes,
+      bytes: bytes * repeat,
       prepare: clean,
-      ours: ['node', 'bench/cases/xz-decode.mjs', xzMulti, out],
-      native: ['bash', '-c', 'xz -T2 -dc "$1" > "$2"', 'xz', xzMulti, out],
+      ours: ['node', 'bench/cases/xz-decode.mjs', xzRepeated, out],
+      native: ['bash', '-c', 'xz -T2 -dc "$1" > "$2"', 'xz', xzRepeated, out],
     });
     compare({
       title: `xz decode, single-Block ${mib / 4} MiB ${layout} image vs xz -dc`,
