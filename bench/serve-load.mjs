@@ -12,35 +12,36 @@ import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
 
-const { values } = parseArgs({ options: { requests: { type: 'string', default: '20' }, workers: { type: 'string', default: '2' }, 'max-stall-ms': { type: 'string', default: '50' } } });
+const { values } = parseArgs({ options: { requests: { type: 'string', default: '20' }, workers: { type: 'string', default: '2' }, 'worker-nice': { type: 'string' }, 'max-stall-ms': { type: 'string', default: '50' } } });
 const requests = Number(values.requests);
 const maxStallMs = Number(values['max-stall-ms']);
 const root = join(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '..');
 const dir = mkdtempSync(join(tmpdir(), 'piimg-serve-load-'));
 const env = { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin`, PIIMG_CACHE_DIR: join(dir, 'cache') };
-const deadline = setTimeout(() => {
-  console.error('serve-load: did not finish within 10 minutes');
-  process.exit(1);
-}, 600_000);
-
 const failures = [];
 let child;
+let serverLog = '';
+const deadline = setTimeout(() => {
+  console.error(`serve-load: did not finish within 10 minutes; the service's last log lines:\n${serverLog.split('\n').slice(-30).join('\n')}`);
+  child?.kill('SIGKILL');
+  rmSync(dir, { recursive: true, force: true });
+  process.exit(1);
+}, 600_000);
 try {
   const base = join(dir, 'base.img');
   spawnSync('sh', ['-c', `xz -dc fixtures/images/pi-bookworm.img.xz > '${base}'`], { cwd: root, stdio: 'inherit' });
-  child = spawn(process.execPath, ['packages/cli/bin/piimg.js', 'serve', '--port', '0', '--workers', values.workers, '--base', `bookworm=${base}`, '--jobs-dir', join(dir, 'jobs')], {
+  child = spawn(process.execPath, ['packages/cli/bin/piimg.js', 'serve', '--port', '0', '--workers', values.workers, ...(values['worker-nice'] ? ['--worker-nice', values['worker-nice']] : []), '--base', `bookworm=${base}`, '--jobs-dir', join(dir, 'jobs')], {
     cwd: root,
     env,
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   const url = await new Promise((resolve, reject) => {
-    let text = '';
     child.stderr.on('data', (chunk) => {
-      text += chunk;
-      const match = /"url":"([^"]+)"/.exec(text);
+      serverLog += chunk;
+      const match = /"url":"([^"]+)"/.exec(serverLog);
       if (match) resolve(match[1]);
     });
-    child.on('exit', (code) => reject(new Error(`piimg serve exited with ${code}: ${text}`)));
+    child.on('exit', (code) => reject(new Error(`piimg serve exited with ${code}: ${serverLog}`)));
   });
   // Warm up: each worker opens the base and loads the WebAssembly engine once.
   await Promise.all(
@@ -111,7 +112,7 @@ try {
   rmSync(dir, { recursive: true, force: true });
 }
 if (failures.length) {
-  console.error(`serve-load FAILED:\n  ${failures.join('\n  ')}`);
+  console.error(`serve-load FAILED:\n  ${failures.join('\n  ')}\nthe service's last log lines:\n${serverLog.split('\n').slice(-30).join('\n')}`);
   process.exit(1);
 }
 console.log('  serve-load: passed');

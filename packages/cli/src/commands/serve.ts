@@ -6,7 +6,7 @@ import { EXIT, type CliIo } from '../io.js';
 import { integerOption, jsonLog, parseBases } from '../service-options.js';
 
 const usage = `Usage: piimg serve --base NAME=PATH [--base ...] [--port 8080] [--host 127.0.0.1]
-                   [--workers N] [--max-queue 64] [--max-body BYTES] [--source-root DIR]
+                   [--workers N] [--worker-nice 10] [--max-queue 64] [--max-body BYTES] [--source-root DIR]
                    [--jobs-dir DIR] [--job-ttl SECONDS]
 
 An HTTP service that makes device images from the named bases:
@@ -32,6 +32,8 @@ Options:
   --port PORT          TCP port (default 8080; 0 picks a free one)
   --host HOST          address to listen on (default 127.0.0.1)
   --workers N          worker threads, one image each at a time (default: cores)
+  --worker-nice N      nice value of the worker threads, 0-19 (Linux only; default 10):
+                       the HTTP thread runs ahead of them; 0 leaves them as they are
   --max-queue N        images waiting for a worker before 503 (default 64)
   --max-body BYTES     largest configuration accepted (default 1048576)
   --source-root DIR    allow files[].source below DIR
@@ -51,6 +53,7 @@ export const serve: Command = {
         port: { type: 'string' },
         host: { type: 'string' },
         workers: { type: 'string' },
+        'worker-nice': { type: 'string' },
         'max-queue': { type: 'string' },
         'max-body': { type: 'string' },
         'source-root': { type: 'string' },
@@ -65,6 +68,7 @@ export const serve: Command = {
     const service = new ImageService({
       bases,
       workers: integerOption(values.workers, '--workers', availableParallelism()),
+      workerNice: integerOption(values['worker-nice'], '--worker-nice', 10, 0, 19),
       maxQueue: integerOption(values['max-queue'], '--max-queue', 64),
       maxBodyBytes: integerOption(values['max-body'], '--max-body', 1 << 20),
       jobTtlSeconds: integerOption(values['job-ttl'], '--job-ttl', 3600),

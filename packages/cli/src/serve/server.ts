@@ -8,13 +8,19 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { join } from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
-import { CREDIT_WINDOW, type FromWorker, type ImageFormat, type JobRequest } from './protocol.js';
+import { CREDIT_WINDOW, SLOT_BYTES, type FromWorker, type ImageFormat, type JobRequest, type WorkerSetup } from './protocol.js';
 
 export interface ServiceOptions {
   /** Base images by name, as clients ask for them (`?base=NAME`). */
   bases: Record<string, string>;
   /** Worker threads, each making one image at a time (default 2). */
   workers?: number;
+  /**
+   * Nice value of the worker threads on Linux (default 10; 0 leaves them as they are): they
+   * run behind the HTTP thread, which then keeps its event loop short while they are busy.
+   * Ignored on other systems, where a thread's priority cannot be set apart from its process.
+   */
+  workerNice?: number;
   /** Jobs waiting for a worker before new ones get 503 (default 64). */
   maxQueue?: number;
   /** Largest accepted request body in bytes (default 1 MiB). */
@@ -90,15 +96,23 @@ export class ImageService {
     this.server = createServer((request, response) => {
       this.route(request, response).catch((error: unknown) => this.fail(response, error));
     });
+    // Node's default of 5 s closes an idle kept-alive connection while a client that spent
+    // longer on the last image (checking it, say) has not yet seen the close, and that
+    // client's next POST then fails on a dead connection ("other side closed").
+    this.server.keepAliveTimeout = 60_000;
     this.delay.enable();
     this.expiry = setInterval(() => this.expireJobs(), 60_000).unref();
   }
 
   private startWorker(): PoolWorker {
-    const entry: PoolWorker = { worker: new Worker(new URL('./serve-worker.js', import.meta.url)) };
+    const setup: WorkerSetup = { nice: process.platform === 'linux' ? (this.options.workerNice ?? 10) : 0, ring: new SharedArrayBuffer(CREDIT_WINDOW * SLOT_BYTES) };
+    const ring = Buffer.from(setup.ring);
+    const entry: PoolWorker = { worker: new Worker(new URL('./serve-worker.js', import.meta.url), { workerData: setup }) };
     entry.worker.on('message', (message: FromWorker) => {
       const task = entry.task;
       if (!task || message.id !== task.id) return;
+      // A view of the ring: the worker does not touch that slot again before its credit comes back.
+      if (message.type === 'chunk' && !message.data) message.data = ring.subarray(message.slot * SLOT_BYTES, message.slot * SLOT_BYTES + message.length);
       task.onMessage(message);
       if (message.type === 'end' || message.type === 'error') this.release(entry);
     });
@@ -256,10 +270,9 @@ export class ImageService {
           });
           handle!.credit(CREDIT_WINDOW);
         } else if (message.type === 'chunk') {
-          sent += message.data.length;
-          // Backpressure: a new chunk is asked for only when the socket took this one.
-          if (response.write(message.data)) handle!.credit(1);
-          else response.once('drain', () => handle!.credit(1));
+          sent += message.length;
+          // Backpressure, and the ring slot's reuse: the credit comes back once the socket took the chunk.
+          response.write(message.data, () => handle!.credit(1));
         } else if (message.type === 'end') {
           this.stats.images++;
           response.end();
@@ -292,9 +305,8 @@ export class ImageService {
         });
         handle.credit(CREDIT_WINDOW);
       } else if (message.type === 'chunk') {
-        stored.bytes += message.data.length;
-        if (out!.write(message.data)) handle.credit(1);
-        else out!.once('drain', () => handle.credit(1));
+        stored.bytes += message.length;
+        out!.write(message.data, () => handle.credit(1));
       } else if (message.type === 'end') {
         out!.end(() => {
           try {

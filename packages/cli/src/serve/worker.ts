@@ -2,15 +2,29 @@
 // makes every device image as a copy-on-write overlay derived from it, so
 // the CPU work (recipes, ext4 through WebAssembly, the checks, compression)
 // never runs on the HTTP thread.
-import { parentPort } from 'node:worker_threads';
+import { setPriority } from 'node:os';
+import { parentPort, workerData } from 'node:worker_threads';
 import { gzipSync } from 'node:zlib';
 import { isPiimgError, openImage, type Image } from '@piimg/core';
 import { parseConfig } from '@piimg/core/config';
 import { confineSources } from '../sources.js';
-import { CHUNK_BYTES, type FromWorker, type JobRequest, type ToWorker } from './protocol.js';
+import { CHUNK_BYTES, CREDIT_WINDOW, SLOT_BYTES, type FromWorker, type JobRequest, type ToWorker, type WorkerSetup } from './protocol.js';
 
 const port = parentPort;
 if (!port) throw new Error('the image service worker runs in a worker thread');
+
+// On Linux the nice value belongs to a thread, not to the process (setpriority(2), BUGS:
+// "under the current Linux/NPTL implementation of POSIX threads, the nice value is a
+// per-thread attribute"), and os.setPriority(0, n) is setpriority(PRIO_PROCESS, 0, n) on
+// the calling thread: this lowers this worker only, so the HTTP thread wins a core from it
+// whenever it has something to do. Elsewhere the call would lower the whole process, so the
+// server sends a nice value only on Linux.
+const setup = workerData as WorkerSetup;
+if (setup.nice > 0) setPriority(0, setup.nice);
+// Chunks go through a ring shared with the HTTP thread instead of a fresh transferred buffer
+// each: every transferred buffer is new external memory on the HTTP thread, and V8 answers a
+// few hundred MiB/s of it with a full garbage collection several times a second there.
+const ring = new Uint8Array(setup.ring);
 
 const bases = new Map<string, Promise<Image>>();
 const credits = new Map<string, { count: number; wake?: () => void; cancelled: boolean }>();
@@ -29,10 +43,10 @@ function base(request: JobRequest): Promise<Image> {
   return opened;
 }
 
-async function waitForCredit(id: string): Promise<boolean> {
+/** Waits until the HTTP thread has at least `count` credits free (a chunk written out returns one). */
+async function waitForCredit(id: string, count = 1): Promise<boolean> {
   const state = credits.get(id)!;
-  while (state.count <= 0 && !state.cancelled) await new Promise<void>((wake) => (state.wake = wake));
-  state.count--;
+  while (state.count < count && !state.cancelled) await new Promise<void>((wake) => (state.wake = wake));
   return !state.cancelled;
 }
 
@@ -49,17 +63,30 @@ async function run(request: JobRequest): Promise<void> {
     const { changes, warnings, outputs, timings } = result;
     send({ type: 'start', id: request.id, size: image.size, changes: changes.length, warnings, outputs, timings: { ...timings, total: (performance.now() - started) / 1000 } });
     const device = image.device;
-    for (let position = 0; position < device.size; position += CHUNK_BYTES) {
-      if (!(await waitForCredit(request.id))) {
-        // Tell the HTTP side this worker is free again.
-        send({ type: 'error', id: request.id, code: 'E_CANCELLED', message: 'cancelled', client: false });
-        return;
-      }
+    const state = credits.get(request.id)!;
+    const cancelled = () => {
+      // Tell the HTTP side this worker is free again.
+      send({ type: 'error', id: request.id, code: 'E_CANCELLED', message: 'cancelled', client: false });
+    };
+    for (let position = 0, index = 0; position < device.size; position += CHUNK_BYTES, index++) {
+      if (!(await waitForCredit(request.id))) return cancelled();
+      state.count--;
       const raw = device.read(position, Math.min(CHUNK_BYTES, device.size - position));
       // gzip: every chunk its own member; members concatenated are one valid gzip file (RFC 1952 §2.2).
-      const data = request.format === 'img.gz' ? gzipSync(raw, { level: 6 }) : raw.slice();
-      send({ type: 'chunk', id: request.id, data }, [data.buffer as ArrayBuffer]);
+      const data = request.format === 'img.gz' ? gzipSync(raw, { level: 6 }) : raw;
+      // Slot `index % CREDIT_WINDOW` last held chunk index - CREDIT_WINDOW, whose credit came back
+      // only once the HTTP thread had written it out: at most CREDIT_WINDOW chunks are unwritten.
+      const slot = index % CREDIT_WINDOW;
+      if (data.length <= SLOT_BYTES) {
+        ring.set(data, slot * SLOT_BYTES);
+        send({ type: 'chunk', id: request.id, slot, length: data.length });
+      } else {
+        const copy = data.slice();
+        send({ type: 'chunk', id: request.id, slot, length: copy.length, data: copy }, [copy.buffer as ArrayBuffer]);
+      }
     }
+    // The ring is reused by the next job only after every chunk of this one is written out.
+    if (!(await waitForCredit(request.id, CREDIT_WINDOW))) return cancelled();
     send({ type: 'end', id: request.id });
   } catch (error) {
     const typed = isPiimgError(error);
