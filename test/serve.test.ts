@@ -1,6 +1,6 @@
 // piimg serve: the HTTP image service, started as users start it (the built
 // CLI in its own process), driven over loopback.
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -151,14 +151,48 @@ describe('piimg serve', () => {
     expect(service.logs.some((entry) => entry.msg === 'image' && entry.outcome === 'done')).toBe(true);
   });
 
-  it('stops gracefully on SIGTERM: running jobs finish, nothing partial is left', async () => {
-    const created = await post('/jobs?base=bookworm', { hostname: 'svc-last' });
-    const { id } = await json(created);
-    const code = await service.stop('SIGTERM');
-    expect(code).toBe(0);
-    expect(readdirSync(jobsDir).filter((name) => name.endsWith('.piimg-partial'))).toEqual([]);
-    // Finished within the grace period: the image is complete on disk.
-    const image = join(jobsDir, `${id}.img`);
-    if (existsSync(image)) expect(readFileSync(image).length).toBeGreaterThan(1 << 20);
+  it('stops gracefully on SIGTERM: the running job finishes with a verified image, nothing partial is left', async () => {
+    const { id } = await json(post('/jobs?base=bookworm', { hostname: 'svc-last' }));
+    await jobState(service, id, ['running', 'done']);
+    expect(await service.stop('SIGTERM')).toBe(0);
+    // Within the 30 s grace period a job of a few seconds finishes: logged done, its image whole.
+    expect(await settled(service, id, jobsDir, 'img')).toBe('done');
+    expect(await deviceOf(readFileSync(join(jobsDir, `${id}.img`)), 'last')).toEqual({ hostname: 'svc-last', clean: true });
+  });
+
+  it('stops on SIGTERM with --grace 0: the running job is reported cancelled, and no file of it is left', async () => {
+    const jobs = join(dir, 'jobs-grace-0');
+    const quick = await startService(['--base', `bookworm=${base}`, '--workers', '1', '--jobs-dir', jobs, '--grace', '0'], { PIIMG_CACHE_DIR: testCacheDir });
+    try {
+      const { id } = await json(fetch(`${quick.url}/jobs?base=bookworm`, { method: 'POST', body: JSON.stringify({ hostname: 'svc-cut' }) }));
+      await jobState(quick, id, ['running']);
+      expect(await quick.stop('SIGTERM')).toBe(0);
+      expect(await settled(quick, id, jobs, 'img')).toBe('cancelled');
+    } finally {
+      await quick.stop('SIGKILL');
+    }
   });
 });
+
+/** Polls GET /jobs/ID until the job is in one of `states` (60 s at most). */
+async function jobState(running: RunningService, id: string, states: string[]): Promise<string> {
+  let state = '';
+  for (let i = 0; i < 1200 && !states.includes(state); i++) {
+    state = (await json(fetch(`${running.url}/jobs/${id}`))).state;
+    if (!states.includes(state)) await new Promise((r) => setTimeout(r, 50));
+  }
+  expect(states).toContain(state);
+  return state;
+}
+
+/**
+ * The one outcome a stopped service logged for a job, checked against what it left on disk:
+ * done has the whole image and nothing else; cancelled or failed have no file at all.
+ */
+async function settled(stopped: RunningService, id: string, jobs: string, format: string): Promise<string> {
+  const outcomes = stopped.logs.filter((entry) => entry.msg === 'job' && entry.id === id).map((entry) => String(entry.outcome));
+  expect(outcomes).toHaveLength(1);
+  const files = readdirSync(jobs).filter((name) => name.startsWith(id));
+  expect(files).toEqual(outcomes[0] === 'done' ? [`${id}.${format}`] : []);
+  return outcomes[0]!;
+}

@@ -7,7 +7,7 @@ import { integerOption, jsonLog, parseBases } from '../service-options.js';
 
 const usage = `Usage: piimg serve --base NAME=PATH [--base ...] [--port 8080] [--host 127.0.0.1]
                    [--workers N] [--worker-nice 10] [--max-queue 64] [--max-body BYTES] [--source-root DIR]
-                   [--jobs-dir DIR] [--job-ttl SECONDS]
+                   [--jobs-dir DIR] [--job-ttl SECONDS] [--grace 30]
 
 An HTTP service that makes device images from the named bases:
 
@@ -25,7 +25,8 @@ Every image is verified before it is sent. Configurations are validated like
 ({{env.NAME}} fails); files[].source is refused unless --source-root DIR is
 given, and then must lie below DIR. Logs are JSON lines on stderr and never
 hold configuration content. SIGINT/SIGTERM: no new requests, running images
-finish (30 s at most), partial files are removed.
+finish (--grace seconds at most), the rest are cancelled; every job is logged
+as done or cancelled, and no partial file is left.
 
 Options:
   --base NAME=PATH     a base image (.img, .img.xz, .zip, .gz), repeatable
@@ -39,6 +40,7 @@ Options:
   --source-root DIR    allow files[].source below DIR
   --jobs-dir DIR       where /jobs images are kept (default: a temporary directory)
   --job-ttl SECONDS    how long a finished job's image is kept (default 3600)
+  --grace SECONDS      on SIGINT/SIGTERM, how long running images may take to finish (default 30)
   -h, --help           this help`;
 
 
@@ -59,11 +61,13 @@ export const serve: Command = {
         'source-root': { type: 'string' },
         'jobs-dir': { type: 'string' },
         'job-ttl': { type: 'string' },
+        grace: { type: 'string' },
       },
       usage,
     );
     if (wantsHelp(values, io, usage)) return EXIT.ok;
     const bases = parseBases(values.base, io, usage);
+    const graceSeconds = integerOption(values.grace, '--grace', 30, 0);
     const { ImageService } = await import('../serve/server.js');
     const service = new ImageService({
       bases,
@@ -85,7 +89,7 @@ export const serve: Command = {
       process.once('SIGTERM', () => done('SIGTERM'));
     });
     log({ level: 'info', msg: 'stopping', signal });
-    await service.close();
+    await service.close(graceSeconds);
     return EXIT.ok;
   },
 };

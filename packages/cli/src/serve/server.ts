@@ -87,6 +87,8 @@ export class ImageService {
   private closing = false;
   private readonly expiry: NodeJS.Timeout;
   private readonly stats = { requests: 0, images: 0, failed: 0, cancelled: 0 };
+  /** Jobs whose last chunk is out and whose file is being closed and renamed. */
+  private readonly finishing = new Set<Promise<void>>();
 
   constructor(private readonly options: ServiceOptions) {
     this.log = options.log ?? ((entry) => process.stderr.write(JSON.stringify({ time: new Date().toISOString(), ...entry }) + '\n'));
@@ -279,7 +281,7 @@ export class ImageService {
           finish('done');
         } else {
           this.stats.failed++;
-          if (!response.headersSent) this.json(response, message.client ? 400 : 500, { error: { code: message.code, message: message.message } });
+          if (!response.headersSent) this.json(response, message.client ? 400 : message.code === 'E_CANCELLED' ? 503 : 500, { error: { code: message.code, message: message.message } });
           else response.destroy();
           finish('failed', { code: message.code });
         }
@@ -308,6 +310,9 @@ export class ImageService {
         stored.bytes += message.length;
         out!.write(message.data, () => handle.credit(1));
       } else if (message.type === 'end') {
+        let written!: () => void;
+        const closing = new Promise<void>((resolve) => (written = resolve));
+        this.finishing.add(closing);
         out!.end(() => {
           try {
             // Renamed only when complete: a job's image is never read half-written.
@@ -320,15 +325,20 @@ export class ImageService {
           }
           stored.finished = Date.now();
           this.log({ level: 'info', msg: 'job', id: job.id, base: job.base.name, format: job.format, outcome: stored.state, bytes: stored.bytes });
+          this.finishing.delete(closing);
+          written();
         });
       } else if (message.type === 'error') {
+        if (stored.finished !== undefined) return;
         out?.destroy();
         rmSync(partial, { force: true });
-        stored.state = 'failed';
+        const cancelled = message.code === 'E_CANCELLED';
+        stored.state = cancelled ? 'cancelled' : 'failed';
         stored.finished = Date.now();
         stored.error = { code: message.code, message: message.message };
-        this.stats.failed++;
-        this.log({ level: 'warn', msg: 'job', id: job.id, base: job.base.name, outcome: 'failed', code: message.code });
+        if (cancelled) this.stats.cancelled++;
+        else this.stats.failed++;
+        this.log({ level: 'warn', msg: 'job', id: job.id, base: job.base.name, outcome: stored.state, code: message.code });
       }
     });
     this.jobs.set(job.id, stored);
@@ -384,20 +394,31 @@ export class ImageService {
 
   /**
    * Graceful shutdown: no new requests; running and queued images finish
-   * (up to `graceSeconds`), then the rest are cancelled; partial job files
-   * are removed; the workers stop.
+   * (up to `graceSeconds`), then the rest are cancelled. Every job ends in a
+   * logged outcome, done (its image complete on disk) or cancelled/failed
+   * (no file at all); partial files are removed; the workers stop.
    */
   async close(graceSeconds = 30): Promise<void> {
     this.closing = true;
     clearInterval(this.expiry);
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const busy = () => this.waiting.length > 0 || this.pool.some((w) => w.task);
     const deadline = Date.now() + graceSeconds * 1000;
-    while ((this.waiting.length > 0 || this.pool.some((w) => w.task)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-    for (const task of this.waiting.splice(0)) task.onMessage({ type: 'error', id: task.id, code: 'E_STOPPING', message: 'the service is shutting down', client: false });
+    while (busy() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    for (const task of this.waiting.splice(0)) {
+      task.done = true;
+      task.onMessage({ type: 'error', id: task.id, code: 'E_CANCELLED', message: 'the service stopped before the image was made', client: false });
+    }
     for (const entry of this.pool) if (entry.task) entry.worker.postMessage({ type: 'cancel', id: entry.task.id });
+    // A worker stops at its next chunk; one still in the recipes says so when they are done.
+    const stopDeadline = Date.now() + 10_000;
+    while (this.pool.some((w) => w.task) && Date.now() < stopDeadline) await new Promise((r) => setTimeout(r, 50));
+    for (const entry of this.pool) entry.task?.onMessage({ type: 'error', id: entry.task.id, code: 'E_CANCELLED', message: 'the service stopped before the image was made', client: false });
+    await Promise.all(this.finishing);
     this.server.closeAllConnections();
     await closed;
     await Promise.all(this.pool.map((entry) => entry.worker.terminate()));
+    // A job's file is written as .piimg-partial and renamed only when whole (createJob).
     for (const job of this.jobs.values()) rmSync(`${job.path}.piimg-partial`, { force: true });
     this.delay.disable();
   }
