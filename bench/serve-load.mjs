@@ -8,7 +8,7 @@
 // bench/serve-stall-probe.mjs into the service and prints where the HTTP thread's late ticks
 // went: running, waiting for a CPU, or blocked.
 import { spawn, spawnSync } from 'node:child_process';
-import { createWriteStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, request } from 'node:http';
@@ -118,16 +118,19 @@ try {
       child.once('exit', resolve);
       child.kill('SIGTERM');
     });
-    const { origin, stalls, gcs } = JSON.parse(readFileSync(trace, 'utf8'));
-    // The probe's times are the service's performance.now(); only the load's window counts.
-    const within = (at) => origin + at >= performance.timeOrigin + started && origin + at <= performance.timeOrigin + ended;
-    const late = stalls.filter((x) => within(x.atMs) && x.gapMs >= 20).sort((a, b) => b.gapMs - a.gapMs);
-    const sum = (list, key) => list.reduce((total, x) => total + x[key], 0);
-    const line = (list) => `${sum(list, 'gapMs').toFixed(0)} ms = running ${sum(list, 'runMs').toFixed(0)} + waiting for a CPU ${sum(list, 'waitMs').toFixed(0)} + blocked ${(sum(list, 'gapMs') - sum(list, 'runMs') - sum(list, 'waitMs')).toFixed(0)}`;
-    const collections = gcs.filter((g) => within(g.atMs));
-    console.log(`  HTTP-thread ticks late by 20 ms or more: ${late.length}, ${line(late)}`);
-    console.log(`  the 5 longest: ${late.slice(0, 5).map((x) => `${x.gapMs.toFixed(0)} (run ${x.runMs.toFixed(0)}, wait ${x.waitMs.toFixed(0)})`).join(', ')} ms`);
-    console.log(`  garbage collections on the HTTP thread: ${collections.length} (full: ${collections.filter((g) => g.kind === 4).length}), longest ${Math.max(0, ...collections.map((g) => g.ms)).toFixed(1)} ms`);
+    if (!existsSync(trace)) console.log('  no stall trace: the service wrote none');
+    else {
+      const { origin, schedstat, stalls, gcs } = JSON.parse(readFileSync(trace, 'utf8'));
+      // The probe's times are the service's performance.now(); only the load's window counts.
+      const within = (at) => origin + at >= performance.timeOrigin + started && origin + at <= performance.timeOrigin + ended;
+      const late = stalls.filter((x) => within(x.atMs) && x.gapMs >= 20).sort((a, b) => b.gapMs - a.gapMs);
+      const sum = (list, key) => list.reduce((total, x) => total + x[key], 0);
+      const line = (list) => !schedstat ? `${sum(list, 'gapMs').toFixed(0)} ms (no scheduler counters here)` : `${sum(list, 'gapMs').toFixed(0)} ms = running ${sum(list, 'runMs').toFixed(0)} + waiting for a CPU ${sum(list, 'waitMs').toFixed(0)} + blocked ${(sum(list, 'gapMs') - sum(list, 'runMs') - sum(list, 'waitMs')).toFixed(0)}`;
+      const collections = gcs.filter((g) => within(g.atMs));
+      console.log(`  HTTP-thread ticks late by 20 ms or more: ${late.length}, ${line(late)}`);
+      console.log(`  the 5 longest: ${late.slice(0, 5).map((x) => `${x.gapMs.toFixed(0)} (run ${x.runMs.toFixed(0)}, wait ${x.waitMs.toFixed(0)})`).join(', ')} ms`);
+      console.log(`  garbage collections on the HTTP thread: ${collections.length} (full: ${collections.filter((g) => g.kind === 4).length}), longest ${Math.max(0, ...collections.map((g) => g.ms)).toFixed(1)} ms`);
+    }
   }
 } catch (error) {
   failures.push(error.stack ?? String(error));

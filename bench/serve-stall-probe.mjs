@@ -11,7 +11,13 @@ import { isMainThread } from 'node:worker_threads';
 const out = process.env.PIIMG_STALL_TRACE;
 if (isMainThread && out) {
   const path = `/proc/self/task/${process.pid}/schedstat`;
-  const sched = () => readFileSync(path, 'utf8').split(' ').map(Number);
+  let schedstat = true;
+  try {
+    readFileSync(path);
+  } catch {
+    schedstat = false; // not Linux, or a kernel without it: the late ticks only
+  }
+  const sched = () => (schedstat ? readFileSync(path, 'utf8').split(' ').map(Number) : [0, 0, 0]);
   const stalls = [];
   const gcs = [];
   let last = performance.now();
@@ -30,5 +36,5 @@ if (isMainThread && out) {
   new PerformanceObserver((list) => {
     for (const entry of list.getEntries()) gcs.push({ atMs: entry.startTime, ms: entry.duration, kind: entry.detail?.kind });
   }).observe({ entryTypes: ['gc'] });
-  process.on('exit', () => writeFileSync(out, JSON.stringify({ origin: performance.timeOrigin, stalls, gcs })));
+  process.on('exit', () => writeFileSync(out, JSON.stringify({ origin: performance.timeOrigin, schedstat, stalls, gcs })));
 }
