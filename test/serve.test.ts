@@ -2,7 +2,7 @@
 // CLI in its own process), driven over loopback.
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { tmpdir } from 'node:os';
+import { getPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -54,6 +54,26 @@ describe('piimg serve', () => {
   it('answers health and readiness', async () => {
     expect((await fetch(`${service.url}/health`)).status).toBe(200);
     expect(await json(fetch(`${service.url}/ready`))).toMatchObject({ ready: true });
+  });
+
+  // Linux only: elsewhere a thread's nice value is its process's, and the service leaves it.
+  it.runIf(process.platform === 'linux')('runs its worker threads at nice 10 and its HTTP thread as started', async () => {
+    const pid = service.process.pid!;
+    const nice = () =>
+      readdirSync(`/proc/${pid}/task`).map((tid) => {
+        const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+        // proc(5): field 19 is nice; fields are counted after the ")" that ends the name.
+        return { tid: Number(tid), nice: Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]) };
+      });
+    let threads = nice();
+    for (let i = 0; i < 100 && threads.filter((t) => t.nice >= 10).length < 2; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      threads = nice();
+    }
+    // The service inherits this process's nice value; its workers go to 10 unless already above.
+    const started = getPriority();
+    expect(threads.filter((t) => t.nice === Math.max(10, started))).toHaveLength(started >= 10 ? threads.length : 2);
+    expect(threads.find((t) => t.tid === pid)?.nice).toBe(started);
   });
 
   it('streams a verified device image for a JSON configuration', async () => {

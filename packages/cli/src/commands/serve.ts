@@ -16,7 +16,7 @@ An HTTP service that makes device images from the named bases:
   POST /images?base=NAME&format=img|img.gz  body: a device configuration (JSON);
                                             answers with the image, streamed while it is made
   POST /jobs?base=NAME&format=...           same body; answers 202 with a job id
-  GET  /jobs/ID                             the job's state (queued, running, done, failed)
+  GET  /jobs/ID                             the job's state (queued, running, done, failed, cancelled)
   GET  /jobs/ID/image                       the finished image
   GET  /metrics                             counters and the longest event-loop stall
 

@@ -71,7 +71,7 @@ export type FromWorker = JobStarted | JobChunk | JobEnd | JobFailed;
 /** Bytes per chunk sent from a worker; with CREDIT_WINDOW chunks in flight at most. */
 export const CHUNK_BYTES = 1 << 20;
 export const CREDIT_WINDOW = 8;
-/** A slot of the ring holds a raw chunk or its gzip member (deflate adds at most a few bytes per 16 KiB block). */
+/** A slot of the ring holds a raw chunk or its gzip member (zlib's deflateBound for 1 MiB is about 1 MiB + 350 bytes). */
 export const SLOT_BYTES = CHUNK_BYTES + (64 << 10);
 
 /** What a worker thread gets at its start. */

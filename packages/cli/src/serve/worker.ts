@@ -2,7 +2,7 @@
 // makes every device image as a copy-on-write overlay derived from it, so
 // the CPU work (recipes, ext4 through WebAssembly, the checks, compression)
 // never runs on the HTTP thread.
-import { setPriority } from 'node:os';
+import { getPriority, setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { gzipSync } from 'node:zlib';
 import { isPiimgError, openImage, type Image } from '@piimg/core';
@@ -20,7 +20,8 @@ if (!port) throw new Error('the image service worker runs in a worker thread');
 // whenever it has something to do. Elsewhere the call would lower the whole process, so the
 // server sends a nice value only on Linux.
 const setup = workerData as WorkerSetup;
-if (setup.nice > 0) setPriority(0, setup.nice);
+// Only ever lowered: a service started at a nice value above it leaves its workers there.
+if (setup.nice > getPriority(0)) setPriority(0, setup.nice);
 // Chunks go through a ring shared with the HTTP thread instead of a fresh transferred buffer
 // each: every transferred buffer is new external memory on the HTTP thread, and V8 answers a
 // few hundred MiB/s of it with a full garbage collection several times a second there.
