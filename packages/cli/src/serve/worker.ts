@@ -44,11 +44,35 @@ function base(request: JobRequest): Promise<Image> {
   return opened;
 }
 
-/** Waits until the HTTP thread has at least `count` credits free (a chunk written out returns one). */
-async function waitForCredit(id: string, count = 1): Promise<boolean> {
+/** Takes one credit (a chunk the HTTP thread has written out returns one); false once cancelled. */
+async function waitForCredit(id: string): Promise<boolean> {
   const state = credits.get(id)!;
-  while (state.count < count && !state.cancelled) await new Promise<void>((wake) => (state.wake = wake));
+  while (state.count <= 0 && !state.cancelled) await new Promise<void>((wake) => (state.wake = wake));
+  state.count--;
   return !state.cancelled;
+}
+
+/** Waits until every chunk sent is written out: the ring is then free for the next job. */
+async function waitForAllWritten(id: string): Promise<boolean> {
+  const state = credits.get(id)!;
+  while (state.count < CREDIT_WINDOW && !state.cancelled) await new Promise<void>((wake) => (state.wake = wake));
+  return !state.cancelled;
+}
+
+/**
+ * Sends chunk number `index` of a job (after waitForCredit) through the ring. Slot
+ * `index % CREDIT_WINDOW` last held chunk index - CREDIT_WINDOW, whose credit came back only
+ * once the HTTP thread had written it out: at most CREDIT_WINDOW chunks are unwritten.
+ */
+function sendChunk(id: string, index: number, data: Uint8Array): void {
+  const slot = index % CREDIT_WINDOW;
+  if (data.length <= SLOT_BYTES) {
+    ring.set(data, slot * SLOT_BYTES);
+    send({ type: 'chunk', id, slot, length: data.length });
+  } else {
+    const copy = data.slice();
+    send({ type: 'chunk', id, slot, length: copy.length, data: copy }, [copy.buffer as ArrayBuffer]);
+  }
 }
 
 async function run(request: JobRequest): Promise<void> {
@@ -64,30 +88,18 @@ async function run(request: JobRequest): Promise<void> {
     const { changes, warnings, outputs, timings } = result;
     send({ type: 'start', id: request.id, size: image.size, changes: changes.length, warnings, outputs, timings: { ...timings, total: (performance.now() - started) / 1000 } });
     const device = image.device;
-    const state = credits.get(request.id)!;
     const cancelled = () => {
       // Tell the HTTP side this worker is free again.
       send({ type: 'error', id: request.id, code: 'E_CANCELLED', message: 'cancelled', client: false });
     };
     for (let position = 0, index = 0; position < device.size; position += CHUNK_BYTES, index++) {
       if (!(await waitForCredit(request.id))) return cancelled();
-      state.count--;
       const raw = device.read(position, Math.min(CHUNK_BYTES, device.size - position));
       // gzip: every chunk its own member; members concatenated are one valid gzip file (RFC 1952 §2.2).
-      const data = request.format === 'img.gz' ? gzipSync(raw, { level: 6 }) : raw;
-      // Slot `index % CREDIT_WINDOW` last held chunk index - CREDIT_WINDOW, whose credit came back
-      // only once the HTTP thread had written it out: at most CREDIT_WINDOW chunks are unwritten.
-      const slot = index % CREDIT_WINDOW;
-      if (data.length <= SLOT_BYTES) {
-        ring.set(data, slot * SLOT_BYTES);
-        send({ type: 'chunk', id: request.id, slot, length: data.length });
-      } else {
-        const copy = data.slice();
-        send({ type: 'chunk', id: request.id, slot, length: copy.length, data: copy }, [copy.buffer as ArrayBuffer]);
-      }
+      sendChunk(request.id, index, request.format === 'img.gz' ? gzipSync(raw, { level: 6 }) : raw);
     }
     // The ring is reused by the next job only after every chunk of this one is written out.
-    if (!(await waitForCredit(request.id, CREDIT_WINDOW))) return cancelled();
+    if (!(await waitForAllWritten(request.id))) return cancelled();
     send({ type: 'end', id: request.id });
   } catch (error) {
     const typed = isPiimgError(error);
