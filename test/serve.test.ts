@@ -3,7 +3,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { tmpdir } from 'node:os';
+import { getPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -57,6 +57,26 @@ describe('piimg serve', () => {
   it('answers health and readiness', async () => {
     expect((await fetch(`${service.url}/health`)).status).toBe(200);
     expect(await json(fetch(`${service.url}/ready`))).toMatchObject({ ready: true });
+  });
+
+  // Linux only: elsewhere a thread's nice value is its process's, and the service leaves it.
+  it.runIf(process.platform === 'linux')('runs its worker threads at nice 10 and its HTTP thread as started', async () => {
+    const pid = service.process.pid!;
+    const nice = () =>
+      readdirSync(`/proc/${pid}/task`).map((tid) => {
+        const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+        // proc(5): field 19 is nice; fields are counted after the ")" that ends the name.
+        return { tid: Number(tid), nice: Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]) };
+      });
+    let threads = nice();
+    for (let i = 0; i < 100 && threads.filter((t) => t.nice >= 10).length < 2; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      threads = nice();
+    }
+    // The service inherits this process's nice value; its workers go to 10 unless already above.
+    const started = getPriority();
+    expect(threads.filter((t) => t.nice === Math.max(10, started))).toHaveLength(started >= 10 ? threads.length : 2);
+    expect(threads.find((t) => t.tid === pid)?.nice).toBe(started);
   });
 
   it('streams a verified device image for a JSON configuration', async () => {
@@ -180,14 +200,48 @@ describe('piimg serve', () => {
     expect(service.logs.some((entry) => entry.msg === 'image' && entry.outcome === 'done')).toBe(true);
   });
 
-  it('stops gracefully on SIGTERM: running jobs finish, nothing partial is left', async () => {
-    const created = await post('/jobs?base=bookworm', { hostname: 'svc-last' });
-    const { id } = await json(created);
-    const code = await service.stop('SIGTERM');
-    expect(code).toBe(0);
-    expect(readdirSync(jobsDir).filter((name) => name.endsWith('.piimg-partial'))).toEqual([]);
-    // Finished within the grace period: the image is complete on disk.
-    const image = join(jobsDir, `${id}.img`);
-    if (existsSync(image)) expect(readFileSync(image).length).toBeGreaterThan(1 << 20);
+  it('stops gracefully on SIGTERM: the running job finishes with a verified image, nothing partial is left', async () => {
+    const { id } = await json(post('/jobs?base=bookworm', { hostname: 'svc-last' }));
+    await jobState(service, id, ['running', 'done']);
+    expect(await service.stop('SIGTERM')).toBe(0);
+    // Within the 30 s grace period a job of a few seconds finishes: logged done, its image whole.
+    expect(await settled(service, id, jobsDir, 'img')).toBe('done');
+    expect(await deviceOf(readFileSync(join(jobsDir, `${id}.img`)), 'last')).toEqual({ hostname: 'svc-last', clean: true });
+  });
+
+  it('stops on SIGTERM with --grace 0: the running job is reported cancelled, and no file of it is left', async () => {
+    const jobs = join(dir, 'jobs-grace-0');
+    const quick = await startService(['--base', `bookworm=${base}`, '--workers', '1', '--jobs-dir', jobs, '--grace', '0'], { PIIMG_CACHE_DIR: testCacheDir });
+    try {
+      const { id } = await json(fetch(`${quick.url}/jobs?base=bookworm`, { method: 'POST', body: JSON.stringify({ hostname: 'svc-cut' }) }));
+      await jobState(quick, id, ['running']);
+      expect(await quick.stop('SIGTERM')).toBe(0);
+      expect(await settled(quick, id, jobs, 'img')).toBe('cancelled');
+    } finally {
+      await quick.stop('SIGKILL');
+    }
   });
 });
+
+/** Polls GET /jobs/ID until the job is in one of `states` (60 s at most). */
+async function jobState(running: RunningService, id: string, states: string[]): Promise<string> {
+  let state = '';
+  for (let i = 0; i < 1200 && !states.includes(state); i++) {
+    state = (await json(fetch(`${running.url}/jobs/${id}`))).state;
+    if (!states.includes(state)) await new Promise((r) => setTimeout(r, 50));
+  }
+  expect(states).toContain(state);
+  return state;
+}
+
+/**
+ * The one outcome a stopped service logged for a job, checked against what it left on disk:
+ * done has the whole image and nothing else; cancelled or failed have no file at all.
+ */
+async function settled(stopped: RunningService, id: string, jobs: string, format: string): Promise<string> {
+  const outcomes = stopped.logs.filter((entry) => entry.msg === 'job' && entry.id === id).map((entry) => String(entry.outcome));
+  expect(outcomes).toHaveLength(1);
+  const files = readdirSync(jobs).filter((name) => name.startsWith(id));
+  expect(files).toEqual(outcomes[0] === 'done' ? [`${id}.${format}`] : []);
+  return outcomes[0]!;
+}

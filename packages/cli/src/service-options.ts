@@ -14,11 +14,13 @@ export function parseBases(list: string[] | undefined, io: CliIo, usage: string)
   return bases;
 }
 
-/** An integer option of at least `min` (default 1), or `fallback` when absent. */
-export function integerOption(value: string | undefined, name: string, fallback: number, min = 1): number {
+/** An integer option from `min` (default 1) to `max`, or `fallback` when absent. */
+export function integerOption(value: string | undefined, name: string, fallback: number, min = 1, max = Number.MAX_SAFE_INTEGER): number {
   if (value === undefined) return fallback;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < min) throw new UsageError(`${name} takes an integer >= ${min}, not '${value}'`);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new UsageError(max === Number.MAX_SAFE_INTEGER ? `${name} takes an integer >= ${min}, not '${value}'` : `${name} takes an integer from ${min} to ${max}, not '${value}'`);
+  }
   return n;
 }
 

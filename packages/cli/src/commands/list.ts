@@ -29,7 +29,7 @@ export const commandList: CommandEntry[] = [
   {
     name: 'serve',
     summary: 'run an HTTP service that makes device images',
-    options: ['--base SPEC', '--port PORT', '--host HOST', '--workers N', '--max-queue N', '--max-body BYTES', '--source-root DIR', '--jobs-dir DIR', '--job-ttl SECONDS', '-h, --help'],
+    options: ['--base SPEC', '--port PORT', '--host HOST', '--workers N', '--worker-nice N', '--max-queue N', '--max-body BYTES', '--source-root DIR', '--jobs-dir DIR', '--job-ttl SECONDS', '--grace SECONDS', '-h, --help'],
     load: async () => (await import('./serve.js')).serve,
   },
   {

@@ -6,8 +6,8 @@ import { EXIT, type CliIo } from '../io.js';
 import { integerOption, jsonLog, parseBases } from '../service-options.js';
 
 const usage = `Usage: piimg serve --base NAME=PATH [--base ...] [--port 8080] [--host 127.0.0.1]
-                   [--workers N] [--max-queue 64] [--max-body BYTES] [--source-root DIR]
-                   [--jobs-dir DIR] [--job-ttl SECONDS]
+                   [--workers N] [--worker-nice 10] [--max-queue 64] [--max-body BYTES] [--source-root DIR]
+                   [--jobs-dir DIR] [--job-ttl SECONDS] [--grace 30]
 
 An HTTP service that makes device images from the named bases:
 
@@ -17,7 +17,7 @@ An HTTP service that makes device images from the named bases:
                                             img, img.gz or img.zst; answers with the image,
                                             streamed while it is made
   POST /jobs?base=NAME&format=...           same body; answers 202 with a job id
-  GET  /jobs/ID                             the job's state (queued, running, done, failed)
+  GET  /jobs/ID                             the job's state (queued, running, done, failed, cancelled)
   GET  /jobs/ID/image                       the finished image
   GET  /metrics                             counters and the longest event-loop stall
 
@@ -26,18 +26,22 @@ Every image is verified before it is sent. Configurations are validated like
 ({{env.NAME}} fails); files[].source is refused unless --source-root DIR is
 given, and then must lie below DIR. Logs are JSON lines on stderr and never
 hold configuration content. SIGINT/SIGTERM: no new requests, running images
-finish (30 s at most), partial files are removed.
+finish (--grace seconds at most), the rest are cancelled; every job is logged
+as done or cancelled, and no partial file is left.
 
 Options:
   --base NAME=PATH     a base image (.img, .img.xz, .zip, .gz, .zst), repeatable
   --port PORT          TCP port (default 8080; 0 picks a free one)
   --host HOST          address to listen on (default 127.0.0.1)
   --workers N          worker threads, one image each at a time (default: cores)
+  --worker-nice N      nice value of the worker threads, 0-19 (Linux only; default 10):
+                       the HTTP thread runs ahead of them; 0 leaves them as they are
   --max-queue N        images waiting for a worker before 503 (default 64)
   --max-body BYTES     largest configuration accepted (default 1048576)
   --source-root DIR    allow files[].source below DIR
   --jobs-dir DIR       where /jobs images are kept (default: a temporary directory)
   --job-ttl SECONDS    how long a finished job's image is kept (default 3600)
+  --grace SECONDS      on SIGINT/SIGTERM, how long running images may take to finish (default 30)
   -h, --help           this help`;
 
 
@@ -52,20 +56,24 @@ export const serve: Command = {
         port: { type: 'string' },
         host: { type: 'string' },
         workers: { type: 'string' },
+        'worker-nice': { type: 'string' },
         'max-queue': { type: 'string' },
         'max-body': { type: 'string' },
         'source-root': { type: 'string' },
         'jobs-dir': { type: 'string' },
         'job-ttl': { type: 'string' },
+        grace: { type: 'string' },
       },
       usage,
     );
     if (wantsHelp(values, io, usage)) return EXIT.ok;
     const bases = parseBases(values.base, io, usage);
+    const graceSeconds = integerOption(values.grace, '--grace', 30, 0);
     const { ImageService } = await import('../serve/server.js');
     const service = new ImageService({
       bases,
       workers: integerOption(values.workers, '--workers', availableParallelism()),
+      workerNice: integerOption(values['worker-nice'], '--worker-nice', 10, 0, 19),
       maxQueue: integerOption(values['max-queue'], '--max-queue', 64),
       maxBodyBytes: integerOption(values['max-body'], '--max-body', 1 << 20),
       jobTtlSeconds: integerOption(values['job-ttl'], '--job-ttl', 3600),
@@ -82,7 +90,7 @@ export const serve: Command = {
       process.once('SIGTERM', () => done('SIGTERM'));
     });
     log({ level: 'info', msg: 'stopping', signal });
-    await service.close();
+    await service.close(graceSeconds);
     return EXIT.ok;
   },
 };

@@ -39,10 +39,17 @@ export interface JobStarted {
   timings: Record<string, number>;
 }
 
+/**
+ * The next piece of the image: `length` bytes in slot `slot` of the worker's ring (a
+ * SharedArrayBuffer of CREDIT_WINDOW slots), or, for a piece larger than a slot, `data`
+ * itself (transferred).
+ */
 export interface JobChunk {
   type: 'chunk';
   id: string;
-  data: Uint8Array;
+  slot: number;
+  length: number;
+  data?: Uint8Array;
 }
 
 export interface JobEnd {
@@ -64,3 +71,13 @@ export type FromWorker = JobStarted | JobChunk | JobEnd | JobFailed;
 /** Bytes per chunk sent from a worker; with CREDIT_WINDOW chunks in flight at most. */
 export const CHUNK_BYTES = 1 << 20;
 export const CREDIT_WINDOW = 8;
+/** A slot of the ring holds a raw chunk or its gzip member (zlib's deflateBound for 1 MiB is about 1 MiB + 350 bytes). */
+export const SLOT_BYTES = CHUNK_BYTES + (64 << 10);
+
+/** What a worker thread gets at its start. */
+export interface WorkerSetup {
+  /** Nice value for the thread (Linux only; 0: unchanged). */
+  nice: number;
+  /** CREDIT_WINDOW slots of SLOT_BYTES, shared with the HTTP thread and reused for every job. */
+  ring: SharedArrayBuffer;
+}

@@ -8,13 +8,19 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { join } from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
-import { CREDIT_WINDOW, type FromWorker, type ImageFormat, type JobRequest } from './protocol.js';
+import { CREDIT_WINDOW, SLOT_BYTES, type FromWorker, type ImageFormat, type JobRequest, type WorkerSetup } from './protocol.js';
 
 export interface ServiceOptions {
   /** Base images by name, as clients ask for them (`?base=NAME`). */
   bases: Record<string, string>;
   /** Worker threads, each making one image at a time (default 2). */
   workers?: number;
+  /**
+   * Nice value of the worker threads on Linux (default 10; 0 leaves them as they are): they
+   * run behind the HTTP thread, which then keeps its event loop short while they are busy.
+   * Ignored on other systems, where a thread's priority cannot be set apart from its process.
+   */
+  workerNice?: number;
   /** Jobs waiting for a worker before new ones get 503 (default 64). */
   maxQueue?: number;
   /** Largest accepted request body in bytes (default 1 MiB). */
@@ -82,6 +88,8 @@ export class ImageService {
   private closing = false;
   private readonly expiry: NodeJS.Timeout;
   private readonly stats = { requests: 0, images: 0, failed: 0, cancelled: 0 };
+  /** Jobs whose last chunk is out and whose file is being closed and renamed. */
+  private readonly finishing = new Set<Promise<void>>();
 
   constructor(private readonly options: ServiceOptions) {
     this.log = options.log ?? ((entry) => process.stderr.write(JSON.stringify({ time: new Date().toISOString(), ...entry }) + '\n'));
@@ -91,15 +99,23 @@ export class ImageService {
     this.server = createServer((request, response) => {
       this.route(request, response).catch((error: unknown) => this.fail(response, error));
     });
+    // Node's default of 5 s closes an idle kept-alive connection while a client that spent
+    // longer on the last image (checking it, say) has not yet seen the close, and that
+    // client's next POST then fails on a dead connection ("other side closed").
+    this.server.keepAliveTimeout = 60_000;
     this.delay.enable();
     this.expiry = setInterval(() => this.expireJobs(), 60_000).unref();
   }
 
   private startWorker(): PoolWorker {
-    const entry: PoolWorker = { worker: new Worker(new URL('./serve-worker.js', import.meta.url)) };
+    const setup: WorkerSetup = { nice: process.platform === 'linux' ? (this.options.workerNice ?? 10) : 0, ring: new SharedArrayBuffer(CREDIT_WINDOW * SLOT_BYTES) };
+    const ring = Buffer.from(setup.ring);
+    const entry: PoolWorker = { worker: new Worker(new URL('./serve-worker.js', import.meta.url), { workerData: setup }) };
     entry.worker.on('message', (message: FromWorker) => {
       const task = entry.task;
       if (!task || message.id !== task.id) return;
+      // A view of the ring: the worker does not touch that slot again before its credit comes back.
+      if (message.type === 'chunk' && !message.data) message.data = ring.subarray(message.slot * SLOT_BYTES, message.slot * SLOT_BYTES + message.length);
       task.onMessage(message);
       if (message.type === 'end' || message.type === 'error') this.release(entry);
     });
@@ -257,17 +273,16 @@ export class ImageService {
           });
           handle!.credit(CREDIT_WINDOW);
         } else if (message.type === 'chunk') {
-          sent += message.data.length;
-          // Backpressure: a new chunk is asked for only when the socket took this one.
-          if (response.write(message.data)) handle!.credit(1);
-          else response.once('drain', () => handle!.credit(1));
+          sent += message.length;
+          // Backpressure, and the ring slot's reuse: the credit comes back once the socket took the chunk.
+          response.write(message.data, () => handle!.credit(1));
         } else if (message.type === 'end') {
           this.stats.images++;
           response.end();
           finish('done');
         } else {
           this.stats.failed++;
-          if (!response.headersSent) this.json(response, message.client ? 400 : 500, { error: { code: message.code, message: message.message } });
+          if (!response.headersSent) this.json(response, message.client ? 400 : message.code === 'E_CANCELLED' ? 503 : 500, { error: { code: message.code, message: message.message } });
           else response.destroy();
           finish('failed', { code: message.code });
         }
@@ -293,10 +308,12 @@ export class ImageService {
         });
         handle.credit(CREDIT_WINDOW);
       } else if (message.type === 'chunk') {
-        stored.bytes += message.data.length;
-        if (out!.write(message.data)) handle.credit(1);
-        else out!.once('drain', () => handle.credit(1));
+        stored.bytes += message.length;
+        out!.write(message.data, () => handle.credit(1));
       } else if (message.type === 'end') {
+        let written!: () => void;
+        const closing = new Promise<void>((resolve) => (written = resolve));
+        this.finishing.add(closing);
         out!.end(() => {
           try {
             // Renamed only when complete: a job's image is never read half-written.
@@ -309,15 +326,20 @@ export class ImageService {
           }
           stored.finished = Date.now();
           this.log({ level: 'info', msg: 'job', id: job.id, base: job.base.name, format: job.format, outcome: stored.state, bytes: stored.bytes });
+          this.finishing.delete(closing);
+          written();
         });
       } else if (message.type === 'error') {
+        if (stored.finished !== undefined) return;
         out?.destroy();
         rmSync(partial, { force: true });
-        stored.state = 'failed';
+        const cancelled = message.code === 'E_CANCELLED';
+        stored.state = cancelled ? 'cancelled' : 'failed';
         stored.finished = Date.now();
         stored.error = { code: message.code, message: message.message };
-        this.stats.failed++;
-        this.log({ level: 'warn', msg: 'job', id: job.id, base: job.base.name, outcome: 'failed', code: message.code });
+        if (cancelled) this.stats.cancelled++;
+        else this.stats.failed++;
+        this.log({ level: 'warn', msg: 'job', id: job.id, base: job.base.name, outcome: stored.state, code: message.code });
       }
     });
     this.jobs.set(job.id, stored);
@@ -373,20 +395,31 @@ export class ImageService {
 
   /**
    * Graceful shutdown: no new requests; running and queued images finish
-   * (up to `graceSeconds`), then the rest are cancelled; partial job files
-   * are removed; the workers stop.
+   * (up to `graceSeconds`), then the rest are cancelled. Every job ends in a
+   * logged outcome, done (its image complete on disk) or cancelled/failed
+   * (no file at all); partial files are removed; the workers stop.
    */
   async close(graceSeconds = 30): Promise<void> {
     this.closing = true;
     clearInterval(this.expiry);
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const busy = () => this.waiting.length > 0 || this.pool.some((w) => w.task);
     const deadline = Date.now() + graceSeconds * 1000;
-    while ((this.waiting.length > 0 || this.pool.some((w) => w.task)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-    for (const task of this.waiting.splice(0)) task.onMessage({ type: 'error', id: task.id, code: 'E_STOPPING', message: 'the service is shutting down', client: false });
+    while (busy() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    for (const task of this.waiting.splice(0)) {
+      task.done = true;
+      task.onMessage({ type: 'error', id: task.id, code: 'E_CANCELLED', message: 'the service stopped before the image was made', client: false });
+    }
     for (const entry of this.pool) if (entry.task) entry.worker.postMessage({ type: 'cancel', id: entry.task.id });
+    // A worker stops at its next chunk; one still in the recipes says so when they are done.
+    const stopDeadline = Date.now() + 10_000;
+    while (this.pool.some((w) => w.task) && Date.now() < stopDeadline) await new Promise((r) => setTimeout(r, 50));
+    for (const entry of this.pool) entry.task?.onMessage({ type: 'error', id: entry.task.id, code: 'E_CANCELLED', message: 'the service stopped before the image was made', client: false });
+    await Promise.all(this.finishing);
     this.server.closeAllConnections();
     await closed;
     await Promise.all(this.pool.map((entry) => entry.worker.terminate()));
+    // A job's file is written as .piimg-partial and renamed only when whole (createJob).
     for (const job of this.jobs.values()) rmSync(`${job.path}.piimg-partial`, { force: true });
     this.delay.disable();
   }
