@@ -125,11 +125,19 @@ describe.runIf(haveRedis)('piimg worker on BullMQ and Redis', () => {
     expect(added.code, added.stderr).toBe(0);
     const bad = await enqueueDevices(redisUrl, [{ name: 'dev-bad', base: 'bookworm', config: { hostname: 'not valid!' } }]);
 
-    // Kill the first worker as soon as it has started a job.
+    // Kill the first worker as soon as it has started a job (watched closely: a job on the
+    // small fixture takes well under a second), then take the job it held unfinished.
     const victim = workers[0]!;
-    await until('a job to start on the first worker', () => victim.logs.some((entry) => entry.msg === 'job started'), 60);
-    const killedJob = victim.logs.find((entry) => entry.msg === 'job started')!.job as string;
+    const started = Date.now();
+    while (!victim.logs.some((entry) => entry.msg === 'job started')) {
+      if (Date.now() - started > 60_000) throw new Error('timed out waiting for a job to start on the first worker');
+      await new Promise((r) => setTimeout(r, 2));
+    }
     victim.child.kill('SIGKILL');
+    const finished = new Set(victim.logs.filter((entry) => entry.msg === 'job completed' || entry.msg === 'job failed').map((entry) => entry.job));
+    const held = victim.logs.filter((entry) => entry.msg === 'job started' && !finished.has(entry.job));
+    expect(held.length, 'the killed worker held a job').toBe(1);
+    const killedJob = held[0]!.job as string;
 
     const queue = new Queue('piimg-images', { connection: connectionFrom(redisUrl) });
     try {
