@@ -12,7 +12,7 @@ export { PreparedSave } from './save.js';
 export { createBmap, blockRanges, BMAP_BLOCK_SIZE } from './bmap.js';
 export type { Bmap } from './bmap.js';
 export { usedRanges } from './usage.js';
-export type { UsageArea } from './usage.js';
+export type { UsageArea, UsedRangesOptions } from './usage.js';
 export { DELTA_MAGIC, DELTA_VERSION, MAX_RECORD_LENGTH, readDeltaHeader } from './delta.js';
 export type { DeltaHeader } from './delta.js';
 export { checkOutputPath } from './save.js';
