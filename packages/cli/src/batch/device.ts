@@ -118,7 +118,8 @@ export async function makeDevice(context: DeviceContext, task: DeviceTask, onSte
     try {
       await mkdir(dirname(output), { recursive: true });
       // The base copy runs (in a cp process where there is one) while the recipes and checks compute.
-      await using save = device.prepareSave(output, context.parallelCopyMin !== undefined ? { parallelCopyMin: context.parallelCopyMin } : {});
+      // Devices already run in parallel: a compressed output takes one thread each.
+      await using save = device.prepareSave(output, { threads: 1, ...(context.parallelCopyMin !== undefined ? { parallelCopyMin: context.parallelCopyMin } : {}) });
       const applied = await device.apply(loaded, { onStep });
       timings.apply = round(applied.timings.apply);
       if (applied.timings.verify !== undefined) timings.verify = round(applied.timings.verify);

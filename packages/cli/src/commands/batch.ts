@@ -25,7 +25,10 @@ Options:
                         YAML/JSON: a list of {vars: {...}, <setting>: ...}, whose
                         settings override the configuration like --set
   -o, --output PATTERN  where each image goes, e.g. 'out/{name}.img': {name} and
-                        other {variable}s are filled in per device (.img only)
+                        other {variable}s are filled in per device; .img.xz,
+                        .img.gz and .img.zst compress each image (one thread per
+                        device; Blocks the device shares with the base come from
+                        the cache of the base's compressed Blocks)
   -j, --jobs N          devices made at the same time, each on a worker thread
                         with its own opened base (default: number of CPUs)
   --in-process          make them on the main thread instead (async, one opened base)
@@ -149,7 +152,7 @@ export const batch: Command = {
     if (!values.output) throw new UsageError(`-o PATTERN is required\n\n${usage}`);
     const pattern = values.output;
     if (!pattern.includes('{name}')) throw new UsageError(`-o ${pattern}: the pattern must contain {name}, so that each device gets its own file`);
-    if (!pattern.endsWith('.img')) throw new UsageError(`-o ${pattern}: only raw .img outputs are written`);
+    if (!/\.img(\.(xz|gz|zst))?$/.test(pattern)) throw new UsageError(`-o ${pattern}: the output name ends in .img, .img.xz, .img.gz or .img.zst (the format of every image)`);
     if (!/\.(csv|ya?ml|json)$/i.test(values.devices)) throw new UsageError(`--devices ${values.devices}: use a .csv, .yaml, .yml or .json file`);
     const jobs = parseJobs(values.jobs);
     const configPath = resolve(values.config);
