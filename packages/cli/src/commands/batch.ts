@@ -27,8 +27,8 @@ Options:
   -o, --output PATTERN  where each image goes, e.g. 'out/{name}.img': {name} and
                         other {variable}s are filled in per device; .img.xz,
                         .img.gz and .img.zst compress each image (one thread per
-                        device; Blocks the device shares with the base come from
-                        the cache of the base's compressed Blocks)
+                        device; .xz/.gz Blocks the device shares with the base
+                        come from the cache of the base's compressed Blocks)
   -j, --jobs N          devices made at the same time, each on a worker thread
                         with its own opened base (default: number of CPUs)
   --in-process          make them on the main thread instead (async, one opened base)
