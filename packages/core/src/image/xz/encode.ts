@@ -1,6 +1,6 @@
-import { Worker } from 'node:worker_threads';
 import { bindLzma, lzmaModule, XZ_CHECK, type LzmaWasmModule } from '@piimg/wasm';
 import { PiimgError } from '../../errors.js';
+import { EncoderPool } from '../encoder-pool.js';
 import { encodeIndex, encodeStreamFooter, encodeStreamHeader } from './layout.js';
 
 /**
@@ -133,69 +133,23 @@ const bindLzma = (${bindLzma.toString()});
 
 /** Worker threads encoding Blocks; requests go to the least busy one. */
 export class XzEncoderPool {
-  private readonly workers: { worker: Worker; busy: number; exited: boolean }[] = [];
-  private readonly waiting = new Map<number, { resolve: (block: EncodedBlock) => void; reject: (error: Error) => void }>();
-  private nextId = 0;
-  private failure: Error | undefined;
+  private readonly pool: EncoderPool<Omit<EncodeRequest, 'id'>, { id: number; pieces: Uint8Array[]; unpaddedSize: number; uncompressedSize: number }, EncodedBlock>;
 
   constructor(basePath: string, threads: number) {
-    const module = lzmaModule();
-    for (let i = 0; i < threads; i++) {
-      const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { basePath, module, pieceSize: PIECE_SIZE }, stdout: true, stderr: true });
-      const entry = { worker, busy: 0, exited: false };
-      worker.on('message', (message: { id: number; pieces?: Uint8Array[]; unpaddedSize: number; uncompressedSize: number; error?: string; code?: string; closed?: boolean }) => {
-        if (message.closed) {
-          this.closing.get(worker)?.();
-          return;
-        }
-        entry.busy--;
-        const waiter = this.waiting.get(message.id);
-        this.waiting.delete(message.id);
-        if (!waiter) return;
-        if (message.pieces) waiter.resolve({ pieces: message.pieces, unpaddedSize: message.unpaddedSize, uncompressedSize: message.uncompressedSize });
-        else waiter.reject(new PiimgError(message.code === 'E_TRUNCATED' ? 'E_TRUNCATED' : 'E_IO', `xz encoding failed: ${message.error}`, { code: message.code }));
-      });
-      const fail = (error: Error) => {
-        this.failure ??= error;
-        for (const waiter of this.waiting.values()) waiter.reject(error);
-        this.waiting.clear();
-      };
-      worker.on('error', fail);
-      worker.on('exit', (code) => {
-        entry.exited = true;
-        if (code !== 0) fail(new PiimgError('E_IO', `xz encoding worker exited with code ${code}`));
-      });
-      this.workers.push(entry);
-    }
+    this.pool = new EncoderPool('xz', WORKER_SOURCE, { basePath, module: lzmaModule(), pieceSize: PIECE_SIZE }, threads, (answer) => ({
+      pieces: answer.pieces,
+      unpaddedSize: answer.unpaddedSize,
+      uncompressedSize: answer.uncompressedSize,
+    }));
   }
 
   encode(content: BlockContent, level: number, check: number): Promise<EncodedBlock> {
-    if (this.failure) return Promise.reject(this.failure);
-    const entry = this.workers.reduce((a, b) => (b.busy < a.busy ? b : a));
-    const id = this.nextId++;
-    entry.busy++;
-    return new Promise((resolve, reject) => {
-      this.waiting.set(id, { resolve, reject });
-      const request: EncodeRequest = { ...content, id, level, check };
-      entry.worker.postMessage(request);
-    });
+    return this.pool.run({ ...content, level, check });
   }
 
-  private readonly closing = new Map<Worker, () => void>();
-
   /** Lets each worker close its file, then ends it. */
-  async close(): Promise<void> {
-    await Promise.all(
-      this.workers.map(async ({ worker, exited }) => {
-        // A live worker closes its file first: descriptors belong to the process, not the thread.
-        if (!exited) {
-          const closed = new Promise<void>((resolve) => this.closing.set(worker, resolve));
-          worker.postMessage({ id: -1 });
-          await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
-        }
-        await worker.terminate();
-      }),
-    );
+  close(): Promise<void> {
+    return this.pool.close();
   }
 }
 

@@ -1,6 +1,5 @@
-import { Worker } from 'node:worker_threads';
 import { bindZstd, zstdModule, type ZstdWasmModule } from '@piimg/wasm';
-import { PiimgError } from '../../errors.js';
+import { EncoderPool } from '../encoder-pool.js';
 import type { BlockContent } from '../xz/encode.js';
 
 /**
@@ -107,68 +106,19 @@ const bindZstd = (${bindZstd.toString()});
 
 /** Worker threads compressing frames; requests go to the least busy one. */
 export class ZstdEncoderPool {
-  private readonly workers: { worker: Worker; busy: number; exited: boolean }[] = [];
-  private readonly waiting = new Map<number, { resolve: (pieces: Uint8Array[]) => void; reject: (error: Error) => void }>();
-  private readonly closing = new Map<Worker, () => void>();
-  private nextId = 0;
-  private failure: Error | undefined;
+  private readonly pool: EncoderPool<Omit<FrameRequest, 'id'>, { id: number; pieces: Uint8Array[] }, Uint8Array[]>;
 
   constructor(basePath: string, threads: number) {
-    const module = zstdModule();
-    for (let i = 0; i < threads; i++) {
-      const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { basePath, module, pieceSize: PIECE_SIZE }, stdout: true, stderr: true });
-      const entry = { worker, busy: 0, exited: false };
-      worker.on('message', (message: { id: number; pieces?: Uint8Array[]; error?: string; code?: string; closed?: boolean }) => {
-        if (message.closed) {
-          this.closing.get(worker)?.();
-          return;
-        }
-        entry.busy--;
-        const waiter = this.waiting.get(message.id);
-        this.waiting.delete(message.id);
-        if (!waiter) return;
-        if (message.pieces) waiter.resolve(message.pieces);
-        else waiter.reject(new PiimgError(message.code === 'E_TRUNCATED' ? 'E_TRUNCATED' : 'E_IO', `zstd encoding failed: ${message.error}`, { code: message.code }));
-      });
-      const fail = (error: Error) => {
-        this.failure ??= error;
-        for (const waiter of this.waiting.values()) waiter.reject(error);
-        this.waiting.clear();
-      };
-      worker.on('error', fail);
-      worker.on('exit', (code) => {
-        entry.exited = true;
-        if (code !== 0) fail(new PiimgError('E_IO', `zstd encoding worker exited with code ${code}`));
-      });
-      this.workers.push(entry);
-    }
+    this.pool = new EncoderPool('zstd', WORKER_SOURCE, { basePath, module: zstdModule(), pieceSize: PIECE_SIZE }, threads, (answer) => answer.pieces);
   }
 
   encode(content: BlockContent, level: number): Promise<Uint8Array[]> {
-    if (this.failure) return Promise.reject(this.failure);
-    const entry = this.workers.reduce((a, b) => (b.busy < a.busy ? b : a));
-    const id = this.nextId++;
-    entry.busy++;
-    return new Promise((resolve, reject) => {
-      this.waiting.set(id, { resolve, reject });
-      const request: FrameRequest = { ...content, id, level };
-      entry.worker.postMessage(request);
-    });
+    return this.pool.run({ ...content, level });
   }
 
   /** Lets each worker close its file, then ends it. */
-  async close(): Promise<void> {
-    await Promise.all(
-      this.workers.map(async ({ worker, exited }) => {
-        // A live worker closes its file first: descriptors belong to the process, not the thread.
-        if (!exited) {
-          const closed = new Promise<void>((resolve) => this.closing.set(worker, resolve));
-          worker.postMessage({ id: -1 });
-          await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
-        }
-        await worker.terminate();
-      }),
-    );
+  close(): Promise<void> {
+    return this.pool.close();
   }
 }
 
