@@ -1,4 +1,5 @@
 import { PiimgError } from '../errors.js';
+import type { ByteRange } from './types.js';
 
 export function checkRange(size: number, byteOffset: number, length: number, what = 'device'): void {
   if (
@@ -14,4 +15,16 @@ export function checkRange(size: number, byteOffset: number, length: number, wha
       size,
     });
   }
+}
+
+/** True for sorted, disjoint, in-bounds ranges (a cached list checked before use). */
+export function isRangeList(value: unknown, size: number): value is ByteRange[] {
+  if (!Array.isArray(value)) return false;
+  let end = 0;
+  for (const range of value) {
+    const r = range as ByteRange;
+    if (!Number.isSafeInteger(r?.byteOffset) || !Number.isSafeInteger(r?.length) || r.byteOffset < end || r.length <= 0) return false;
+    end = r.byteOffset + r.length;
+  }
+  return end <= size;
 }

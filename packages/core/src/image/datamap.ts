@@ -1,4 +1,5 @@
 import { closeSync, openSync, readSync, statSync } from 'node:fs';
+import { isRangeList } from '../device/range.js';
 import type { ByteRange } from '../device/types.js';
 import { fileIdentityKey, readFileFact, readJsonFile, writeFileFact, writeJsonFile } from './identity.js';
 
@@ -62,16 +63,6 @@ export function scanDataMap(path: string, size: number): DataMap {
   return builder.ranges;
 }
 
-function isDataMap(value: unknown, size: number): value is DataMap {
-  if (!Array.isArray(value)) return false;
-  let end = 0;
-  for (const range of value) {
-    const r = range as ByteRange;
-    if (!Number.isSafeInteger(r?.byteOffset) || !Number.isSafeInteger(r?.length) || r.byteOffset < end || r.length <= 0) return false;
-    end = r.byteOffset + r.length;
-  }
-  return end <= size;
-}
 
 export function writeDataMap(mapPath: string, map: DataMap): void {
   writeJsonFile(mapPath, map);
@@ -79,7 +70,7 @@ export function writeDataMap(mapPath: string, map: DataMap): void {
 
 export function readDataMap(mapPath: string, size: number): DataMap | undefined {
   const value = readJsonFile(mapPath);
-  return isDataMap(value, size) ? value : undefined;
+  return isRangeList(value, size) ? value : undefined;
 }
 
 /** The map file next to a decompressed cache entry. */
@@ -104,7 +95,7 @@ export function cachedDataMap(path: string, cacheDir: string): DataMapSlot {
   const beside = readDataMap(cacheEntryMapPath(path), size);
   if (beside) return { key, map: beside };
   const cached = readFileFact(cacheDir, 'maps', key);
-  return { key, map: isDataMap(cached, size) ? cached : undefined };
+  return { key, map: isRangeList(cached, size) ? cached : undefined };
 }
 
 export function rememberDataMap(cacheDir: string, slot: DataMapSlot, map: DataMap): void {

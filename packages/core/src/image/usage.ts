@@ -1,5 +1,6 @@
 import type { BlockReader, ByteRange } from '../device/types.js';
 import { slice } from '../device/slice.js';
+export { isRangeList } from '../device/range.js';
 import { readPartitionTable } from '../partition/index.js';
 import { detectFilesystem, type FilesystemInfo } from './detect.js';
 
@@ -123,16 +124,4 @@ export async function diskUsedRanges(device: BlockReader, sectorSize?: 512 | 409
   const table = readPartitionTable(device, sectorSize ? { sectorSize } : {});
   const areas = table.partitions.map((p) => ({ byteOffset: p.byteOffset, size: p.size, filesystem: detectFilesystem(slice(device, { byteOffset: p.byteOffset, length: p.size })) }));
   return usedRanges(device, areas, options);
-}
-
-/** True for sorted, disjoint, in-bounds ranges (a cached list checked before use). */
-export function isRangeList(value: unknown, size: number): value is ByteRange[] {
-  if (!Array.isArray(value)) return false;
-  let end = 0;
-  for (const range of value) {
-    const r = range as ByteRange;
-    if (!Number.isSafeInteger(r?.byteOffset) || !Number.isSafeInteger(r?.length) || r.byteOffset < end || r.length <= 0) return false;
-    end = r.byteOffset + r.length;
-  }
-  return end <= size;
 }
