@@ -94,15 +94,16 @@ boot:
     env,
   });
   // Where the time goes, per device (medians of one more run with --json), on worker
-  // threads and with every device on the main thread (--in-process).
+  // threads, without the stage of shared files (--no-stage), and with every device on
+  // the main thread (--in-process).
   const median = (values) => values.sort((a, b) => a - b)[Math.floor(values.length / 2)];
-  for (const mode of [[], ['--in-process']]) {
+  for (const mode of [[], ['--no-stage'], ['--in-process']]) {
     rmSync(out, { recursive: true, force: true });
     const run = measure([...ours, ...mode, '--json'], { env });
     const report = JSON.parse(run.stdout);
-    const steps = ['config', 'apply', 'verify', 'save', 'total'].map((step) => `${step} ${(median(report.results.map((r) => r.timings[step] ?? 0)) * 1000).toFixed(0)} ms`);
+    const steps = ['config', 'stage', 'apply', 'verify', 'save', 'total'].map((step) => `${step} ${(median(report.results.map((r) => r.timings[step] ?? 0)) * 1000).toFixed(0)} ms`);
     console.log(
-      `  piimg batch ${report.threads ? 'on worker threads' : 'in process'} (${report.jobs} jobs, ${report.written} written, ${report.failed} failed): ${run.seconds.toFixed(2)} s, peak RSS ${run.peakRssKiB === undefined ? 'n/a' : (run.peakRssKiB / 1024).toFixed(0) + ' MiB'}; per device ${steps.join(', ')}`,
+      `  piimg batch ${report.threads ? 'on worker threads' : 'in process'}${mode.includes('--no-stage') ? ', no stage' : ''} (${report.jobs} jobs, ${report.results.filter((r) => r.staged).length} staged, ${report.written} written, ${report.failed} failed): ${run.seconds.toFixed(2)} s, peak RSS ${run.peakRssKiB === undefined ? 'n/a' : (run.peakRssKiB / 1024).toFixed(0) + ' MiB'}; per device ${steps.join(', ')}`,
     );
   }
   rmSync(out, { recursive: true, force: true });

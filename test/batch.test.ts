@@ -214,6 +214,49 @@ describe('piimg batch', () => {
     }
   });
 
+  it("the files every device shares are written once (a stage); each device holds exactly the files inject writes; a conflict is made from the base", async () => {
+    const shipped = join(repoRoot, 'examples', 'fleet');
+    const devices = join(dir, 'stage.csv');
+    writeFileSync(devices, 'name,device.id,device.octet\ns-0001,0001,51\ns-0002,0002,52\ns-0003,0003,53\n');
+    // Reproducible salts, keys and times, so that batch and inject give the same files.
+    const fixed = { ...env, PIIMG_SEED: 'a-seed-of-at-least-32-characters-for-tests', SOURCE_DATE_EPOCH: '1700000000' };
+    const run = async (config: string, out: string, extra: string[] = []) => {
+      const result = await piimg(['batch', base, '-c', config, '-d', devices, '-o', `${out}/{name}.img`, '--json', ...extra], fixed);
+      expect(result.code, result.stderr).toBe(0);
+      return JSON.parse(result.stdout) as Report & { results: { staged?: boolean }[] };
+    };
+    const same = async (image: string, config: string, vars: string[]) => {
+      const injected = `${image}.inject.img`;
+      const inject = await piimg(['inject', base, '-o', injected, '--config', config, ...vars.flatMap((v) => ['--var', v])], fixed);
+      expect(inject.code, inject.stderr).toBe(0);
+      const diff = await piimg(['diff', image, injected, '--json'], fixed);
+      expect(JSON.parse(diff.stdout)).toMatchObject({ added: [], removed: [], changed: [] });
+      expect(diff.code).toBe(0);
+      rmSync(injected);
+    };
+    const vars = (name: string, id: string, octet: string) => [`name=${name}`, `device.id=${id}`, `device.octet=${octet}`];
+
+    // The example: the agent tree and its unit are shared, device.json is not.
+    const staged = await run(join(shipped, 'base.yaml'), join(dir, 'out-stage'));
+    expect(staged.results.map((r) => r.staged)).toEqual([true, true, true]);
+    await same(join(dir, 'out-stage', 's-0002.img'), join(shipped, 'base.yaml'), vars('s-0002', '0002', '52'));
+    expect(await readBack(join(dir, 'out-stage', 's-0003.img'), '/etc/agent/device.json')).toBe('{"device":"0003","site":"plant-1"}');
+    await nativeCheck(join(dir, 'out-stage', 's-0001.img'));
+    const unstaged = await run(join(shipped, 'base.yaml'), join(dir, 'out-nostage'), ['--no-stage']);
+    expect(unstaged.results.map((r) => r.staged)).toEqual([false, false, false]);
+
+    // A shared file that another setting also writes: inject's order (the hostname, then files:) decides.
+    const conflicting = join(fleet, 'conflict.yaml');
+    writeFileSync(
+      conflicting,
+      `extends: ./base.yaml\nfiles:\n  - { source: ./agent/agent.service, target: /etc/systemd/system/agent.service }\n  - { target: /etc/hostname, content: "fixed-name\\n" }\n`,
+    );
+    const conflict = await run(conflicting, join(dir, 'out-conflict'));
+    expect(conflict.results.map((r) => r.staged)).toEqual([false, false, false]);
+    expect(await readBack(join(dir, 'out-conflict', 's-0001.img'), '/etc/hostname')).toBe('fixed-name\n');
+    await same(join(dir, 'out-conflict', 's-0001.img'), conflicting, vars('s-0001', '0001', '51'));
+  });
+
   it('usage errors exit 1, a missing devices file 5, an unreadable devices file 3', async () => {
     const config = join(fleet, 'base.yaml');
     const csv = join(dir, 'one.csv');

@@ -7,8 +7,8 @@ import type { DeviceConfig } from '@piimg/core';
  * Re-running a batch skips devices whose output is up to date. Next to each
  * output OUT, `OUT.piimg.json` records a key of everything the output was
  * made from (piimg's version, the base file's identity, the resolved device
- * configuration, the content of every file source, SOURCE_DATE_EPOCH) and
- * the output's size and modification time. The configuration holds secrets
+ * configuration, the content of every file source, SOURCE_DATE_EPOCH and
+ * PIIMG_SEED) and the output's size and modification time. The configuration holds secrets
  * (passwords, keys), so the key is scrypt over those inputs with a random
  * salt kept in the sidecar: guessing a password from the sidecar costs an
  * scrypt per guess, and nothing in it is a secret in clear.
@@ -59,7 +59,7 @@ async function hashSource(path: string, hash: ReturnType<typeof createHash>, dep
 /** The inputs of one device's output, as one digest (secrets included, so it is only ever stored through scrypt). */
 export async function inputDigest(inputs: { version: string; baseIdentity: string; config: DeviceConfig; baseDir: string; env: NodeJS.ProcessEnv }): Promise<Buffer> {
   const hash = createHash('sha256');
-  hash.update(JSON.stringify({ format: FORMAT, version: inputs.version, base: inputs.baseIdentity, config: inputs.config, epoch: inputs.env.SOURCE_DATE_EPOCH ?? null }));
+  hash.update(JSON.stringify({ format: FORMAT, version: inputs.version, base: inputs.baseIdentity, config: inputs.config, epoch: inputs.env.SOURCE_DATE_EPOCH ?? null, seed: inputs.env.PIIMG_SEED ?? null }));
   for (const entry of inputs.config.files ?? []) {
     if (entry.source === undefined) continue;
     hash.update(`\0source ${entry.target}\0`);

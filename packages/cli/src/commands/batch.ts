@@ -5,15 +5,16 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { openImage, PiimgError, type Image } from '@piimg/core';
-import { baseIdentity, describeError, makeDevice, type DeviceResult, type DeviceStatus, type DeviceTask } from '../batch/device.js';
+import { baseIdentity, describeError, loadStageRows, makeDevice, stageRows, type DeviceResult, type DeviceStatus, type DeviceTask } from '../batch/device.js';
 import { readDevices, outputFor } from '../batch/devices.js';
+import { fleetStage } from '../batch/stage.js';
 import type { WorkerInit, WorkerReply, WorkerRequest } from '../batch/worker.js';
 import { type Command, parse, requirePositionals, wantsHelp } from '../command.js';
 import { EXIT, paint, UsageError, useColor, writeJson, type CliIo } from '../io.js';
 
 export type { DeviceResult, DeviceStatus } from '../batch/device.js';
 
-const usage = `Usage: piimg batch BASE --config FILE --devices FILE -o PATTERN [--jobs N] [--in-process] [--json]
+const usage = `Usage: piimg batch BASE --config FILE --devices FILE -o PATTERN [--jobs N] [--in-process] [--no-stage] [--json]
 
 Writes one verified device image per row of the devices file, all from one
 opened BASE (never modified) and one shared configuration.
@@ -32,6 +33,7 @@ Options:
   -j, --jobs N          devices made at the same time, each on a worker thread
                         with its own opened base (default: number of CPUs)
   --in-process          make them on the main thread instead (async, one opened base)
+  --no-stage            write every device's files itself (see below)
   --json                print the report as JSON (secrets are never printed)
   -h, --help            this help
 
@@ -40,7 +42,13 @@ fit, image that does not verify) does not stop the others: the summary says
 which failed and why, and the exit status is then 7. Re-running skips a
 device whose output is up to date: OUT.piimg.json beside each output records
 a salted scrypt key of what it was made from (piimg version, the base file,
-the resolved configuration, the content of file sources), never a secret.`;
+the resolved configuration, the content of file sources), never a secret.
+PIIMG_SEED and SOURCE_DATE_EPOCH work as for inject (see inject --help).
+
+The files: entries every device shares (an agent tree) are written once per
+worker into a stage derived from BASE, and each device is derived from that
+stage. A device whose other settings write a path the stage wrote, or whose
+files differ, is made from BASE with its whole configuration.`;
 
 function parseJobs(text: string | undefined): number {
   if (text === undefined) return availableParallelism();
@@ -141,6 +149,7 @@ export const batch: Command = {
         output: { type: 'string', short: 'o' },
         jobs: { type: 'string', short: 'j' },
         'in-process': { type: 'boolean' },
+        'no-stage': { type: 'boolean' },
         json: { type: 'boolean' },
       },
       usage,
@@ -193,8 +202,10 @@ export const batch: Command = {
     // Worker threads, each with its own opened base, so devices use every CPU
     // and the main thread stays free; this thread when asked (or from sources).
     const threads = !values['in-process'] && canUseThreads();
-    const context = { base, configPath, env: io.env, baseIdentity: identity };
-    const init: WorkerInit = { basePath: resolve(basePath), configPath, env: { ...io.env }, baseIdentity: identity };
+    const staged = values['no-stage'] ? undefined : stageRows(tasks);
+    const stage = staged && !threads ? fleetStage(base, loadStageRows(configPath, io.env, staged)) : undefined;
+    const context = { base, configPath, env: io.env, baseIdentity: identity, ...(stage ? { stage: stage.get } : {}) };
+    const init: WorkerInit = { basePath: resolve(basePath), configPath, env: { ...io.env }, baseIdentity: identity, ...(staged ? { stageRows: staged } : {}) };
     const runners: Runner[] = Array.from({ length: Math.min(jobs, rows.length) }, () =>
       threads ? threadRunner(init) : { run: (_index, task, onStep) => makeDevice(context, task, onStep), close: async () => undefined },
     );
@@ -221,6 +232,7 @@ export const batch: Command = {
       await Promise.all(runners.map((runner, slot) => loop(runner, slot)));
     } finally {
       await Promise.all(runners.map((runner) => runner.close()));
+      await stage?.close();
     }
 
     const report = {

@@ -23,7 +23,7 @@ export const commandList: CommandEntry[] = [
   {
     name: 'batch',
     summary: 'write one device image per row of a devices file (CSV or YAML) from one base',
-    options: ['-c, --config FILE', '-d, --devices FILE', '-o, --output PATTERN', '-j, --jobs N', '--in-process', '--json', '-h, --help'],
+    options: ['-c, --config FILE', '-d, --devices FILE', '-o, --output PATTERN', '-j, --jobs N', '--in-process', '--no-stage', '--json', '-h, --help'],
     load: async () => (await import('./batch.js')).batch,
   },
   {
