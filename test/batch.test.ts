@@ -32,6 +32,7 @@ interface Report {
     timings: Record<string, number>;
     wireguardPublicKey?: string;
     diskId?: string;
+    staged?: boolean;
   }[];
 }
 
@@ -223,7 +224,7 @@ describe('piimg batch', () => {
     const run = async (config: string, out: string, extra: string[] = []) => {
       const result = await piimg(['batch', base, '-c', config, '-d', devices, '-o', `${out}/{name}.img`, '--json', ...extra], fixed);
       expect(result.code, result.stderr).toBe(0);
-      return JSON.parse(result.stdout) as Report & { results: { staged?: boolean }[] };
+      return JSON.parse(result.stdout) as Report;
     };
     const same = async (image: string, config: string, vars: string[]) => {
       const injected = `${image}.inject.img`;

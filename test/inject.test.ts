@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openImage, wireguardPublicKey } from '@piimg/core';
 import { piimg } from './support/cli.js';
-import { rawFixture, testCacheDir, type FixtureName } from './support/fixtures.js';
+import { rawFixture, repoRoot, testCacheDir, type FixtureName } from './support/fixtures.js';
 import { debugfs, debugfsCat, debugfsStat, e2fsck, fsckFat, mtype, type PartitionRef } from './support/oracles.js';
 import { hasTool } from './support/tools.js';
 
@@ -100,7 +100,7 @@ describe.skipIf(!oracles)('piimg inject, checked with native tools', () => {
       it('leaves the base byte-identical and both filesystems clean', async () => {
         expect(sha256(base)).toBe(baseHash);
         expect(report.verified).toBe(true);
-        expect(Object.keys(report.timings)).toEqual(['config', 'open', 'apply', 'verify', 'save']);
+        expect(Object.keys(report.timings)).toEqual(['open', 'config', 'apply', 'verify', 'save']);
         expect(Object.values(report.timings).every((seconds) => typeof seconds === 'number' && seconds >= 0)).toBe(true);
         const { boot, root } = await partitions(out);
         const ext = e2fsck(root);
@@ -252,6 +252,13 @@ describe('piimg inject with a bad configuration', () => {
       expect(result.code, text).toBe(3);
       expect(result.stderr).toMatch(message);
       expect(existsSync(out)).toBe(false);
+    }
+    // The configuration loads while the base opens: its error wins over a missing base,
+    // and stops the decompression of a compressed one.
+    for (const input of [join(work, 'missing.img'), join(repoRoot, 'fixtures', 'images', 'pi-bookworm.img.xz')]) {
+      const result = await piimg(['inject', input, '-o', join(work, 'out.img'), '--config', join(work, 'bad.yaml')], env);
+      expect(result.code, input).toBe(3);
+      expect(result.stderr).toMatch(/authorizedKeys/);
     }
     expect(readdirSync(work).sort()).toEqual(['bad.yaml', 'pi-bookworm.img']);
   });

@@ -103,27 +103,41 @@ export const inject: Command = {
       timings[step] = (now - mark) / 1000;
       mark = now;
     };
-    // The configuration is loaded and checked (files exist) before the image is opened.
-    const loaded = await loadConfig(values.config, {
+    // The configuration loads (and its files are checked) while the base opens and its
+    // copy starts: a configuration that fails stops the opening (a compressed base is
+    // not decompressed in vain) or cancels the copy, and nothing is written.
+    const opening = new AbortController();
+    const interrupt = () => opening.abort(io.signal!.reason);
+    if (io.signal?.aborted) interrupt();
+    else io.signal?.addEventListener('abort', interrupt, { once: true });
+    const signal = opening.signal;
+    const loading = loadConfig(values.config, {
       set: values.set ?? [],
       env: io.env,
       vars: parseVars(values.var),
       ...(values['source-root'] !== undefined ? { sourceRoot: resolve(io.cwd, values['source-root']) } : {}),
     });
-    lap('config');
+    loading.catch((error: unknown) => opening.abort(error));
     const onProgress = progressReporter(io, !values.json);
     const log = (text: string) => {
       if (!values.json && io.stderr.isTTY) io.stderr.write(text + '\n');
     };
 
-    await using image = await openImage(positionals[0]!, { ...(onProgress ? { onProgress } : {}), ...(io.signal ? { signal: io.signal } : {}) });
+    const opened = await openImage(positionals[0]!, { ...(onProgress ? { onProgress } : {}), signal }).catch(async (error: unknown) => {
+      // The configuration's own error, when it is why the opening stopped.
+      await loading;
+      throw error;
+    });
+    await using image = opened;
     onProgress?.clear();
     lap('open');
-    log(`base: ${image.sourcePath}${image.cached ? ' (cached)' : ''}`);
     const writeOptions = { sync: values.sync ?? false, toDevice, ...(onProgress ? { onProgress } : {}) };
     // The copy of the base into OUT's temporary file starts now and runs while the
-    // recipes and the checks compute; a failure on the way removes it.
+    // configuration loads and the recipes and the checks compute; a failure on the way removes it.
     await using prepared = delta ? undefined : prepareImage(image, output, io, writeOptions);
+    const loaded = await loading;
+    lap('config');
+    log(`base: ${image.sourcePath}${image.cached ? ' (cached)' : ''}`);
     let report: ImageApplyResult;
     try {
       report = await image.apply(loaded, {
