@@ -5,10 +5,10 @@
 // Target: at most half the script's time in a fresh process (ratio <= 0.5), and at most
 // 0.35x inside a service (five injects in one process).
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { writeStandardPayload, standardConfig } from './cases/standard-device.mjs';
 import { compare, measure, median } from './harness.mjs';
 
 const dir = mkdtempSync(join(tmpdir(), 'piimg-bench-inject-'));
@@ -19,42 +19,9 @@ try {
   // writeback does not run (on one of the cores) during the measured runs.
   execFileSync('sync');
   const payload = join(dir, 'payload');
-  for (let d = 0; d < 10; d++) mkdirSync(join(payload, 'agent', `module-${d}`), { recursive: true });
-  for (let i = 0; i < 200; i++) writeFileSync(join(payload, 'agent', `module-${i % 10}`, `part-${i}.bin`), randomBytes(100 * 1024 + (i % 7)));
-  const sshKey = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ops@example';
-  const unit = '[Unit]\nDescription=agent\n[Service]\nExecStart=/opt/agent/module-0/part-0.bin\n[Install]\nWantedBy=multi-user.target\n';
-  writeFileSync(join(payload, 'authorized_keys'), sshKey + '\n');
-  writeFileSync(join(payload, 'agent.service'), unit);
-  writeFileSync(
-    join(payload, 'wifi.nmconnection'),
-    '[connection]\nid=Home\ntype=wifi\n[wifi]\nmode=infrastructure\nssid=Home\n[wifi-security]\nkey-mgmt=wpa-psk\npsk=wifi-secret-123\n[ipv4]\nmethod=auto\n',
-  );
-  writeFileSync(
-    join(payload, 'wg0.conf'),
-    '[Interface]\nPrivateKey=yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=\nAddress=10.10.0.5/24\n[Peer]\nPublicKey=xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=\nEndpoint=vpn.example.com:51820\nAllowedIPs=10.10.0.0/24\n',
-  );
+  writeStandardPayload(payload);
   const config = join(payload, 'device.yaml');
-  writeFileSync(
-    config,
-    `hostname: sensor-0007
-user: { name: pi, password: "correct horse battery staple" }
-ssh: { enabled: true, authorizedKeys: ["${sshKey}"] }
-wifi: { country: DE, networks: [{ ssid: Home, password: wifi-secret-123 }] }
-wireguard:
-  interface: wg0
-  privateKey: yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=
-  address: 10.10.0.5/24
-  peers: [{ publicKey: xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=, endpoint: "vpn.example.com:51820", allowedIps: [10.10.0.0/24] }]
-timezone: Europe/Berlin
-files:
-  - { source: ./agent, target: /opt/agent, owner: "pi:pi", mode: "0755" }
-  - { source: ./agent.service, target: /etc/systemd/system/agent.service }
-services: { enable: [agent.service] }
-boot:
-  config: { set: { dtparam: [i2c_arm=on], enable_uart: "1" } }
-  cmdline: { append: [net.ifnames=0] }
-`,
-  );
+  writeFileSync(config, standardConfig());
   const out = join(dir, 'out.img');
   // The script edits the partitions by byte offset, read from the table as a script would.
   const table = JSON.parse(execFileSync('sfdisk', ['--json', base], { encoding: 'utf8', env: { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin` } })).partitiontable;
