@@ -43,6 +43,11 @@ export class Overlay implements BlockDevice {
    * then never read the base bytes they replace.
    */
   private readonly partial = new Map<number, { start: number; end: number }>();
+  /**
+   * In-memory chunks whose bytes another overlay holds too (see adopt): never
+   * written in place, copied on their first write here.
+   */
+  private readonly shared = new Set<number>();
   private readonly spillDir: string;
   private spillFd: number | undefined;
   private spillPath: string | undefined;
@@ -153,6 +158,8 @@ export class Overlay implements BlockDevice {
       if (typeof store === 'number') {
         writeFully(this.spillFd!, piece, store + inChunk);
       } else if (store !== undefined) {
+        const own = this.shared.delete(index) ? store.slice() : store;
+        if (own !== store) this.chunks.set(index, own);
         const written = this.partial.get(index);
         if (written !== undefined) {
           if (inChunk <= written.end && inChunk + count >= written.start) {
@@ -164,7 +171,7 @@ export class Overlay implements BlockDevice {
             this.fill(index);
           }
         }
-        store.set(piece, inChunk);
+        own.set(piece, inChunk);
       } else if (count === chunkLength) {
         const chunk = new Uint8Array(chunkLength);
         chunk.set(piece, 0);
@@ -182,6 +189,34 @@ export class Overlay implements BlockDevice {
         this.storeNewChunk(index, chunk);
       }
       position += count;
+    }
+  }
+
+  /**
+   * Starts this overlay (which must have no changes yet) with the changes of
+   * `from`, as image.derive() does: in-memory chunks are shared by both,
+   * copy-on-write on either side, so deriving N devices from a staged image
+   * copies nothing until a device writes; spilled chunks are copied.
+   */
+  adopt(from: Overlay): void {
+    this.assertOpen();
+    from.assertOpen();
+    if (this.chunks.size > 0 || from.size !== this.size || from.chunkSize !== this.chunkSize) {
+      for (const chunk of from.changedChunks()) this.write(chunk.byteOffset, chunk.data);
+      return;
+    }
+    for (const [index, store] of [...from.chunks].sort((a, b) => a[0] - b[0])) {
+      from.fill(index);
+      if (typeof store === 'number') {
+        this.write(index * this.chunkSize, from.loadChunk(store, from.chunkLength(index)));
+      } else if (this.memoryBytes + store.length <= this.maxMemory) {
+        this.chunks.set(index, store);
+        this.memoryBytes += store.length;
+        this.shared.add(index);
+        from.shared.add(index);
+      } else {
+        this.storeNewChunk(index, store.slice());
+      }
     }
   }
 
@@ -247,6 +282,7 @@ export class Overlay implements BlockDevice {
   discard(): void {
     this.chunks.clear();
     this.partial.clear();
+    this.shared.clear();
     this.memoryBytes = 0;
     this.spillNext = 0;
   }

@@ -205,8 +205,8 @@ export class Image implements AsyncDisposable {
 
   /**
    * A new image over the same read-only base, starting from this image's
-   * current content (its changes so far are copied into the new image's own
-   * copy-on-write overlay). The two are independent from then on: edits,
+   * current content (its changes so far are shared with the new image's own
+   * copy-on-write overlay, and copied by whichever writes them first). The two are independent from then on: edits,
    * saves and close() of one never show in the other, and they may be used
    * concurrently. The base file stays open until this image and every image
    * derived from it are closed. Not for images opened with inPlace, whose
@@ -225,7 +225,7 @@ export class Image implements AsyncDisposable {
     const overlayOptions = options.overlay ?? this.overlayOptions;
     const overlay = new Overlay(base, overlayOptions);
     try {
-      for (const chunk of this.overlay.changedChunks()) overlay.write(chunk.byteOffset, chunk.data);
+      overlay.adopt(this.overlay);
       return new Image({
         sourcePath: this.sourcePath,
         rawPath: this.rawPath,
