@@ -1,6 +1,10 @@
 import { pbkdf2Sync } from 'node:crypto';
 import { PiimgError } from '../errors.js';
 
+/** Recent keys: a fleet's devices share their networks, and each key costs 4096 HMAC rounds (a few ms). */
+const recent = new Map<string, string>();
+const RECENT_MAX = 32;
+
 /**
  * The WPA/WPA2 pre-shared key: PBKDF2-HMAC-SHA1(passphrase, ssid, 4096
  * iterations, 32 bytes), as 64 lower-case hex digits.
@@ -16,5 +20,12 @@ export function wifiPsk(passphrase: string, ssid: string): string {
   if (ssidBytes.length < 1 || ssidBytes.length > 32) {
     throw new PiimgError('EINVAL', 'an SSID is 1 to 32 bytes', { ssid });
   }
-  return pbkdf2Sync(pass, ssidBytes, 4096, 32, 'sha1').toString('hex');
+  const key = `${ssid}\0${passphrase}`;
+  let psk = recent.get(key);
+  if (psk === undefined) {
+    psk = pbkdf2Sync(pass, ssidBytes, 4096, 32, 'sha1').toString('hex');
+    if (recent.size >= RECENT_MAX) recent.delete(recent.keys().next().value!);
+    recent.set(key, psk);
+  }
+  return psk;
 }
