@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -202,6 +202,60 @@ describe.skipIf(!gnuCp)('the base copied by cp', () => {
     expect(result.changedBytes).toBeGreaterThan(0);
     expect(readFileSync(join(out, 'c.img')).subarray(4096 * 5, 4096 * 5 + 25).toString()).toBe('written after prepareSave');
     await expect(save.finish()).rejects.toMatchObject({ code: 'EINVAL' });
+  });
+
+  const parentOf = (pid: number) => {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  };
+
+  it('from its third cp on, a process starts cp from a launcher process instead of forking itself; same bytes', async () => {
+    await using image = await changed();
+    const out = join(dir, 'launcher');
+    mkdirSync(out);
+    const log = join(dir, 'launcher.log');
+    const logging = fakeCp('logging-cp', `echo $PPID >> ${JSON.stringify(log)}\nexec ${gnuCp!.path} "$@"`);
+    await image.save(join(out, 'js.img'), { copier: 'js' });
+    const expected = createHash('sha256').update(readFileSync(join(out, 'js.img'))).digest('hex');
+    for (let i = 0; i < 4; i++) {
+      await image.save(join(out, `${i}.img`), { cpPath: logging, copier: 'cp' });
+      expect(createHash('sha256').update(readFileSync(join(out, `${i}.img`))).digest('hex')).toBe(expected);
+    }
+    if (!existsSync(log)) return; // cloned by reflink: cp never ran
+    const parents = readFileSync(log, 'utf8').trim().split('\n').map(Number);
+    expect(parents).toHaveLength(4);
+    const launcher = parents[3]!;
+    expect(launcher).not.toBe(process.pid);
+    expect(parents[2]).toBe(launcher);
+    expect(parentOf(launcher)).toBe(process.pid);
+  });
+
+  it('a process killed (SIGKILL) while a launched cp runs: the launcher sees its pipe close and kills cp', async () => {
+    const out = join(dir, 'killed-launched');
+    mkdirSync(out);
+    const script = join(dir, 'killed-launched.mjs');
+    const core = join(repoRoot, 'packages', 'core', 'lib', 'index.js');
+    if (!existsSync(core)) return console.warn('*** SKIPPED: the kill test runs the built @piimg/core ***');
+    writeFileSync(
+      script,
+      `import { openImage } from ${JSON.stringify(core)};
+const image = await openImage(${JSON.stringify(base)}, { cacheDir: ${JSON.stringify(cacheDir)} });
+for (const name of ['a.img', 'b.img', 'c.img']) await image.save(${JSON.stringify(out)} + '/' + name, { copier: 'cp' });
+image.prepareSave(${JSON.stringify(join(out, 'out.img'))}, { cpPath: ${JSON.stringify(slowCp())}, copier: 'cp' });
+setInterval(() => undefined, 1000);
+`,
+    );
+    const child = spawn(process.execPath, [script], { stdio: 'ignore' });
+    const exited = new Promise((resolve) => child.on('exit', resolve));
+    await waitFor(() => readdirSync(out).some((name) => name.endsWith('.pid')) || child.exitCode !== null);
+    if (!readdirSync(out).some((name) => name.endsWith('.pid'))) return; // cloned by reflink: cp never ran
+    const pid = pidOf(out);
+    // Launched: cp is not the child of the killed process.
+    expect(parentOf(pid)).not.toBe(child.pid);
+    child.kill('SIGKILL');
+    await exited;
+    await waitFor(() => !alive(pid));
+    expect(alive(pid)).toBe(false);
   });
 
   it('a process that exits while cp runs kills it and removes the temporary file', async () => {

@@ -1,4 +1,5 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import type { Readable, Writable } from 'node:stream';
 import { statSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { throwIfAborted } from './abort.js';
@@ -88,7 +89,12 @@ export interface CpCopyOptions {
   /** Polled from the size of the blocks written, ten times a second. */
   onProgress?: (progress: Progress) => void;
   /** Set while cp runs, so an exiting process can kill it. */
-  onChild?: (child: ChildProcess | undefined) => void;
+  onChild?: (child: Killable | undefined) => void;
+}
+
+/** A running cp, as far as its caller needs it. */
+export interface Killable {
+  kill(signal: 'SIGKILL'): void;
 }
 
 /**
@@ -114,20 +120,37 @@ export async function cpCopy(tool: CpTool, fromPath: string, toPath: string, opt
 }
 
 function runCp(tool: CpTool, flags: string[], fromPath: string, toPath: string, allocatedBytes: number, options: CpCopyOptions): Promise<void> {
+  const args = ['--reflink=auto', ...flags, '-T', '--', fromPath, toPath];
   return new Promise<void>((resolve, reject) => {
-    let child: ChildProcess;
+    let child: Killable;
+    let onStderr: ((text: string) => void) | undefined;
+    let onClose: ((code: number | null, signal: string | null) => void) | undefined;
+    let onError: ((error: Error) => void) | undefined;
+    const via = launcher();
     try {
-      child = spawn(tool.path, ['--reflink=auto', ...flags, '-T', '--', fromPath, toPath], { stdio: ['ignore', 'ignore', 'pipe'], env: CP_ENV });
+      if (via) {
+        child = via.run(tool.path, args, CP_ENV, {
+          stderr: (text) => onStderr?.(text),
+          close: (code, signal) => onClose?.(code, signal),
+          error: (error) => onError?.(error),
+        });
+      } else {
+        const direct = spawn(tool.path, args, { stdio: ['ignore', 'ignore', 'pipe'], env: CP_ENV });
+        direct.stderr!.setEncoding('utf8');
+        direct.stderr!.on('data', (text: string) => onStderr?.(text));
+        direct.once('error', (error) => onError?.(error));
+        direct.once('close', (code, signal) => onClose?.(code, signal));
+        child = direct;
+      }
     } catch (error) {
       reject(Object.assign(error as Error, { spawnFailed: true }));
       return;
     }
     options.onChild?.(child);
     let stderr = '';
-    child.stderr!.setEncoding('utf8');
-    child.stderr!.on('data', (text: string) => {
+    onStderr = (text) => {
       if (stderr.length < 4096) stderr += text;
-    });
+    };
     const kill = () => child.kill('SIGKILL');
     options.signal?.addEventListener('abort', kill, { once: true });
     const timer = options.onProgress
@@ -148,12 +171,158 @@ function runCp(tool: CpTool, flags: string[], fromPath: string, toPath: string, 
       if (error) reject(error);
       else resolve();
     };
-    child.once('error', (error) => done(Object.assign(error, { spawnFailed: true })));
-    child.once('close', (code, signal) => {
+    onError = (error) => done(Object.assign(error, { spawnFailed: true }));
+    onClose = (code, signal) => {
       if (code === 0) {
         options.onProgress?.({ phase: 'save', bytesDone: allocatedBytes, bytesTotal: allocatedBytes });
         done();
       } else done(cpError(stderr, signal ? `was killed by ${signal}` : `exited with status ${code}`));
-    });
+    };
   });
+}
+
+/**
+ * Starting a process from Node forks the whole process (libuv's uv_spawn on
+ * Linux), and the fork copies its page tables: measured 2 ms at 50 MiB of
+ * resident memory and 40-50 ms at 700 MiB, on the calling thread, event loop
+ * stopped. A service or a batch that saves many images is large, so from its
+ * third cp on, cp is started by a small Node process made for that (the
+ * launcher, started at the second): each start then costs a line on a pipe.
+ * The launcher kills its cp processes and exits when the pipe closes (this
+ * process or thread ended).
+ */
+const LAUNCHER_SOURCE = `
+const { spawn } = require('node:child_process');
+const running = new Map();
+const send = (message) => process.stdout.write(JSON.stringify(message) + '\\n');
+let buffered = '';
+process.stdin.setEncoding('utf8');
+process.stdin.on('data', (text) => {
+  buffered += text;
+  for (let end = buffered.indexOf('\\n'); end >= 0; end = buffered.indexOf('\\n')) {
+    const line = buffered.slice(0, end);
+    buffered = buffered.slice(end + 1);
+    const request = JSON.parse(line);
+    if (request.kill !== undefined) {
+      running.get(request.kill)?.kill('SIGKILL');
+      continue;
+    }
+    let settled = false;
+    const finish = (message) => {
+      if (settled) return;
+      settled = true;
+      running.delete(request.id);
+      send({ id: request.id, ...message });
+    };
+    let child;
+    try {
+      child = spawn(request.path, request.args, { stdio: ['ignore', 'ignore', 'pipe'], env: request.env });
+    } catch (error) {
+      finish({ error: String(error && error.message) });
+      continue;
+    }
+    running.set(request.id, child);
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (data) => send({ id: request.id, stderr: data.slice(0, 4096) }));
+    child.once('error', (error) => finish({ error: String(error && error.message) }));
+    child.once('close', (code, signal) => finish({ code, signal }));
+  }
+});
+process.stdin.on('end', () => {
+  for (const child of running.values()) child.kill('SIGKILL');
+  process.exit(0);
+});
+`;
+
+interface LaunchHandlers {
+  stderr: (text: string) => void;
+  close: (code: number | null, signal: string | null) => void;
+  error: (error: Error) => void;
+}
+
+class Launcher {
+  private readonly child: ChildProcess;
+  private readonly pending = new Map<number, LaunchHandlers>();
+  private nextId = 0;
+  private broken = false;
+
+  constructor() {
+    this.child = spawn(process.execPath, ['-e', LAUNCHER_SOURCE], { stdio: ['pipe', 'pipe', 'ignore'], env: CP_ENV });
+    this.child.once('error', () => this.fail(new Error('the cp launcher could not be started')));
+    this.child.once('exit', () => this.fail(new Error('the cp launcher ended')));
+    this.child.stdin!.on('error', () => this.fail(new Error('the cp launcher ended')));
+    let buffered = '';
+    this.child.stdout!.setEncoding('utf8');
+    this.child.stdout!.on('data', (text: string) => {
+      buffered += text;
+      for (let end = buffered.indexOf('\n'); end >= 0; end = buffered.indexOf('\n')) {
+        const message = JSON.parse(buffered.slice(0, end)) as { id: number; stderr?: string; error?: string; code?: number | null; signal?: string | null };
+        buffered = buffered.slice(end + 1);
+        const handlers = this.pending.get(message.id);
+        if (!handlers) continue;
+        if (message.stderr !== undefined) handlers.stderr(message.stderr);
+        else {
+          this.pending.delete(message.id);
+          this.hold();
+          if (message.error !== undefined) handlers.error(new Error(message.error));
+          else handlers.close(message.code ?? null, message.signal ?? null);
+        }
+      }
+    });
+    this.hold();
+  }
+
+  get usable(): boolean {
+    return !this.broken;
+  }
+
+  /** Keeps this process alive while a cp runs, and only then. */
+  private hold(): void {
+    const streams = [this.child.stdin, this.child.stdout] as (Writable | Readable | null)[];
+    for (const stream of streams) {
+      const handle = stream as unknown as { ref?: () => void; unref?: () => void };
+      if (this.pending.size > 0) handle.ref?.();
+      else handle.unref?.();
+    }
+    if (this.pending.size > 0) this.child.ref();
+    else this.child.unref();
+  }
+
+  private fail(error: Error): void {
+    this.broken = true;
+    for (const handlers of this.pending.values()) handlers.error(error);
+    this.pending.clear();
+    this.hold();
+  }
+
+  run(path: string, args: string[], env: Record<string, string>, handlers: LaunchHandlers): Killable {
+    const id = this.nextId++;
+    this.pending.set(id, handlers);
+    this.hold();
+    this.child.stdin!.write(JSON.stringify({ id, path, args, env }) + '\n');
+    return {
+      kill: () => {
+        if (this.pending.has(id)) this.child.stdin!.write(JSON.stringify({ kill: id }) + '\n');
+      },
+    };
+  }
+}
+
+let copies = 0;
+let starts = 0;
+let shared: Launcher | undefined;
+
+/** The launcher from the third cp of this process (or thread) on (started at the second); undefined before, or when it cannot run. */
+function launcher(): Launcher | undefined {
+  copies++;
+  if (shared?.usable) return shared;
+  if (copies >= 2 && starts < 3) {
+    starts++;
+    try {
+      shared = new Launcher();
+    } catch {
+      shared = undefined;
+    }
+  }
+  return undefined;
 }

@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import type { ChildProcess } from 'node:child_process';
 import { constants, readFileSync, realpathSync, statSync, unlinkSync, type Stats } from 'node:fs';
 import { chmod, copyFile, open, rename, stat, truncate, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
@@ -7,7 +6,7 @@ import type { Overlay } from '../device/overlay.js';
 import { PiimgError } from '../errors.js';
 import { throwIfAborted } from './abort.js';
 import { copyRanges } from './copy.js';
-import { cpCopy, findCp } from './cp.js';
+import { cpCopy, findCp, type Killable } from './cp.js';
 import { cachedDataMap, rememberDataMap } from './datamap.js';
 import { partialName, removeStalePartials } from './partial.js';
 import type { FreeSpace, OutputFormat, OutputStats } from './output.js';
@@ -158,7 +157,7 @@ export class SaveJob {
   private readonly controller = new AbortController();
   private readonly copied: Promise<{ reflinked: boolean; baseCopy: BaseCopy }>;
   private readonly unlinkSignal: () => void;
-  private child: ChildProcess | undefined;
+  private child: Killable | undefined;
   private state: 'copying' | 'finishing' | 'done' | 'cancelled' = 'copying';
 
   constructor(
