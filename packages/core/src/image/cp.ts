@@ -1,4 +1,5 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { createRequire } from 'node:module';
 import type { Readable, Writable } from 'node:stream';
 import { statSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
@@ -21,6 +22,7 @@ import type { Progress } from './source.js';
  * on APFS (clonefile), and the JavaScript copy is the fallback, as on Windows.
  */
 const CP_PATHS = ['/usr/bin/cp', '/bin/cp'];
+const require = createRequire(import.meta.url);
 
 /** A cp found usable: its path and the coreutils version it reported. */
 export interface CpTool {
@@ -256,7 +258,13 @@ class Launcher {
     this.child.stdout!.on('data', (text: string) => {
       buffered += text;
       for (let end = buffered.indexOf('\n'); end >= 0; end = buffered.indexOf('\n')) {
-        const message = JSON.parse(buffered.slice(0, end)) as { id: number; stderr?: string; error?: string; code?: number | null; signal?: string | null };
+        let message: { id: number; stderr?: string; error?: string; code?: number | null; signal?: string | null };
+        try {
+          message = JSON.parse(buffered.slice(0, end)) as typeof message;
+        } catch {
+          this.child.kill('SIGKILL');
+          return this.fail(new Error('the cp launcher answered something else than its protocol'));
+        }
         buffered = buffered.slice(end + 1);
         const handlers = this.pending.get(message.id);
         if (!handlers) continue;
@@ -312,11 +320,26 @@ let copies = 0;
 let starts = 0;
 let shared: Launcher | undefined;
 
+/**
+ * Whether process.execPath is Node itself, which runs `-e SOURCE`: not an
+ * application packed with Node (a single executable application, Electron),
+ * which would run itself instead.
+ */
+function plainNode(): boolean {
+  if (process.release?.name !== 'node' || process.versions.electron !== undefined) return false;
+  try {
+    const sea = require('node:sea') as { isSea?: () => boolean };
+    return !sea.isSea?.();
+  } catch {
+    return true; // Node without node:sea (before 20.12) has no single executable applications either
+  }
+}
+
 /** The launcher from the third cp of this process (or thread) on (started at the second); undefined before, or when it cannot run. */
 function launcher(): Launcher | undefined {
   copies++;
   if (shared?.usable) return shared;
-  if (copies >= 2 && starts < 3) {
+  if (copies >= 2 && starts < 3 && plainNode()) {
     starts++;
     try {
       shared = new Launcher();
