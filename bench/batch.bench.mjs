@@ -37,7 +37,7 @@ try {
   // The data map of the raw base is found by its first save and cached, as in any real use.
   measure(['node', 'packages/cli/bin/piimg.js', 'inject', base, '-o', join(dir, 'warm.img'), '--config', config, '--var', 'name=warm'], { env });
   rmSync(join(dir, 'warm.img'), { force: true });
-  compare({
+  const result = compare({
     title: `piimg batch of ${devices} devices vs the cp + mtools + debugfs script run ${devices} times`,
     runs,
     prepare: () => {
@@ -60,6 +60,24 @@ try {
     ],
     env,
   });
+  // The floor of raw outputs: the copies of the base alone, two at a time as the two jobs
+  // make them (cp --sparse=always; its kernel copy uses about one core, and the pages it
+  // dirties are written back to the disk).
+  rmSync(out, { recursive: true, force: true });
+  mkdirSync(out);
+  execFileSync('sync');
+  const copies = measure([
+    'bash',
+    '-c',
+    'for i in $(seq 1 2 "$2"); do cp --sparse=always "$1" "$3/a-$i.img" & cp --sparse=always "$1" "$3/b-$i.img"; wait; done',
+    'copy-floor',
+    base,
+    String(devices),
+    out,
+  ]);
+  console.log(
+    `  floor: the ${devices} base copies alone, two at a time: ${copies.seconds.toFixed(2)} s (CPU ${copies.cpuSeconds?.toFixed(2) ?? 'n/a'} s) = ratio ${(copies.seconds / result.native.medianSeconds).toFixed(2)} of the script`,
+  );
   // Where the time goes, per device (medians of one more run with --json), on worker
   // threads, without the stage of shared files (--no-stage), and with every device on
   // the main thread (--in-process).
