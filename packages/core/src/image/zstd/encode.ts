@@ -1,10 +1,12 @@
 import { bindZstd, zstdModule, type ZstdWasmModule } from '@piimg/wasm';
 import { EncoderPool } from '../encoder-pool.js';
 import type { BlockContent } from '../xz/encode.js';
+import { zstdBackend, type ZstdBackend, type ZstdZlib } from './backend.js';
 
 /**
  * Writing .zst: a series of independent zstd frames, each compressed by
- * libzstd (wasm) on a worker thread. Concatenated frames are one valid zstd
+ * libzstd on a worker thread: Node's zlib where it has zstd, else the wasm
+ * build (backend.ts). Concatenated frames are one valid zstd
  * stream (RFC 8878 §3.1), which `zstd -dc` reads; each frame records its
  * content size and an XXH64 checksum, so readers verify every frame.
  *
@@ -12,10 +14,9 @@ import type { BlockContent } from '../xz/encode.js';
  * window, Ref: zstd lib/compress/zstdmt_compress.c, ZSTDMT_computeTargetJobLog),
  * but unlike those jobs they share no history, which is what makes each one
  * reusable alone. As in xz/encode.ts, workers read the base themselves (data
- * ranges only) and feed libzstd 1 MiB at a time: no frame is held whole.
- *
- * Node's own zlib has zstd only from 22.15/23.8; the wasm build is used on
- * every version so that one tested encoder makes every output.
+ * ranges only). The wasm encoder is fed 1 MiB at a time (no frame held
+ * whole in its memory); zlib's takes a whole frame in one call (one 8 MiB
+ * buffer per worker at level 3, 32 MiB at 19), its fastest use.
  */
 
 export const DEFAULT_ZSTD_LEVEL = 3;
@@ -38,48 +39,66 @@ type EncodeFs = Pick<typeof import('node:fs'), 'openSync' | 'readSync' | 'closeS
 
 /**
  * The body of an encoding worker: answers each request with the frame's
- * bytes. Self-contained: its source text is what workers run.
+ * bytes and the encoder that made them. Self-contained: its source text is
+ * what workers run.
  */
 export function zstdEncodeWorker(
   port: { on(event: 'message', listener: (request: FrameRequest) => void): void; postMessage(message: unknown, transfer?: ArrayBuffer[]): void },
-  setup: { basePath: string; module: ZstdWasmModule; pieceSize: number },
+  setup: { basePath: string; backend: ZstdBackend; module?: ZstdWasmModule; pieceSize: number },
   fs: EncodeFs,
   bind: typeof bindZstd,
+  zlib: ZstdZlib,
 ): void {
-  const zstd = bind(setup.module);
   const base = fs.openSync(setup.basePath, 'r');
   const pieceSize = setup.pieceSize;
-  const inPtr = zstd.alloc(pieceSize);
-  const outPtr = zstd.alloc(pieceSize);
-  port.on('message', (request) => {
-    if (request.id < 0) {
-      fs.closeSync(base);
-      port.postMessage({ id: request.id, closed: true });
-      return;
+  // Copies base ranges and patches of the request's [position, position + length) into target at targetOffset.
+  const fill = (request: FrameRequest, position: number, length: number, target: Uint8Array, targetOffset: number) => {
+    target.fill(0, targetOffset, targetOffset + length);
+    for (let i = 0; i < request.baseRanges.length; i += 2) {
+      const from = Math.max(position, request.baseRanges[i]!);
+      const to = Math.min(position + length, request.baseRanges[i]! + request.baseRanges[i + 1]!);
+      for (let done = from; done < to; ) {
+        const read = fs.readSync(base, target, targetOffset + done - position, to - done, done);
+        if (read === 0) throw Object.assign(new Error('the base ended while being read'), { code: 'E_TRUNCATED' });
+        done += read;
+      }
     }
-    try {
+    for (const patch of request.patches) {
+      const from = Math.max(position, patch.byteOffset);
+      const to = Math.min(position + length, patch.byteOffset + patch.data.length);
+      if (from < to) target.set(patch.data.subarray(from - patch.byteOffset, to - patch.byteOffset), targetOffset + from - position);
+    }
+  };
+  const backend = setup.backend === 'zlib' && typeof zlib.zstdCompressSync === 'function' ? 'zlib' : 'wasm';
+  let encode: (request: FrameRequest) => Uint8Array[];
+  if (backend === 'zlib') {
+    const compress = zlib.zstdCompressSync!;
+    const c = zlib.constants;
+    let frame = new Uint8Array(0);
+    encode = (request) => {
+      if (frame.length < request.length) frame = new Uint8Array(request.length);
+      fill(request, request.byteOffset, request.length, frame, 0);
+      // Checksum on and the content size pledged: the same frame header as the wasm encoder's.
+      const out = compress(frame.subarray(0, request.length), {
+        params: { [c.ZSTD_c_compressionLevel!]: request.level, [c.ZSTD_c_checksumFlag!]: 1 },
+        pledgedSrcSize: request.length,
+        chunkSize: pieceSize,
+      });
+      // A small result may sit in Node's shared Buffer pool, which must not be transferred.
+      return [out.byteOffset === 0 && out.buffer.byteLength === out.length ? new Uint8Array(out.buffer) : new Uint8Array(out)];
+    };
+  } else {
+    const zstd = bind(setup.module!);
+    const inPtr = zstd.alloc(pieceSize);
+    const outPtr = zstd.alloc(pieceSize);
+    encode = (request) => {
       const encoder = zstd.frameEncoder(request.level, request.length);
       const output: Uint8Array[] = [];
       const end = request.byteOffset + request.length;
       for (let position = request.byteOffset; position < end; position += pieceSize) {
         const length = Math.min(pieceSize, end - position);
         const last = position + length === end;
-        const memory = zstd.memory();
-        memory.fill(0, inPtr, inPtr + length);
-        for (let i = 0; i < request.baseRanges.length; i += 2) {
-          const from = Math.max(position, request.baseRanges[i]!);
-          const to = Math.min(position + length, request.baseRanges[i]! + request.baseRanges[i + 1]!);
-          for (let done = from; done < to; ) {
-            const read = fs.readSync(base, memory, inPtr + done - position, to - done, done);
-            if (read === 0) throw Object.assign(new Error('the base ended while being read'), { code: 'E_TRUNCATED' });
-            done += read;
-          }
-        }
-        for (const patch of request.patches) {
-          const from = Math.max(position, patch.byteOffset);
-          const to = Math.min(position + length, patch.byteOffset + patch.data.length);
-          if (from < to) memory.set(patch.data.subarray(from - patch.byteOffset, to - patch.byteOffset), inPtr + from - position);
-        }
+        fill(request, position, length, zstd.memory(), inPtr);
         // The last piece ends the frame: repeated until libzstd has flushed the epilogue and checksum.
         for (let offset = 0, done = false; last ? !done : offset < length; ) {
           const step = encoder.encode(inPtr + offset, length - offset, outPtr, pieceSize, last);
@@ -88,8 +107,19 @@ export function zstdEncodeWorker(
           done = step.done;
         }
       }
+      return output;
+    };
+  }
+  port.on('message', (request) => {
+    if (request.id < 0) {
+      fs.closeSync(base);
+      port.postMessage({ id: request.id, closed: true });
+      return;
+    }
+    try {
+      const output = encode(request);
       port.postMessage(
-        { id: request.id, pieces: output },
+        { id: request.id, pieces: output, backend },
         output.map((piece) => piece.buffer as ArrayBuffer),
       );
     } catch (error) {
@@ -101,15 +131,23 @@ export function zstdEncodeWorker(
 const WORKER_SOURCE = `
 const { workerData, parentPort } = require('node:worker_threads');
 const fs = require('node:fs');
+const zlib = require('node:zlib');
 const bindZstd = (${bindZstd.toString()});
-(${zstdEncodeWorker.toString()})(parentPort, workerData, fs, bindZstd);`;
+(${zstdEncodeWorker.toString()})(parentPort, workerData, fs, bindZstd, zlib);`;
 
 /** Worker threads compressing frames; requests go to the least busy one. */
 export class ZstdEncoderPool {
-  private readonly pool: EncoderPool<Omit<FrameRequest, 'id'>, { id: number; pieces: Uint8Array[] }, Uint8Array[]>;
+  private readonly pool: EncoderPool<Omit<FrameRequest, 'id'>, { id: number; pieces: Uint8Array[]; backend: ZstdBackend }, Uint8Array[]>;
+  /** The encoders that made the frames so far, as the workers report them (tests check the native one runs where Node has it). */
+  readonly backendsUsed = new Set<ZstdBackend>();
 
-  constructor(basePath: string, threads: number) {
-    this.pool = new EncoderPool('zstd', WORKER_SOURCE, { basePath, module: zstdModule(), pieceSize: PIECE_SIZE }, threads, (answer) => answer.pieces);
+  constructor(basePath: string, threads: number, backend: ZstdBackend = zstdBackend()) {
+    // The wasm module is compiled only when it is used.
+    const setup = { basePath, backend, pieceSize: PIECE_SIZE, ...(backend === 'wasm' ? { module: zstdModule() } : {}) };
+    this.pool = new EncoderPool('zstd', WORKER_SOURCE, setup, threads, (answer) => {
+      this.backendsUsed.add(answer.backend);
+      return answer.pieces;
+    });
   }
 
   encode(content: BlockContent, level: number): Promise<Uint8Array[]> {
