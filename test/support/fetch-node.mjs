@@ -37,9 +37,9 @@ if (!existsSync(executable)) {
     renameSync(join(work, 'package'), dir);
   } catch (error) {
     console.error(`fetch-node: cannot fetch ${name}@${version}: ${error.message}`);
-    process.exit(2);
+    process.exitCode = 2;
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
 }
-console.log(executable);
+if (existsSync(executable)) console.log(executable);
