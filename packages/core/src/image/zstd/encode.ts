@@ -79,13 +79,15 @@ export function zstdEncodeWorker(
       if (frame.length < request.length) frame = new Uint8Array(request.length);
       fill(request, request.byteOffset, request.length, frame, 0);
       // Checksum on and the content size pledged: the same frame header as the wasm encoder's.
+      // One output buffer over ZSTD_compressBound (Ref: zstd lib/zstd.h): the frame comes back
+      // as a view of it, neither copied nor joined from pieces; its untouched pages cost no memory.
       const out = compress(frame.subarray(0, request.length), {
         params: { [c.ZSTD_c_compressionLevel!]: request.level, [c.ZSTD_c_checksumFlag!]: 1 },
         pledgedSrcSize: request.length,
-        chunkSize: pieceSize,
+        chunkSize: request.length + (request.length >> 7) + (64 << 10),
       });
-      // A small result may sit in Node's shared Buffer pool, which must not be transferred.
-      return [out.byteOffset === 0 && out.buffer.byteLength === out.length ? new Uint8Array(out.buffer) : new Uint8Array(out)];
+      // A small result may sit in Node's shared Buffer pool (8 KiB), which must not be transferred.
+      return [out.buffer.byteLength > 64 << 10 ? new Uint8Array(out.buffer, out.byteOffset, out.length) : new Uint8Array(out)];
     };
   } else {
     const zstd = bind(setup.module!);
@@ -161,9 +163,10 @@ export class ZstdEncoderPool {
 }
 
 /**
- * The .zst file of an image given frame by frame, in order. At most one
- * frame per thread and one more are in flight; the consumer's pace
- * (backpressure) sets the rest. An all-zero frame is compressed once and its
+ * The .zst file of an image given frame by frame, in order. At most two
+ * frames per thread are in flight (one compressing, one waiting, so that a
+ * thread done before the frame ahead of it has the next one at hand); the
+ * consumer's pace (backpressure) sets the rest. An all-zero frame is compressed once and its
  * bytes reused.
  */
 export async function* encodeZstd(basePath: string, frames: Iterable<BlockContent>, options: { level: number; threads: number }): AsyncGenerator<Uint8Array> {
@@ -183,7 +186,7 @@ export async function* encodeZstd(basePath: string, frames: Iterable<BlockConten
     const iterator = frames[Symbol.iterator]();
     let next = iterator.next();
     while (!next.done || inFlight.length > 0) {
-      while (!next.done && inFlight.length < options.threads + 1) {
+      while (!next.done && inFlight.length < 2 * options.threads) {
         const promise = encode(next.value);
         // Settled rejections must not surface as unhandled while they wait in the queue.
         promise.catch(() => undefined);
