@@ -14,13 +14,12 @@ import { zstdBackend, type ZstdBackend, type ZstdZlib } from './backend.js';
  * window, Ref: zstd lib/compress/zstdmt_compress.c, ZSTDMT_computeTargetJobLog),
  * but unlike those jobs they share no history, which is what makes each one
  * reusable alone. As in xz/encode.ts, workers read the base themselves (data
- * ranges only). The wasm encoder is fed 1 MiB at a time (no frame held
- * whole in its memory); zlib's takes a whole frame in one call (one 8 MiB
- * buffer per worker at level 3, 32 MiB at 19), its fastest use.
+ * ranges only), into one frame-sized buffer per worker (8 MiB at level 3,
+ * 32 MiB at 19) handed whole to libzstd by either backend, so that both
+ * write the same bytes.
  */
 
 export const DEFAULT_ZSTD_LEVEL = 3;
-const PIECE_SIZE = 1 << 20;
 
 /** Window log of each level for inputs over 256 KiB (Ref: zstd lib/compress/clevels.h, ZSTD_defaultCParameters[0]). */
 const LEVEL_WINDOW_LOG = [0, 19, 20, 21, 21, 21, 21, 21, 21, 22, 22, 22, 22, 22, 22, 22, 22, 23, 23, 23];
@@ -44,13 +43,12 @@ type EncodeFs = Pick<typeof import('node:fs'), 'openSync' | 'readSync' | 'closeS
  */
 export function zstdEncodeWorker(
   port: { on(event: 'message', listener: (request: FrameRequest) => void): void; postMessage(message: unknown, transfer?: ArrayBuffer[]): void },
-  setup: { basePath: string; backend: ZstdBackend; module?: ZstdWasmModule; pieceSize: number },
+  setup: { basePath: string; backend: ZstdBackend; module?: ZstdWasmModule },
   fs: EncodeFs,
   bind: typeof bindZstd,
   zlib: ZstdZlib,
 ): void {
   const base = fs.openSync(setup.basePath, 'r');
-  const pieceSize = setup.pieceSize;
   // Copies base ranges and patches of the request's [position, position + length) into target at targetOffset.
   const fill = (request: FrameRequest, position: number, length: number, target: Uint8Array, targetOffset: number) => {
     target.fill(0, targetOffset, targetOffset + length);
@@ -69,6 +67,11 @@ export function zstdEncodeWorker(
       if (from < to) target.set(patch.data.subarray(from - patch.byteOffset, to - patch.byteOffset), targetOffset + from - position);
     }
   };
+  // One output buffer for a whole frame: one byte under ZSTD_compressBound (Ref: zstd
+  // lib/zstd.h), which holds any frame (zstd adds at most 3 bytes per 128 KiB block) but keeps
+  // libzstd off its one-pass path. libzstd's bytes depend on the size of the output buffer it
+  // is given (and on that path): both backends give the same, so they write the same frames.
+  const outCapacity = (length: number) => Math.max(64, length + (length >> 8) + (length < 128 << 10 ? ((128 << 10) - length) >> 11 : 0) - 1);
   const backend = setup.backend === 'zlib' && typeof zlib.zstdCompressSync === 'function' ? 'zlib' : 'wasm';
   let encode: (request: FrameRequest) => Uint8Array[];
   if (backend === 'zlib') {
@@ -79,35 +82,41 @@ export function zstdEncodeWorker(
       if (frame.length < request.length) frame = new Uint8Array(request.length);
       fill(request, request.byteOffset, request.length, frame, 0);
       // Checksum on and the content size pledged: the same frame header as the wasm encoder's.
-      // One output buffer over ZSTD_compressBound (Ref: zstd lib/zstd.h): the frame comes back
-      // as a view of it, neither copied nor joined from pieces; its untouched pages cost no memory.
+      // The frame comes back as a view of the one output buffer, neither copied nor joined.
       const out = compress(frame.subarray(0, request.length), {
         params: { [c.ZSTD_c_compressionLevel!]: request.level, [c.ZSTD_c_checksumFlag!]: 1 },
         pledgedSrcSize: request.length,
-        chunkSize: request.length + (request.length >> 7) + (64 << 10),
+        chunkSize: outCapacity(request.length),
       });
       // A small result may sit in Node's shared Buffer pool (8 KiB), which must not be transferred.
       return [out.buffer.byteLength > 64 << 10 ? new Uint8Array(out.buffer, out.byteOffset, out.length) : new Uint8Array(out)];
     };
   } else {
     const zstd = bind(setup.module!);
-    const inPtr = zstd.alloc(pieceSize);
-    const outPtr = zstd.alloc(pieceSize);
+    // The whole frame in wasm memory and one output buffer, as zlib has them.
+    let inPtr = 0;
+    let outPtr = 0;
+    let capacity = 0;
     encode = (request) => {
+      const outSize = outCapacity(request.length);
+      if (capacity < outSize) {
+        if (capacity > 0) {
+          zstd.free(inPtr);
+          zstd.free(outPtr);
+        }
+        inPtr = zstd.alloc(request.length);
+        outPtr = zstd.alloc(outSize);
+        capacity = outSize;
+      }
+      fill(request, request.byteOffset, request.length, zstd.memory(), inPtr);
       const encoder = zstd.frameEncoder(request.level, request.length);
       const output: Uint8Array[] = [];
-      const end = request.byteOffset + request.length;
-      for (let position = request.byteOffset; position < end; position += pieceSize) {
-        const length = Math.min(pieceSize, end - position);
-        const last = position + length === end;
-        fill(request, position, length, zstd.memory(), inPtr);
-        // The last piece ends the frame: repeated until libzstd has flushed the epilogue and checksum.
-        for (let offset = 0, done = false; last ? !done : offset < length; ) {
-          const step = encoder.encode(inPtr + offset, length - offset, outPtr, pieceSize, last);
-          offset += step.consumed;
-          if (step.produced > 0) output.push(zstd.memory().slice(outPtr, outPtr + step.produced));
-          done = step.done;
-        }
+      // Repeated until libzstd has flushed the epilogue and checksum (once, as the buffer holds any frame).
+      for (let offset = 0, done = false; !done; ) {
+        const step = encoder.encode(inPtr + offset, request.length - offset, outPtr, outSize, true);
+        offset += step.consumed;
+        if (step.produced > 0) output.push(zstd.memory().slice(outPtr, outPtr + step.produced));
+        done = step.done;
       }
       return output;
     };
@@ -145,7 +154,7 @@ export class ZstdEncoderPool {
 
   constructor(basePath: string, threads: number, backend: ZstdBackend = zstdBackend()) {
     // The wasm module is compiled only when it is used.
-    const setup = { basePath, backend, pieceSize: PIECE_SIZE, ...(backend === 'wasm' ? { module: zstdModule() } : {}) };
+    const setup = { basePath, backend, ...(backend === 'wasm' ? { module: zstdModule() } : {}) };
     this.pool = new EncoderPool('zstd', WORKER_SOURCE, setup, threads, (answer) => {
       this.backendsUsed.add(answer.backend);
       return answer.pieces;
