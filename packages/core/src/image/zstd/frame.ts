@@ -18,9 +18,11 @@ export function compressZstdFrame(data: Uint8Array, level: number = DEFAULT_ZSTD
   if (!Number.isInteger(level) || level < 1 || level > 19) throw new PiimgError('EINVAL', `zstd level must be an integer 1..19, got ${level}`, { level });
   if (zstdBackend() === 'zlib') {
     const c = nodeZstd.constants;
+    // 1 MiB of output at a time, as zstdCompress gives the wasm build: libzstd's bytes depend on it.
     return nodeZstd.zstdCompressSync!(data, {
       params: { [c.ZSTD_c_compressionLevel!]: level, [c.ZSTD_c_checksumFlag!]: 1 },
       pledgedSrcSize: data.length,
+      chunkSize: 1 << 20,
     });
   }
   instance ??= loadZstd();
