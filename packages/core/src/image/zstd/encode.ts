@@ -172,10 +172,12 @@ export class ZstdEncoderPool {
 }
 
 /**
- * The .zst file of an image given frame by frame, in order. At most two
- * frames per thread are in flight (one compressing, one waiting, so that a
- * thread done before the frame ahead of it has the next one at hand); the
- * consumer's pace (backpressure) sets the rest. An all-zero frame is compressed once and its
+ * The .zst file of an image given frame by frame, in order. At most four
+ * frames per thread are in flight: frames differ in cost (text takes longer
+ * than random bytes), and a thread done early keeps working while the frame
+ * ahead of it is still being compressed (with one more than the threads, the
+ * second of two workers sat idle a fifth of the time). The consumer's pace
+ * (backpressure) sets the rest. An all-zero frame is compressed once and its
  * bytes reused.
  */
 export async function* encodeZstd(basePath: string, frames: Iterable<BlockContent>, options: { level: number; threads: number }): AsyncGenerator<Uint8Array> {
@@ -195,7 +197,7 @@ export async function* encodeZstd(basePath: string, frames: Iterable<BlockConten
     const iterator = frames[Symbol.iterator]();
     let next = iterator.next();
     while (!next.done || inFlight.length > 0) {
-      while (!next.done && inFlight.length < 2 * options.threads) {
+      while (!next.done && inFlight.length < 4 * options.threads) {
         const promise = encode(next.value);
         // Settled rejections must not surface as unhandled while they wait in the queue.
         promise.catch(() => undefined);
