@@ -176,7 +176,7 @@ export class ZstdEncoderPool {
  * frames per thread are in flight: frames differ in cost (text takes longer
  * than random bytes), and a thread done early keeps working while the frame
  * ahead of it is still being compressed (with one more than the threads, the
- * second of two workers sat idle a fifth of the time). The consumer's pace
+ * second of two workers sat idle a quarter of the time). The consumer's pace
  * (backpressure) sets the rest. An all-zero frame is compressed once and its
  * bytes reused.
  */
