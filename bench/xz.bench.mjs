@@ -169,6 +169,10 @@ try {
     encode('gzip', ['pigz', '-p2', '-6'], 'gz');
   }
   if (cases.includes('zstd')) {
+    // The `node` on PATH runs our side: Node's zlib zstd from 22.15/23.8, else the wasm build
+    // (PIIMG_ZSTD=wasm forces it). Under Node 24: PATH="$(dirname "$(node test/support/fetch-node.mjs)"):$PATH".
+    const node = execFileSync('node', ['-p', `process.version + ' ' + (process.versions.zstd && process.env.PIIMG_ZSTD !== 'wasm' ? 'zlib zstd ' + process.versions.zstd : 'wasm zstd')`]);
+    console.log(`zstd: ours runs on Node ${node.toString().trim()}`);
     // zstd's default level, 3, on both sides; zstd -T2 compresses in two threads as we do.
     encode('zstd', ['zstd', '-q', '-T2', '-3'], 'zst', '3');
     const ourZst = join(dir, 'ours.img.zst');

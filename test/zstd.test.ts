@@ -5,10 +5,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import zlib from 'node:zlib';
 import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
-import { isPiimgError, openImage, resolveSource } from '@piimg/core';
+import { compressZstdFrame, isPiimgError, openImage, resolveSource } from '@piimg/core';
 import { zstdCompress } from '@piimg/wasm';
-import { zstdFrameSize } from '../packages/core/src/image/zstd/encode.js';
+import { zstdBackend, type ZstdBackend } from '../packages/core/src/image/zstd/backend.js';
+import { ZstdEncoderPool, zstdFrameSize } from '../packages/core/src/image/zstd/encode.js';
 import { fixturePath, testCacheDir } from './support/fixtures.js';
 import { hasTool, run } from './support/tools.js';
 
@@ -228,5 +230,84 @@ describe('CLI .img.zst', () => {
     const badLevel = await piimg(['cp', base, file, 'boot:/note.txt', '-o', out('b.img.zst'), '--level', '20'], env);
     expect(badLevel.code).toBe(1);
     expect(badLevel.stderr).toContain('1-19');
+  });
+});
+
+describe('zstd backends: Node\'s zlib where it has zstd, else wasm', () => {
+  const nativeZstd = typeof (zlib as { zstdCompressSync?: unknown }).zstdCompressSync === 'function';
+  if (!nativeZstd) {
+    console.warn(`\n*** SKIPPED: Node ${process.version} has no zstd in node:zlib (22.15+/23.8+): the zlib-backend tests do not run here; .ci/run runs them under Node 24 (test/support/zstd-native.sh) ***\n`);
+  }
+  const made = new Map<ZstdBackend, Buffer>();
+  // One sample and one patch for both backends, so that their outputs can be compared.
+  const data = sample();
+  const patch = randomBytes(3000);
+
+  it('picks zlib when the running Node has zstd and PIIMG_ZSTD is not wasm', () => {
+    console.info(`Node ${process.version} (zlib zstd ${process.versions.zstd ?? 'none'}): zstd backend ${zstdBackend()}`);
+    expect(zstdBackend()).toBe(process.env.PIIMG_ZSTD === 'wasm' || !nativeZstd ? 'wasm' : 'zlib');
+    // Set by test/support/zstd-native.sh, which runs this file under Node 24: a fall back to wasm there fails.
+    if (process.env.PIIMG_EXPECT_ZSTD_BACKEND) expect(zstdBackend()).toBe(process.env.PIIMG_EXPECT_ZSTD_BACKEND);
+    const saved = process.env.PIIMG_ZSTD;
+    onTestFinished(() => {
+      if (saved === undefined) delete process.env.PIIMG_ZSTD;
+      else process.env.PIIMG_ZSTD = saved;
+    });
+    process.env.PIIMG_ZSTD = 'wasm';
+    expect(zstdBackend()).toBe('wasm');
+  });
+
+  for (const backend of ['zlib', 'wasm'] as const) {
+    it.skipIf(!hasTool('zstd') || (backend === 'zlib' && !nativeZstd))(`${backend}: frames made by the workers decode with zstd -dc; the workers report ${backend}`, async () => {
+      const basePath = join(dir, `backend-${backend}.img`);
+      writeFileSync(basePath, data);
+      // Three frames: all data, data with a hole and a patch, and zeros only.
+      const frames = [
+        { byteOffset: 0, length: 2 << 20, baseRanges: [0, 2 << 20], patches: [] },
+        { byteOffset: 2 << 20, length: 2 << 20, baseRanges: [(2 << 20) + 4096, 1 << 20], patches: [{ byteOffset: (3 << 20) + 100, data: patch }] },
+        { byteOffset: 4 << 20, length: 2 << 20, baseRanges: [], patches: [] },
+      ];
+      const expected = Buffer.concat([data.subarray(0, 2 << 20), Buffer.alloc(4 << 20)]);
+      data.copy(expected, (2 << 20) + 4096, (2 << 20) + 4096, (3 << 20) + 4096);
+      patch.copy(expected, (3 << 20) + 100);
+      const pool = new ZstdEncoderPool(basePath, 2, backend);
+      try {
+        // Level 1 (a 512 KiB window): frames longer than the window, as 8 MiB frames are at level 3,
+        // where libzstd's bytes depend most on how input and output buffers are given to it.
+        const pieces = await Promise.all(frames.map((frame) => pool.encode(frame, 1)));
+        const file = Buffer.concat(pieces.flat());
+        expect(sha256(execZstd(['-d'], file))).toBe(sha256(expected));
+        expect(frameFlags(file)).toEqual(frames.map(() => ({ contentSize: true, checksum: true })));
+        expect([...pool.backendsUsed]).toEqual([backend]);
+        made.set(backend, file);
+      } finally {
+        await pool.close();
+      }
+    });
+  }
+
+  it.skipIf(!hasTool('zstd'))('compressZstdFrame (one frame on the calling thread): zstd -dc reads it, the same bytes on both backends', () => {
+    const saved = process.env.PIIMG_ZSTD;
+    onTestFinished(() => {
+      if (saved === undefined) delete process.env.PIIMG_ZSTD;
+      else process.env.PIIMG_ZSTD = saved;
+    });
+    // Text, random bytes and zeros, longer than level 1's window.
+    const chunk = data.subarray(1 << 20, 4 << 20);
+    const frame = Buffer.from(compressZstdFrame(chunk, 1));
+    expect(sha256(execZstd(['-d'], frame))).toBe(sha256(chunk));
+    expect(frameFlags(frame)).toEqual([{ contentSize: true, checksum: true }]);
+    process.env.PIIMG_ZSTD = 'wasm';
+    const wasm = Buffer.from(compressZstdFrame(chunk, 1));
+    if (process.versions.zstd === undefined || process.versions.zstd === '1.5.7') expect(sha256(frame)).toBe(sha256(wasm));
+  });
+
+  it.skipIf(!hasTool('zstd') || !nativeZstd)('both backends write the same bytes when Node\'s libzstd is the wasm build\'s version (1.5.7)', () => {
+    expect(made.size).toBe(2);
+    if (process.versions.zstd !== '1.5.7') {
+      console.warn(`*** Node's libzstd is ${process.versions.zstd}, the wasm build's 1.5.7: outputs may differ in bytes (both decode, checked above) ***`);
+      return;
+    }
+    expect(sha256(made.get('zlib')!)).toBe(sha256(made.get('wasm')!));
   });
 });

@@ -1,10 +1,12 @@
 import { bindZstd, zstdModule, type ZstdWasmModule } from '@piimg/wasm';
 import { EncoderPool } from '../encoder-pool.js';
 import type { BlockContent } from '../xz/encode.js';
+import { zstdBackend, type ZstdBackend, type ZstdZlib } from './backend.js';
 
 /**
  * Writing .zst: a series of independent zstd frames, each compressed by
- * libzstd (wasm) on a worker thread. Concatenated frames are one valid zstd
+ * libzstd on a worker thread: Node's zlib where it has zstd, else the wasm
+ * build (backend.ts). Concatenated frames are one valid zstd
  * stream (RFC 8878 §3.1), which `zstd -dc` reads; each frame records its
  * content size and an XXH64 checksum, so readers verify every frame.
  *
@@ -12,14 +14,12 @@ import type { BlockContent } from '../xz/encode.js';
  * window, Ref: zstd lib/compress/zstdmt_compress.c, ZSTDMT_computeTargetJobLog),
  * but unlike those jobs they share no history, which is what makes each one
  * reusable alone. As in xz/encode.ts, workers read the base themselves (data
- * ranges only) and feed libzstd 1 MiB at a time: no frame is held whole.
- *
- * Node's own zlib has zstd only from 22.15/23.8; the wasm build is used on
- * every version so that one tested encoder makes every output.
+ * ranges only), into one frame-sized buffer per worker (8 MiB at level 3,
+ * 32 MiB at 19) handed whole to libzstd by either backend, so that both
+ * write the same bytes.
  */
 
 export const DEFAULT_ZSTD_LEVEL = 3;
-const PIECE_SIZE = 1 << 20;
 
 /** Window log of each level for inputs over 256 KiB (Ref: zstd lib/compress/clevels.h, ZSTD_defaultCParameters[0]). */
 const LEVEL_WINDOW_LOG = [0, 19, 20, 21, 21, 21, 21, 21, 21, 22, 22, 22, 22, 22, 22, 22, 22, 23, 23, 23];
@@ -38,19 +38,89 @@ type EncodeFs = Pick<typeof import('node:fs'), 'openSync' | 'readSync' | 'closeS
 
 /**
  * The body of an encoding worker: answers each request with the frame's
- * bytes. Self-contained: its source text is what workers run.
+ * bytes and the encoder that made them. Self-contained: its source text is
+ * what workers run.
  */
 export function zstdEncodeWorker(
   port: { on(event: 'message', listener: (request: FrameRequest) => void): void; postMessage(message: unknown, transfer?: ArrayBuffer[]): void },
-  setup: { basePath: string; module: ZstdWasmModule; pieceSize: number },
+  setup: { basePath: string; backend: ZstdBackend; module?: ZstdWasmModule },
   fs: EncodeFs,
   bind: typeof bindZstd,
+  zlib: ZstdZlib,
 ): void {
-  const zstd = bind(setup.module);
   const base = fs.openSync(setup.basePath, 'r');
-  const pieceSize = setup.pieceSize;
-  const inPtr = zstd.alloc(pieceSize);
-  const outPtr = zstd.alloc(pieceSize);
+  // Copies base ranges and patches of the request's [position, position + length) into target at targetOffset.
+  const fill = (request: FrameRequest, position: number, length: number, target: Uint8Array, targetOffset: number) => {
+    target.fill(0, targetOffset, targetOffset + length);
+    for (let i = 0; i < request.baseRanges.length; i += 2) {
+      const from = Math.max(position, request.baseRanges[i]!);
+      const to = Math.min(position + length, request.baseRanges[i]! + request.baseRanges[i + 1]!);
+      for (let done = from; done < to; ) {
+        const read = fs.readSync(base, target, targetOffset + done - position, to - done, done);
+        if (read === 0) throw Object.assign(new Error('the base ended while being read'), { code: 'E_TRUNCATED' });
+        done += read;
+      }
+    }
+    for (const patch of request.patches) {
+      const from = Math.max(position, patch.byteOffset);
+      const to = Math.min(position + length, patch.byteOffset + patch.data.length);
+      if (from < to) target.set(patch.data.subarray(from - patch.byteOffset, to - patch.byteOffset), targetOffset + from - position);
+    }
+  };
+  // One output buffer for a whole frame: one byte under ZSTD_compressBound (Ref: zstd
+  // lib/zstd.h), which holds any frame (zstd adds at most 3 bytes per 128 KiB block) but keeps
+  // libzstd off its one-pass path. libzstd's bytes depend on the size of the output buffer it
+  // is given (and on that path): both backends give the same, so they write the same frames.
+  const outCapacity = (length: number) => Math.max(64, length + (length >> 8) + (length < 128 << 10 ? ((128 << 10) - length) >> 11 : 0) - 1);
+  const backend = setup.backend === 'zlib' && typeof zlib.zstdCompressSync === 'function' ? 'zlib' : 'wasm';
+  let encode: (request: FrameRequest) => Uint8Array[];
+  if (backend === 'zlib') {
+    const compress = zlib.zstdCompressSync!;
+    const c = zlib.constants;
+    let frame = new Uint8Array(0);
+    encode = (request) => {
+      if (frame.length < request.length) frame = new Uint8Array(request.length);
+      fill(request, request.byteOffset, request.length, frame, 0);
+      // Checksum on and the content size pledged: the same frame header as the wasm encoder's.
+      // The frame comes back as a view of the one output buffer, neither copied nor joined.
+      const out = compress(frame.subarray(0, request.length), {
+        params: { [c.ZSTD_c_compressionLevel!]: request.level, [c.ZSTD_c_checksumFlag!]: 1 },
+        pledgedSrcSize: request.length,
+        chunkSize: outCapacity(request.length),
+      });
+      // A small result may sit in Node's shared Buffer pool (8 KiB), which must not be transferred.
+      return [out.buffer.byteLength > 64 << 10 ? new Uint8Array(out.buffer, out.byteOffset, out.length) : new Uint8Array(out)];
+    };
+  } else {
+    const zstd = bind(setup.module!);
+    // The whole frame in wasm memory and one output buffer, as zlib has them.
+    let inPtr = 0;
+    let outPtr = 0;
+    let capacity = 0;
+    encode = (request) => {
+      const outSize = outCapacity(request.length);
+      if (capacity < outSize) {
+        if (capacity > 0) {
+          zstd.free(inPtr);
+          zstd.free(outPtr);
+        }
+        inPtr = zstd.alloc(request.length);
+        outPtr = zstd.alloc(outSize);
+        capacity = outSize;
+      }
+      fill(request, request.byteOffset, request.length, zstd.memory(), inPtr);
+      const encoder = zstd.frameEncoder(request.level, request.length);
+      const output: Uint8Array[] = [];
+      // Repeated until libzstd has flushed the epilogue and checksum (once, as the buffer holds any frame).
+      for (let offset = 0, done = false; !done; ) {
+        const step = encoder.encode(inPtr + offset, request.length - offset, outPtr, outSize, true);
+        offset += step.consumed;
+        if (step.produced > 0) output.push(zstd.memory().slice(outPtr, outPtr + step.produced));
+        done = step.done;
+      }
+      return output;
+    };
+  }
   port.on('message', (request) => {
     if (request.id < 0) {
       fs.closeSync(base);
@@ -58,38 +128,9 @@ export function zstdEncodeWorker(
       return;
     }
     try {
-      const encoder = zstd.frameEncoder(request.level, request.length);
-      const output: Uint8Array[] = [];
-      const end = request.byteOffset + request.length;
-      for (let position = request.byteOffset; position < end; position += pieceSize) {
-        const length = Math.min(pieceSize, end - position);
-        const last = position + length === end;
-        const memory = zstd.memory();
-        memory.fill(0, inPtr, inPtr + length);
-        for (let i = 0; i < request.baseRanges.length; i += 2) {
-          const from = Math.max(position, request.baseRanges[i]!);
-          const to = Math.min(position + length, request.baseRanges[i]! + request.baseRanges[i + 1]!);
-          for (let done = from; done < to; ) {
-            const read = fs.readSync(base, memory, inPtr + done - position, to - done, done);
-            if (read === 0) throw Object.assign(new Error('the base ended while being read'), { code: 'E_TRUNCATED' });
-            done += read;
-          }
-        }
-        for (const patch of request.patches) {
-          const from = Math.max(position, patch.byteOffset);
-          const to = Math.min(position + length, patch.byteOffset + patch.data.length);
-          if (from < to) memory.set(patch.data.subarray(from - patch.byteOffset, to - patch.byteOffset), inPtr + from - position);
-        }
-        // The last piece ends the frame: repeated until libzstd has flushed the epilogue and checksum.
-        for (let offset = 0, done = false; last ? !done : offset < length; ) {
-          const step = encoder.encode(inPtr + offset, length - offset, outPtr, pieceSize, last);
-          offset += step.consumed;
-          if (step.produced > 0) output.push(zstd.memory().slice(outPtr, outPtr + step.produced));
-          done = step.done;
-        }
-      }
+      const output = encode(request);
       port.postMessage(
-        { id: request.id, pieces: output },
+        { id: request.id, pieces: output, backend },
         output.map((piece) => piece.buffer as ArrayBuffer),
       );
     } catch (error) {
@@ -101,15 +142,23 @@ export function zstdEncodeWorker(
 const WORKER_SOURCE = `
 const { workerData, parentPort } = require('node:worker_threads');
 const fs = require('node:fs');
+const zlib = require('node:zlib');
 const bindZstd = (${bindZstd.toString()});
-(${zstdEncodeWorker.toString()})(parentPort, workerData, fs, bindZstd);`;
+(${zstdEncodeWorker.toString()})(parentPort, workerData, fs, bindZstd, zlib);`;
 
 /** Worker threads compressing frames; requests go to the least busy one. */
 export class ZstdEncoderPool {
-  private readonly pool: EncoderPool<Omit<FrameRequest, 'id'>, { id: number; pieces: Uint8Array[] }, Uint8Array[]>;
+  private readonly pool: EncoderPool<Omit<FrameRequest, 'id'>, { id: number; pieces: Uint8Array[]; backend: ZstdBackend }, Uint8Array[]>;
+  /** The encoders that made the frames so far, as the workers report them (tests check the native one runs where Node has it). */
+  readonly backendsUsed = new Set<ZstdBackend>();
 
-  constructor(basePath: string, threads: number) {
-    this.pool = new EncoderPool('zstd', WORKER_SOURCE, { basePath, module: zstdModule(), pieceSize: PIECE_SIZE }, threads, (answer) => answer.pieces);
+  constructor(basePath: string, threads: number, backend: ZstdBackend = zstdBackend()) {
+    // The wasm module is compiled only when it is used.
+    const setup = { basePath, backend, ...(backend === 'wasm' ? { module: zstdModule() } : {}) };
+    this.pool = new EncoderPool('zstd', WORKER_SOURCE, setup, threads, (answer) => {
+      this.backendsUsed.add(answer.backend);
+      return answer.pieces;
+    });
   }
 
   encode(content: BlockContent, level: number): Promise<Uint8Array[]> {
@@ -123,8 +172,11 @@ export class ZstdEncoderPool {
 }
 
 /**
- * The .zst file of an image given frame by frame, in order. At most one
- * frame per thread and one more are in flight; the consumer's pace
+ * The .zst file of an image given frame by frame, in order. At most four
+ * frames per thread are in flight: frames differ in cost (text takes longer
+ * than random bytes), and a thread done early keeps working while the frame
+ * ahead of it is still being compressed (with one more than the threads, the
+ * second of two workers sat idle a quarter of the time). The consumer's pace
  * (backpressure) sets the rest. An all-zero frame is compressed once and its
  * bytes reused.
  */
@@ -145,7 +197,7 @@ export async function* encodeZstd(basePath: string, frames: Iterable<BlockConten
     const iterator = frames[Symbol.iterator]();
     let next = iterator.next();
     while (!next.done || inFlight.length > 0) {
-      while (!next.done && inFlight.length < options.threads + 1) {
+      while (!next.done && inFlight.length < 4 * options.threads) {
         const promise = encode(next.value);
         // Settled rejections must not surface as unhandled while they wait in the queue.
         promise.catch(() => undefined);
