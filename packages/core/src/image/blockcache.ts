@@ -145,7 +145,7 @@ export class BlockCache {
       // Recently used content entries are the last to go when the directory is over its bound.
       if (key.content !== undefined) {
         const now = new Date();
-        void utimes(this.entryPath(key), now, now).catch(() => undefined);
+        await utimes(this.entryPath(key), now, now).catch(() => undefined);
       }
     } else {
       this.stats.damaged++;
