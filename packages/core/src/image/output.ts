@@ -117,8 +117,10 @@ export const GZIP_MEMBER_SIZE = 1 << 20;
 /**
  * Size of the sub-Blocks a changed .xz Block is cut into (with the block
  * cache): an eighth of the Block, 3 MiB at level 6. Each sub-Block restarts
- * the LZMA2 dictionary; SUB_BLOCK_SIZE_NOTE in docs/compressed-output.md
- * gives the measured cost.
+ * the LZMA2 dictionary: on compressible data (tars of /usr/lib) 3 MiB
+ * sub-Blocks are 7 % larger than one 24 MiB Block (2 MiB: 9 %, 1 MiB: 14 %,
+ * 4 MiB: 5 %); on incompressible data nothing. Only changed Blocks pay it,
+ * and a device's differing sub-Blocks cost 3 MiB each to compress.
  */
 export function xzSubBlockSize(level: number): number {
   return xzBlockSize(level) / 8;
