@@ -1,6 +1,7 @@
 // A fleet pays for compression once: `piimg inject ... -o device.img.xz` of the first
 // device of a base (fresh cache: every Block compressed, the cache filled) and of the
-// second device (the base's compressed Blocks reused, only changed Blocks compressed),
+// second device (the base's compressed Blocks reused; of the changed Blocks, cut into
+// sub-Blocks kept by content, only the sub-Blocks with the device's own bytes compressed),
 // against `xz -T2 -6` of the same raw device image, in the same run; the same for
 // .img.gz against `pigz -p2 -6`. Each piimg run is the whole job (open, apply the
 // inject bench's standard payload, verify, save) in a fresh process.
@@ -73,7 +74,8 @@ boot:
       const blocks = JSON.parse(result.stdout).blocks;
       console.log(
         `  ${label} ${seconds(result.seconds)} ratio ${(result.seconds / reference.seconds).toFixed(3)} (peak RSS ${rss(result.peakRssKiB)}); ` +
-          `Blocks ${blocks.blocks}, compressed ${blocks.encoded}, reused ${blocks.reused}; size ${statSync(path).size} B vs ${statSync(nativePath).size} B: ${(statSync(path).size / statSync(nativePath).size).toFixed(4)}; ${load()}`,
+          `Blocks ${blocks.blocks}, compressed ${blocks.encoded} (${(blocks.encodedBytes / 2 ** 20).toFixed(1)} MiB), reused ${blocks.reused}; ` +
+          `sub-Blocks ${blocks.subBlocks}, compressed ${blocks.subBlocksEncoded}; size ${statSync(path).size} B vs ${statSync(nativePath).size} B: ${(statSync(path).size / statSync(nativePath).size).toFixed(4)}; ${load()}`,
       );
     };
     device(1, 'first device (fresh cache)');

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
-import { readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rename, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { partialName, removeStalePartials } from './partial.js';
 
@@ -19,6 +19,17 @@ import { partialName, removeStalePartials } from './partial.js';
  * the compressed base. All-zero Blocks have one file per size and settings,
  * shared by every base.
  *
+ * Blocks a device changed are cut into sub-Blocks (see output.ts) kept by
+ * content: one file per SHA-256 of the sub-Block's bytes, under
+ * `<cacheDir>/blocks/content-<settings>/`, shared by every base and device
+ * with these settings. Devices of a fleet write the same files at the same
+ * places, so most sub-Blocks of a changed Block are the same bytes in every
+ * device and are compressed once. Entries that are never found again (the
+ * few sub-Blocks unique to one device: host name, salts, inode times) would
+ * pile up, so this directory is bounded: a hit refreshes an entry's
+ * modification time, and once it holds more than `contentLimitBytes` the
+ * least recently used entries go.
+ *
  * Entries are written to a partial file and renamed into place, so readers
  * never see half an entry and two processes filling the same directory at
  * once only replace one complete entry by an identical one. Each entry
@@ -32,14 +43,18 @@ const MAGIC = 'piimg-block-cache-1\n';
 /** Entries above this are not cached (and no sane Block is this large). */
 const MAX_ENTRY_BYTES = 256 << 20;
 const PIECE_BYTES = 1 << 20;
+/** Default bound of the content-addressed directory: the changed Blocks of many bases, and a few hundred devices' own sub-Blocks. */
+export const DEFAULT_CONTENT_LIMIT_BYTES = 1 << 30;
 
 /** What a cache entry must stand for: its place in the image and the slice of the kept ranges over it. */
 export interface BlockKey {
-  /** Block number in the image; undefined for an all-zero Block (shared by size). */
+  /** Block number in the image; undefined for an all-zero Block (shared by size) and a content-addressed one. */
   index?: number;
+  /** SHA-256 (hex) of the Block's uncompressed bytes: the entry is kept by content, wherever the Block lies. */
+  content?: string;
   byteOffset: number;
   length: number;
-  /** The kept (non-free) ranges inside the Block, relative to its start, as text: the Block's bytes depend on it. */
+  /** The kept (non-free) ranges inside the Block, relative to its start, as text: the Block's bytes depend on it (`sha256:<content>` for a content key). */
   keep: string;
 }
 
@@ -77,22 +92,42 @@ export interface BlockCacheStats {
   damaged: number;
 }
 
+export interface BlockCacheOptions {
+  /** Bound of the content-addressed directory (default DEFAULT_CONTENT_LIMIT_BYTES). */
+  contentLimitBytes?: number;
+}
+
 export class BlockCache {
   readonly stats: BlockCacheStats = { hits: 0, misses: 0, damaged: 0 };
   private readonly baseDir: string;
   private readonly zeroDir: string;
+  private readonly contentDir: string;
+  private readonly contentLimitBytes: number;
   private readonly writes = new Set<Promise<void>>();
   private prepared = false;
+  private contentWritten = false;
 
-  constructor(cacheDir: string, baseKey: string, settings: BlockCacheSettings) {
+  constructor(cacheDir: string, baseKey: string, settings: BlockCacheSettings, options: BlockCacheOptions = {}) {
     const settingsText = JSON.stringify(settings);
     const digest = (text: string) => createHash('sha256').update(text).digest('hex').slice(0, 32);
     this.baseDir = join(cacheDir, 'blocks', digest(`${baseKey}\0${settingsText}`));
     this.zeroDir = join(cacheDir, 'blocks', `zero-${digest(settingsText)}`);
+    // A Block's compressed bytes depend on its bytes, the format, level and Check only: not on the base, its place or the Block size.
+    const { format, level, check } = settings;
+    this.contentDir = join(cacheDir, 'blocks', `content-${digest(JSON.stringify({ format, level, check }))}`);
+    this.contentLimitBytes = options.contentLimitBytes ?? DEFAULT_CONTENT_LIMIT_BYTES;
+  }
+
+  private entryDir(key: BlockKey): string {
+    return key.content !== undefined ? this.contentDir : key.index === undefined ? this.zeroDir : this.baseDir;
+  }
+
+  private entryName(key: BlockKey): string {
+    return key.content !== undefined ? `${key.content}.blk` : `${key.index ?? key.length}.blk`;
   }
 
   private entryPath(key: BlockKey): string {
-    return key.index === undefined ? join(this.zeroDir, `${key.length}.blk`) : join(this.baseDir, `${key.index}.blk`);
+    return join(this.entryDir(key), this.entryName(key));
   }
 
   /** The entry for `key`, or undefined when it is missing or does not verify. */
@@ -105,8 +140,14 @@ export class BlockCache {
       return undefined;
     }
     const entry = parseEntry(bytes, key);
-    if (entry) this.stats.hits++;
-    else {
+    if (entry) {
+      this.stats.hits++;
+      // Recently used content entries are the last to go when the directory is over its bound.
+      if (key.content !== undefined) {
+        const now = new Date();
+        await utimes(this.entryPath(key), now, now).catch(() => undefined);
+      }
+    } else {
       this.stats.damaged++;
       this.stats.misses++;
     }
@@ -123,15 +164,16 @@ export class BlockCache {
   private async write(key: BlockKey, block: StoredBlock): Promise<void> {
     const payloadBytes = block.pieces.reduce((sum, piece) => sum + piece.length, 0);
     if (payloadBytes > MAX_ENTRY_BYTES) return;
-    const dir = key.index === undefined ? this.zeroDir : this.baseDir;
+    const dir = this.entryDir(key);
     if (!this.prepared) {
-      mkdirSync(this.baseDir, { recursive: true });
-      mkdirSync(this.zeroDir, { recursive: true });
-      // Partial entries of killed processes go, as for outputs.
-      removeStalePartials(this.baseDir);
-      removeStalePartials(this.zeroDir);
+      for (const made of [this.baseDir, this.zeroDir, this.contentDir]) {
+        mkdirSync(made, { recursive: true });
+        // Partial entries of killed processes go, as for outputs.
+        removeStalePartials(made);
+      }
       this.prepared = true;
     }
+    if (key.content !== undefined) this.contentWritten = true;
     const hash = createHash('sha256');
     for (const piece of block.pieces) hash.update(piece);
     const header: EntryHeader = {
@@ -145,7 +187,7 @@ export class BlockCache {
     };
     const head = Buffer.from(`${MAGIC}${JSON.stringify(header)}\n`);
     const path = this.entryPath(key);
-    const temporary = join(dir, partialName(`${key.index ?? key.length}.blk`));
+    const temporary = join(dir, partialName(this.entryName(key)));
     try {
       await writeFile(temporary, [head, ...block.pieces], { flag: 'wx' });
       await rename(temporary, path);
@@ -155,9 +197,39 @@ export class BlockCache {
     }
   }
 
-  /** Waits until every entry stored so far is in place (or given up). */
+  /** Waits until every entry stored so far is in place (or given up), then keeps the content-addressed directory within its bound. */
   async flush(): Promise<void> {
     while (this.writes.size > 0) await Promise.all([...this.writes]);
+    if (this.contentWritten) {
+      this.contentWritten = false;
+      await pruneLeastRecent(this.contentDir, this.contentLimitBytes).catch(() => undefined);
+    }
+  }
+}
+
+/**
+ * Removes the least recently used entries (by modification time) of `dir`
+ * until it holds at most three quarters of `limitBytes`, once it holds more
+ * than `limitBytes`: pruning is rare, not once per output. Another process
+ * pruning or reading at the same time only finds an entry gone: a miss.
+ */
+export async function pruneLeastRecent(dir: string, limitBytes: number): Promise<void> {
+  const entries: { path: string; bytes: number; mtimeMs: number }[] = [];
+  let total = 0;
+  for (const name of await readdir(dir)) {
+    if (!name.endsWith('.blk')) continue;
+    const path = join(dir, name);
+    const info = await stat(path).catch(() => undefined);
+    if (!info?.isFile()) continue;
+    entries.push({ path, bytes: info.size, mtimeMs: info.mtimeMs });
+    total += info.size;
+  }
+  if (total <= limitBytes) return;
+  entries.sort((a, b) => a.mtimeMs - b.mtimeMs);
+  for (const entry of entries) {
+    if (total <= limitBytes * 0.75) break;
+    await unlink(entry.path).catch(() => undefined);
+    total -= entry.bytes;
   }
 }
 

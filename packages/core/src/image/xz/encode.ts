@@ -221,9 +221,13 @@ export async function* encodeXz<T extends BlockContent>(basePath: string, blocks
         track(encode(next.value));
         next = iterator.next();
       }
-      const block = await inFlight.shift()!;
+      let block: EncodedBlock | undefined = await inFlight.shift()!;
       records.push({ unpaddedSize: block.unpaddedSize, uncompressedSize: block.uncompressedSize });
-      yield* block.pieces;
+      // A copy of the list (all-zero Blocks share theirs), emptied as the consumer takes each
+      // piece: pieces written can be freed while the rest of a 24 MiB Block waits.
+      const pieces = block.pieces.slice();
+      block = undefined;
+      while (pieces.length > 0) yield pieces.shift()!;
     }
     const index = encodeIndex(records);
     yield index;
