@@ -11,10 +11,10 @@
 // random bytes (compressed files) and MIB/4 of tars of /usr/lib (compressible).
 // Targets: second device < 0.1x of xz -T2 -6 (and of pigz -p2 -6); sizes within 1 %.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { writeStandardPayload, standardConfig } from './cases/standard-device.mjs';
 import { measure } from './harness.mjs';
 
 const mib = Number(process.env.PIIMG_BENCH_FLEET_MIB ?? 2048);
@@ -30,29 +30,13 @@ try {
     { stdio: 'ignore' },
   );
   execFileSync('sync');
-  // The inject bench's standard device: hostname, user, SSH, Wi-Fi, WireGuard, a 20 MiB agent of 200 files, services, boot config.
+  // The inject bench's standard device (bench/cases/standard-device.mjs) without WireGuard:
+  // hostname, user, SSH, Wi-Fi, a 20 MiB agent of 200 files, services, boot config.
   const payload = join(dir, 'payload');
-  for (let d = 0; d < 10; d++) mkdirSync(join(payload, 'agent', `module-${d}`), { recursive: true });
-  for (let i = 0; i < 200; i++) writeFileSync(join(payload, 'agent', `module-${i % 10}`, `part-${i}.bin`), randomBytes(100 * 1024 + (i % 7)));
-  writeFileSync(join(payload, 'agent.service'), '[Unit]\nDescription=agent\n[Service]\nExecStart=/opt/agent/module-0/part-0.bin\n[Install]\nWantedBy=multi-user.target\n');
+  writeStandardPayload(payload);
   const config = (n) => {
     const path = join(payload, `device-${n}.yaml`);
-    writeFileSync(
-      path,
-      `hostname: sensor-${String(n).padStart(4, '0')}
-user: { name: pi, password: "correct horse battery staple" }
-ssh: { enabled: true, authorizedKeys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ops@example"] }
-wifi: { country: DE, networks: [{ ssid: Home, password: wifi-secret-123 }] }
-timezone: Europe/Berlin
-files:
-  - { source: ./agent, target: /opt/agent, owner: "pi:pi", mode: "0755" }
-  - { source: ./agent.service, target: /etc/systemd/system/agent.service }
-services: { enable: [agent.service] }
-boot:
-  config: { set: { dtparam: [i2c_arm=on], enable_uart: "1" } }
-  cmdline: { append: [net.ifnames=0] }
-`,
-    );
+    writeFileSync(path, standardConfig({ hostname: `sensor-${String(n).padStart(4, '0')}`, wireguard: false }));
     return path;
   };
   const cache = join(dir, 'cache');
