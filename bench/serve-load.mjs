@@ -2,7 +2,8 @@
 // it after the test suite): N concurrent POST /images, every returned image
 // verified by piimg, e2fsck -fn and fsck.fat -n, no request lost, and the
 // longest event-loop stall of the service while the images are made under
-// 50 ms. Prints latency p50/p95 and throughput. Exit status 1 on a failure.
+// 50 ms. Prints latency p50/p95 and throughput. Exit status 1 on a failure, 3 when the
+// stall was the only one.
 //   node bench/serve-load.mjs [--requests 20] [--workers 2] [--worker-nice N] [--max-stall-ms 50] [--trace-stalls]
 // --max-stall-ms 0 reports the stall without failing on it. --trace-stalls (Linux) loads
 // bench/serve-stall-probe.mjs into the service and prints where the HTTP thread's late ticks
@@ -18,6 +19,7 @@ import { parseArgs } from 'node:util';
 const { values } = parseArgs({ options: { requests: { type: 'string', default: '20' }, workers: { type: 'string', default: '2' }, 'worker-nice': { type: 'string' }, 'max-stall-ms': { type: 'string', default: '50' }, 'trace-stalls': { type: 'boolean', default: false } } });
 const requests = Number(values.requests);
 const maxStallMs = Number(values['max-stall-ms']);
+const STALL = 'event-loop stall';
 const root = join(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '..');
 const dir = mkdtempSync(join(tmpdir(), 'piimg-serve-load-'));
 const env = { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin`, PIIMG_CACHE_DIR: join(dir, 'cache') };
@@ -92,7 +94,7 @@ try {
   console.log(`  longest event-loop stall of the service: ${metrics.eventLoopDelayMaxMs.toFixed(1)} ms (p99 ${metrics.eventLoopDelayP99Ms.toFixed(1)} ms)`);
   if (done.length !== requests) failures.push(`${requests - done.length} request(s) lost`);
   // --max-stall-ms 0: report the stall, do not fail on it.
-  if (maxStallMs > 0 && metrics.eventLoopDelayMaxMs >= maxStallMs) failures.push(`event-loop stall ${metrics.eventLoopDelayMaxMs.toFixed(1)} ms >= ${maxStallMs} ms`);
+  if (maxStallMs > 0 && metrics.eventLoopDelayMaxMs >= maxStallMs) failures.push(`${STALL} ${metrics.eventLoopDelayMaxMs.toFixed(1)} ms >= ${maxStallMs} ms`);
   // Every image: piimg's own check, then the native checkers on its partitions.
   const before = failures.length;
   for (const result of done) {
@@ -140,7 +142,10 @@ try {
   rmSync(dir, { recursive: true, force: true });
 }
 if (failures.length) {
-  console.error(`serve-load FAILED:\n  ${failures.join('\n  ')}\nthe service's last log lines:\n${serverLog.split('\n').slice(-30).join('\n')}`);
-  process.exit(1);
+  // Exit 3: the stall alone was over the bound (everything else passed), which other work on
+  // the machine can cause; .ci/run then runs the load once more. Any other failure: exit 1.
+  const stallOnly = failures.every((failure) => failure.startsWith(STALL));
+  console.error(`serve-load FAILED${stallOnly ? ' (the event-loop stall only)' : ''}:\n  ${failures.join('\n  ')}\nthe service's last log lines:\n${serverLog.split('\n').slice(-30).join('\n')}`);
+  process.exit(stallOnly ? 3 : 1);
 }
 console.log('  serve-load: passed');
