@@ -204,6 +204,20 @@ describe.skipIf(!gnuCp)('the base copied by cp', () => {
     await expect(save.finish()).rejects.toMatchObject({ code: 'EINVAL' });
   });
 
+  it('prepareSave() starts cp before it returns: synchronous work right after it does not hold the copy back', async () => {
+    await using image = await changed();
+    const out = join(dir, 'sync-start');
+    mkdirSync(out);
+    const save = image.prepareSave(join(out, 'out.img'), { cpPath: slowCp(), copier: 'cp' });
+    // Busy, without yielding to the event loop, as recipes and WebAssembly are.
+    const until = Date.now() + 1500;
+    while (Date.now() < until && !readdirSync(out).some((name) => name.endsWith('.pid')));
+    const started = readdirSync(out).some((name) => name.endsWith('.pid'));
+    await save.cancel();
+    if (!started && existsSync(join(out, 'out.img'))) return; // cloned by reflink: cp never ran
+    expect(started).toBe(true);
+  });
+
   const parentOf = (pid: number) => {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);

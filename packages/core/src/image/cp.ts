@@ -1,4 +1,4 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
 import type { Readable, Writable } from 'node:stream';
 import { statSync } from 'node:fs';
@@ -31,42 +31,42 @@ export interface CpTool {
 }
 
 /** One answer per path and process: asking costs a process start (~2 ms). */
-const found = new Map<string, Promise<CpTool | undefined>>();
+const found = new Map<string, CpTool | undefined>();
 
 /** Messages of cp in English, whatever the caller's locale: they are matched below. */
 const CP_ENV = { LC_ALL: 'C', PATH: '/usr/bin:/bin' };
 
-function probe(path: string): Promise<CpTool | undefined> {
-  return new Promise((resolve) => {
-    try {
-      if (!statSync(path, { throwIfNoEntry: false })?.isFile()) return resolve(undefined);
-      execFile(path, ['--version'], { env: CP_ENV, timeout: 5000, maxBuffer: 64 << 10 }, (error, stdout) => {
-        const match = /^cp \(GNU coreutils\) (\d+(?:\.\d+)*)/.exec(String(stdout));
-        resolve(error || !match ? undefined : { path, version: match[1]! });
-      });
-    } catch {
-      resolve(undefined);
-    }
-  });
+function probe(path: string): CpTool | undefined {
+  try {
+    if (!statSync(path, { throwIfNoEntry: false })?.isFile()) return undefined;
+    const stdout = execFileSync(path, ['--version'], { env: CP_ENV, timeout: 5000, maxBuffer: 64 << 10, stdio: ['ignore', 'pipe', 'ignore'] });
+    const match = /^cp \(GNU coreutils\) (\d+(?:\.\d+)*)/.exec(String(stdout));
+    return match ? { path, version: match[1]! } : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
  * The GNU cp to copy bases with: at `path` when given (a test's stand-in, or
  * a system that keeps cp elsewhere), else /usr/bin/cp or /bin/cp on Linux.
- * Undefined when there is none; asked once per path and process.
+ * Undefined when there is none; asked once per path and process, and
+ * synchronously, so that a save starts its copy without waiting for the
+ * event loop (see SaveJob).
  */
-export async function findCp(path?: string): Promise<CpTool | undefined> {
+export function findCpSync(path?: string): CpTool | undefined {
   const candidates = path !== undefined ? [path] : process.platform === 'linux' ? CP_PATHS : [];
   for (const candidate of candidates) {
-    let answer = found.get(candidate);
-    if (!answer) {
-      answer = probe(candidate);
-      found.set(candidate, answer);
-    }
-    const tool = await answer;
+    if (!found.has(candidate)) found.set(candidate, probe(candidate));
+    const tool = found.get(candidate);
     if (tool) return tool;
   }
   return undefined;
+}
+
+/** findCpSync behind a promise. */
+export async function findCp(path?: string): Promise<CpTool | undefined> {
+  return findCpSync(path);
 }
 
 /** An error of cp: `code` is ENOSPC, ENOENT, EACCES or E_IO; `spawnFailed` when cp never ran. */
@@ -108,7 +108,9 @@ export interface Killable {
  */
 export async function cpCopy(tool: CpTool, fromPath: string, toPath: string, options: CpCopyOptions = {}): Promise<void> {
   throwIfAborted(options.signal, `copying ${fromPath}`);
-  const base = await stat(fromPath);
+  // Synchronous up to the start of cp: a caller that goes on with synchronous work
+  // (WebAssembly, recipes) right after this call does not hold the copy back.
+  const base = statSync(fromPath);
   const sparse = base.blocks * 512 < base.size ? 'auto' : 'always';
   const allocatedBytes = Math.min(base.size, base.blocks * 512);
   try {
