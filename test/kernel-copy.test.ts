@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isPiimgError, openImage, type Image } from '@piimg/core';
-import { findCp } from '../packages/core/src/image/cp.js';
+import { findCpSync } from '../packages/core/src/image/cp.js';
 import { rawFixture, repoRoot, testCacheDir } from './support/fixtures.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'piimg-kcopy-'));
@@ -14,7 +14,7 @@ const cacheDir = join(dir, 'cache');
 const bin = join(repoRoot, 'packages', 'cli', 'bin', 'piimg.js');
 const built = existsSync(join(repoRoot, 'packages', 'cli', 'lib', 'index.js'));
 
-const gnuCp = await findCp();
+const gnuCp = findCpSync();
 if (!gnuCp) {
   if (process.env.CI) throw new Error('CI runs on Debian, whose /usr/bin/cp is GNU coreutils: the kernel copy must be tested there');
   console.warn('\n*** SKIPPED: kernel-copy tests need GNU cp in /usr/bin or /bin ***\n');

@@ -35,7 +35,8 @@ export async function makeStage(base: Image, loaded: LoadedConfig): Promise<Stag
   const all = loaded.config.files ?? [];
   if (all.length === 0) return undefined;
   // First every entry; when the base lacks an owner (E_CONFIG), only the entries with numeric or no owners.
-  const attempts = [all, all.filter((entry) => entry.owner === undefined || /^\d+(:\d+)?$/.test(entry.owner))];
+  const numeric = all.filter((entry) => entry.owner === undefined || /^\d+(:\d+)?$/.test(entry.owner));
+  const attempts = numeric.length === all.length ? [all] : [all, numeric];
   for (const entries of attempts) {
     if (entries.length === 0) continue;
     const image = await base.derive();

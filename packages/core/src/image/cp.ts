@@ -64,11 +64,6 @@ export function findCpSync(path?: string): CpTool | undefined {
   return undefined;
 }
 
-/** findCpSync behind a promise. */
-export async function findCp(path?: string): Promise<CpTool | undefined> {
-  return findCpSync(path);
-}
-
 /** An error of cp: `code` is ENOSPC, ENOENT, EACCES or E_IO; `spawnFailed` when cp never ran. */
 export type CpError = Error & { code: string; spawnFailed?: boolean };
 
@@ -123,49 +118,25 @@ export async function cpCopy(tool: CpTool, fromPath: string, toPath: string, opt
   throwIfAborted(options.signal, `copying ${fromPath}`);
 }
 
+/** Starts a program and reports its stderr and end to `handlers`: from this process, or through the launcher. */
+type Starter = (path: string, args: string[], env: Record<string, string>, handlers: LaunchHandlers) => Killable;
+
+const startDirect: Starter = (path, args, env, handlers) => {
+  const child = spawn(path, args, { stdio: ['ignore', 'ignore', 'pipe'], env });
+  child.stderr!.setEncoding('utf8');
+  child.stderr!.on('data', handlers.stderr);
+  child.once('error', handlers.error);
+  child.once('close', handlers.close);
+  return child;
+};
+
 function runCp(tool: CpTool, flags: string[], fromPath: string, toPath: string, allocatedBytes: number, options: CpCopyOptions): Promise<void> {
   const args = ['--reflink=auto', ...flags, '-T', '--', fromPath, toPath];
   return new Promise<void>((resolve, reject) => {
-    let child: Killable;
-    let onStderr: ((text: string) => void) | undefined;
-    let onClose: ((code: number | null, signal: string | null) => void) | undefined;
-    let onError: ((error: Error) => void) | undefined;
-    const via = launcher();
-    try {
-      if (via) {
-        child = via.run(tool.path, args, CP_ENV, {
-          stderr: (text) => onStderr?.(text),
-          close: (code, signal) => onClose?.(code, signal),
-          error: (error) => onError?.(error),
-        });
-      } else {
-        const direct = spawn(tool.path, args, { stdio: ['ignore', 'ignore', 'pipe'], env: CP_ENV });
-        direct.stderr!.setEncoding('utf8');
-        direct.stderr!.on('data', (text: string) => onStderr?.(text));
-        direct.once('error', (error) => onError?.(error));
-        direct.once('close', (code, signal) => onClose?.(code, signal));
-        child = direct;
-      }
-    } catch (error) {
-      reject(Object.assign(error as Error, { spawnFailed: true }));
-      return;
-    }
-    options.onChild?.(child);
     let stderr = '';
-    onStderr = (text) => {
-      if (stderr.length < 4096) stderr += text;
-    };
-    const kill = () => child.kill('SIGKILL');
-    options.signal?.addEventListener('abort', kill, { once: true });
-    const timer = options.onProgress
-      ? setInterval(() => {
-          stat(toPath).then(
-            (now) => options.onProgress?.({ phase: 'save', bytesDone: Math.min(allocatedBytes, now.blocks * 512), bytesTotal: allocatedBytes }),
-            () => undefined,
-          );
-        }, 100)
-      : undefined;
     let settled = false;
+    let timer: ReturnType<typeof setInterval> | undefined;
+    let kill = () => {};
     const done = (error?: Error) => {
       if (settled) return;
       settled = true;
@@ -175,21 +146,45 @@ function runCp(tool: CpTool, flags: string[], fromPath: string, toPath: string, 
       if (error) reject(error);
       else resolve();
     };
-    onError = (error) => done(Object.assign(error, { spawnFailed: true }));
-    onClose = (code, signal) => {
-      if (code === 0) {
-        options.onProgress?.({ phase: 'save', bytesDone: allocatedBytes, bytesTotal: allocatedBytes });
-        done();
-      } else done(cpError(stderr, signal ? `was killed by ${signal}` : `exited with status ${code}`));
+    const handlers: LaunchHandlers = {
+      stderr: (text) => {
+        if (stderr.length < 4096) stderr += text;
+      },
+      error: (error) => done(Object.assign(error, { spawnFailed: true })),
+      close: (code, signal) => {
+        if (code === 0) {
+          options.onProgress?.({ phase: 'save', bytesDone: allocatedBytes, bytesTotal: allocatedBytes });
+          done();
+        } else done(cpError(stderr, signal ? `was killed by ${signal}` : `exited with status ${code}`));
+      },
     };
+    const via = launcher();
+    let child: Killable;
+    try {
+      child = via ? via.run(tool.path, args, CP_ENV, handlers) : startDirect(tool.path, args, CP_ENV, handlers);
+    } catch (error) {
+      reject(Object.assign(error as Error, { spawnFailed: true }));
+      return;
+    }
+    options.onChild?.(child);
+    kill = () => child.kill('SIGKILL');
+    options.signal?.addEventListener('abort', kill, { once: true });
+    if (options.onProgress) {
+      timer = setInterval(() => {
+        stat(toPath).then(
+          (now) => options.onProgress?.({ phase: 'save', bytesDone: Math.min(allocatedBytes, now.blocks * 512), bytesTotal: allocatedBytes }),
+          () => undefined,
+        );
+      }, 100);
+    }
   });
 }
 
 /**
  * Starting a process from Node forks the whole process (libuv's uv_spawn on
- * Linux), and the fork copies its page tables: measured 2 ms at 50 MiB of
- * resident memory and 40-50 ms at 700 MiB, on the calling thread, event loop
- * stopped. A service or a batch that saves many images is large, so from its
+ * Linux), and the fork copies its page tables: 2 ms at 48 MiB resident and
+ * 26-61 ms at 753 MiB (bench/spawn.bench.mjs), on the calling thread, event
+ * loop stopped. A service or a batch that saves many images is large, so from its
  * third cp on, cp is started by a small Node process made for that (the
  * launcher, started at the second): each start then costs a line on a pipe.
  * The launcher kills its cp processes and exits when the pipe closes (this
