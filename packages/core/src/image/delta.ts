@@ -4,6 +4,7 @@ import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { basename, dirname, join } from 'node:path';
 import { readFully } from '../device/file.js';
 import type { BlockDevice } from '../device/types.js';
+import { allZero } from '../device/zero.js';
 import { PiimgError } from '../errors.js';
 import { partialName } from './partial.js';
 
@@ -62,11 +63,6 @@ function bad(message: string, path: string): PiimgError {
   return new PiimgError('E_BAD_DELTA', `${path}: ${message}`, { path });
 }
 
-function isZero(data: Uint8Array): boolean {
-  for (let i = 0; i < data.length; i++) if (data[i] !== 0) return false;
-  return true;
-}
-
 function headerChecksum(header: Uint8Array, payloadDigest: Buffer): Buffer {
   return createHash('sha256').update(header.subarray(0, 0x60)).update(payloadDigest).digest();
 }
@@ -94,7 +90,7 @@ export function writeDelta(
       previousEnd = chunk.byteOffset + chunk.data.length;
       let encoding = ENCODING_ZEROS;
       let stored: Uint8Array = new Uint8Array(0);
-      if (!isZero(chunk.data)) {
+      if (!allZero(chunk.data)) {
         const deflated = deflateRawSync(chunk.data, { level: 6 });
         [encoding, stored] = deflated.length < chunk.data.length ? [ENCODING_DEFLATE, deflated] : [ENCODING_STORED, chunk.data];
       }

@@ -9,6 +9,7 @@ import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
 import type { Overlay } from '../device/overlay.js';
 import type { ByteRange } from '../device/types.js';
+import { allZero } from '../device/zero.js';
 import { PiimgError } from '../errors.js';
 import { throwIfAborted } from './abort.js';
 import { partialName, removeStalePartials } from './partial.js';
@@ -269,14 +270,6 @@ function clipPairs(pairs: readonly number[], start: number, end: number): number
   return out;
 }
 
-const ZEROS = new Uint8Array(4 << 20);
-function allZero(data: Uint8Array): boolean {
-  for (let at = 0; at < data.length; at += ZEROS.length) {
-    const part = data.subarray(at, Math.min(data.length, at + ZEROS.length));
-    if (Buffer.compare(part, ZEROS.subarray(0, part.length)) !== 0) return false;
-  }
-  return true;
-}
 
 /**
  * The Blocks of an output with every changed Block cut into sub-Blocks of

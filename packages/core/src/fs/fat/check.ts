@@ -7,7 +7,7 @@
 import type { BlockReader } from '../../device/types.js';
 import { PiimgError } from '../../errors.js';
 import { type FatGeometry, parseBootSector, readFsInfo } from './boot.js';
-import { BAD, END, FREE, type FatType, codecs } from './codec.js';
+import { BAD, END, FREE, type FatType, codecs, entriesZero, ZERO_SPAN_ENTRIES } from './codec.js';
 import { readClusters } from './directory.js';
 import { DOT_NAME, DOTDOT_NAME, parseShortEntry } from './dirent.js';
 import {
@@ -126,7 +126,7 @@ export function checkFat(reader: BlockReader, options: FatCheckOptions = {}): Fa
   checkReservedEntries(fat, boot, geometry.fatType, report);
   // next[cluster]: the entry decoded once (FREE, END, BAD or the next cluster), so the
   // walks below read a typed array instead of decoding bytes through a codec call each step.
-  const next = decodeTable(fat, geometry.fatType, maxCluster);
+  const { next, spans } = decodeTable(fat, geometry.fatType, maxCluster);
 
   // owner[cluster]: 0 = not reached, else the id of the chain (index into `paths`) that holds it.
   const owner = new Uint32Array(maxCluster + 1);
@@ -229,12 +229,20 @@ export function checkFat(reader: BlockReader, options: FatCheckOptions = {}): Fa
   // Lost clusters: used in the FAT, reached from no entry (fsck.fat "unused clusters").
   let freeClusters = 0;
   let lost = 0;
-  for (let cluster = FIRST_CLUSTER; cluster <= maxCluster; cluster++) {
-    const value = next[cluster]!;
-    if (value === FREE) freeClusters++;
-    else if (value !== BAD && owner[cluster] === 0) {
-      owner[cluster] = LOST;
-      lost++;
+  for (let span = 0; span < spans.length; span++) {
+    const first = Math.max(FIRST_CLUSTER, span * ZERO_SPAN_ENTRIES);
+    const last = Math.min(maxCluster, (span + 1) * ZERO_SPAN_ENTRIES - 1);
+    if (spans[span] === 0) {
+      freeClusters += last - first + 1;
+      continue;
+    }
+    for (let cluster = first; cluster <= last; cluster++) {
+      const value = next[cluster]!;
+      if (value === FREE) freeClusters++;
+      else if (value !== BAD && owner[cluster] === 0) {
+        owner[cluster] = LOST;
+        lost++;
+      }
     }
   }
   if (lost > 0) {
@@ -327,21 +335,31 @@ function compareFatCopies(reader: BlockReader, geometry: FatGeometry, fat: Uint8
 /**
  * Every entry of 0 .. maxCluster decoded into the normalised values of
  * codec.ts (FREE, END, BAD or a cluster number), one tight loop per FAT type.
- * parseBootSector has checked that the FAT holds all of them.
+ * Spans of ZERO_SPAN_ENTRIES whose bytes are all zero are left FREE without a
+ * loop (a 2026 boot partition's FAT has 1 M entries, almost all free), and
+ * `spans` says which ones were decoded. parseBootSector has checked that the
+ * FAT holds all of them.
  */
-function decodeTable(fat: Uint8Array, fatType: FatType, maxCluster: number): Uint32Array {
+function decodeTable(fat: Uint8Array, fatType: FatType, maxCluster: number): { next: Uint32Array; spans: Uint8Array } {
   const next = new Uint32Array(maxCluster + 1);
+  const spans = new Uint8Array(Math.ceil((maxCluster + 1) / ZERO_SPAN_ENTRIES));
   const view = viewOf(fat);
-  if (fatType === 'fat32') {
-    for (let cluster = 0; cluster <= maxCluster; cluster++) {
-      const raw = view.getUint32(cluster * 4, true) & 0x0fffffff;
-      next[cluster] = raw >= 0x0ffffff8 ? END : raw === 0x0ffffff7 ? BAD : raw;
+  const codec = codecs[fatType];
+  for (let span = 0; span < spans.length; span++) {
+    const first = span * ZERO_SPAN_ENTRIES;
+    const last = Math.min(maxCluster, first + ZERO_SPAN_ENTRIES - 1);
+    if (entriesZero(codec, fat, first, last)) continue;
+    spans[span] = 1;
+    if (fatType === 'fat32') {
+      for (let cluster = first; cluster <= last; cluster++) {
+        const raw = view.getUint32(cluster * 4, true) & 0x0fffffff;
+        next[cluster] = raw >= 0x0ffffff8 ? END : raw === 0x0ffffff7 ? BAD : raw;
+      }
+    } else {
+      for (let cluster = first; cluster <= last; cluster++) next[cluster] = codec.get(fat, view, cluster);
     }
-  } else {
-    const codec = codecs[fatType];
-    for (let cluster = 0; cluster <= maxCluster; cluster++) next[cluster] = codec.get(fat, view, cluster);
   }
-  return next;
+  return { next, spans };
 }
 
 /**

@@ -3,6 +3,8 @@
  * number, BAD or END; `put` takes the same values. Ref: FAT spec §4 "FAT".
  */
 
+import { allZero } from '../../device/zero.js';
+
 export const FREE = 0;
 /** End of chain (any of the EOC values on disk). */
 export const END = 0xffffffff;
@@ -89,3 +91,20 @@ export const fat32: FatCodec = {
 };
 
 export const codecs: Record<FatType, FatCodec> = { fat12, fat16, fat32 };
+
+/**
+ * Entries per span of the table's zero test: a whole number of bytes in every
+ * FAT type (4096 entries of 12 bits are 6 KiB).
+ */
+export const ZERO_SPAN_ENTRIES = 4096;
+
+/**
+ * Whether the bytes of entries first..last are all zero, so every one of them
+ * is FREE: one memcmp where decoding would take a loop over each entry. False
+ * does not mean an entry is used (FAT32's reserved high bits, a FAT12 entry's
+ * neighbour sharing a byte); callers then decode the span entry by entry.
+ */
+export function entriesZero(codec: FatCodec, fat: Uint8Array, first: number, last: number): boolean {
+  const from = codec.byteOffsetOf(first);
+  return allZero(fat.subarray(from, Math.min(fat.length, codec.byteOffsetOf(last) + codec.span)));
+}
