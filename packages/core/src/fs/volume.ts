@@ -76,7 +76,11 @@ export interface Volume {
   readonly readOnly: boolean;
   /** The whole content of a file (symlinks followed). */
   readFile(path: string): Promise<Uint8Array>;
-  /** Creates or replaces a file; its parent directory must exist. */
+  /**
+   * Creates or replaces a file; its parent directory must exist. `data` is the
+   * caller's again once the promise settles (the recipes reuse one read buffer
+   * for host files): an implementation copies what it keeps.
+   */
   writeFile(path: string, data: FileData, options?: WriteFileOptions): Promise<void>;
   /** Creates a directory (and its parents with `recursive`). */
   mkdir(path: string, options?: MkdirOptions): Promise<void>;

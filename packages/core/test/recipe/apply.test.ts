@@ -407,6 +407,24 @@ describe('preflight', () => {
     expect(t.root.snapshot() + t.boot.snapshot()).toBe(before);
   });
 
+  it('copies each file of a tree whole, whatever the sizes before it', async () => {
+    // Host files are read into one reused buffer (files.ts SourceReader); a large file
+    // before a small one, an empty one and one above the pooled size must all arrive whole.
+    const sizes = { 'a.bin': 300_000, 'b.bin': 5, 'c.bin': 0, 'd.bin': (9 << 20) + 3, 'e.bin': 70_000 };
+    const dir = join(hostDir, 'sized');
+    await mkdir(dir, { recursive: true });
+    const contents = new Map<string, Uint8Array>();
+    let seed = 1;
+    for (const [name, size] of Object.entries(sizes)) {
+      const bytes = new Uint8Array(size).map(() => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) & 0xff);
+      contents.set(name, bytes);
+      await writeFile(join(dir, name), bytes);
+    }
+    const t = await target();
+    await applyConfig(t.target, load({ files: [{ source: './sized', target: '/opt/sized' }] }), options());
+    for (const [name, bytes] of contents) expect(Buffer.from(await t.root.readFile(`/opt/sized/${name}`)).equals(Buffer.from(bytes)), name).toBe(true);
+  });
+
   it('follows a source given as a symlink to a directory', async () => {
     const t = await target();
     await applyConfig(t.target, load({ files: [{ source: './agent-link', target: '/opt/linked' }] }), options());
