@@ -67,11 +67,13 @@ export function compare({ title, runs = 5, bytes, prepare, ours, native, env }) 
   const samples = { ours: [], native: [] };
   const rss = { ours: [], native: [] };
   const cpu = { ours: [], native: [] };
+  const stdouts = [];
   for (let run = 0; run < runs; run++) {
     for (const side of run % 2 ? ['native', 'ours'] : ['ours', 'native']) {
       prepare?.(side);
       const result = measure(side === 'ours' ? ours : native, { env });
       samples[side].push(result.seconds);
+      if (side === 'ours') stdouts.push(result.stdout);
       if (result.peakRssKiB !== undefined) rss[side].push(result.peakRssKiB);
       if (result.cpuSeconds !== undefined) cpu[side].push(result.cpuSeconds);
     }
@@ -79,7 +81,7 @@ export function compare({ title, runs = 5, bytes, prepare, ours, native, env }) 
   const result = {
     title,
     runs,
-    ours: { medianSeconds: median(samples.ours), samples: samples.ours, peakRssKiB: rss.ours.length ? Math.max(...rss.ours) : undefined },
+    ours: { medianSeconds: median(samples.ours), samples: samples.ours, peakRssKiB: rss.ours.length ? Math.max(...rss.ours) : undefined, stdouts },
     native: { medianSeconds: median(samples.native), samples: samples.native, peakRssKiB: rss.native.length ? Math.max(...rss.native) : undefined },
   };
   result.ratio = result.ours.medianSeconds / result.native.medianSeconds;
@@ -105,6 +107,6 @@ export function compare({ title, runs = 5, bytes, prepare, ours, native, env }) 
   }
   mkdirSync(join(root, 'bench', 'results'), { recursive: true });
   const file = join(root, 'bench', 'results', `${title.replace(/[^a-z0-9]+/gi, '-').toLowerCase()}.json`);
-  writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
+  writeFileSync(file, JSON.stringify({ ...result, ours: { ...result.ours, stdouts: undefined } }, null, 2) + '\n');
   return result;
 }
