@@ -104,9 +104,15 @@ export class Overlay implements BlockDevice {
     this.assertOpen();
     checkRange(this.size, byteOffset, length, 'image');
     if (this.chunks.size === 0 || length === 0) return this.base.read(byteOffset, length);
+    const first = Math.floor(byteOffset / this.chunkSize);
+    const last = Math.floor((byteOffset + length - 1) / this.chunkSize);
+    // No changed chunk in the range (a FAT copy, an inode table): the base's bytes as read,
+    // without a second buffer and a copy of them.
+    let changed = false;
+    for (let index = first; index <= last && !changed; index++) changed = this.chunks.has(index);
+    if (!changed) return this.base.read(byteOffset, length);
     if (this.partial.size > 0) {
-      const last = Math.floor((byteOffset + length - 1) / this.chunkSize);
-      for (let index = Math.floor(byteOffset / this.chunkSize); index <= last; index++) this.fill(index);
+      for (let index = first; index <= last; index++) this.fill(index);
     }
     const out = new Uint8Array(length);
     const end = byteOffset + length;
