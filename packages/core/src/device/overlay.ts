@@ -104,24 +104,20 @@ export class Overlay implements BlockDevice {
     this.assertOpen();
     checkRange(this.size, byteOffset, length, 'image');
     if (this.chunks.size === 0 || length === 0) return this.base.read(byteOffset, length);
-    const first = Math.floor(byteOffset / this.chunkSize);
-    const last = Math.floor((byteOffset + length - 1) / this.chunkSize);
-    // No changed chunk in the range (a FAT copy, an inode table): the base's bytes as read,
-    // without a second buffer and a copy of them.
-    let changed = false;
-    for (let index = first; index <= last && !changed; index++) changed = this.chunks.has(index);
-    if (!changed) return this.base.read(byteOffset, length);
     if (this.partial.size > 0) {
-      for (let index = first; index <= last; index++) this.fill(index);
+      const last = Math.floor((byteOffset + length - 1) / this.chunkSize);
+      for (let index = Math.floor(byteOffset / this.chunkSize); index <= last; index++) this.fill(index);
     }
-    const out = new Uint8Array(length);
+    // Made at the first changed chunk: a range with none (a FAT copy, an inode table) is
+    // the base's bytes as read, without a second buffer and a copy of them.
+    let out: Uint8Array | undefined;
     const end = byteOffset + length;
     let position = byteOffset;
     // Runs of unchanged chunks are read from the base in one call.
     let baseRunStart = -1;
-    const flushBaseRun = (upTo: number): void => {
+    const flushBaseRun = (into: Uint8Array, upTo: number): void => {
       if (baseRunStart >= 0) {
-        out.set(this.base.read(baseRunStart, upTo - baseRunStart), baseRunStart - byteOffset);
+        into.set(this.base.read(baseRunStart, upTo - baseRunStart), baseRunStart - byteOffset);
         baseRunStart = -1;
       }
     };
@@ -133,7 +129,8 @@ export class Overlay implements BlockDevice {
       if (store === undefined) {
         if (baseRunStart < 0) baseRunStart = position;
       } else {
-        flushBaseRun(position);
+        out ??= new Uint8Array(length);
+        flushBaseRun(out, position);
         const inChunk = position - chunkStart;
         const count = chunkEnd - position;
         if (typeof store === 'number') {
@@ -144,7 +141,8 @@ export class Overlay implements BlockDevice {
       }
       position = chunkEnd;
     }
-    flushBaseRun(end);
+    if (out === undefined) return this.base.read(byteOffset, length);
+    flushBaseRun(out, end);
     return out;
   }
 

@@ -270,7 +270,6 @@ function clipPairs(pairs: readonly number[], start: number, end: number): number
   return out;
 }
 
-
 /**
  * The Blocks of an output with every changed Block cut into sub-Blocks of
  * `subBlockSize`. The base's Blocks and all-zero Blocks pass whole (kept in

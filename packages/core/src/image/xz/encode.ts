@@ -36,6 +36,38 @@ export interface BlockContent {
   patches: { byteOffset: number; data: Uint8Array }[];
 }
 
+/**
+ * Lays bytes [position, position + length) of `content` into `target` at
+ * `targetOffset`: zeros, the base's data ranges read from `base` over them,
+ * then the changed bytes. The input of every xz Block and zstd frame, on the
+ * encoding workers. Self-contained: its source text is what workers run.
+ */
+export function fillContent(
+  fs: Pick<typeof import('node:fs'), 'readSync'>,
+  base: number,
+  content: Pick<BlockContent, 'baseRanges' | 'patches'>,
+  position: number,
+  length: number,
+  target: Uint8Array,
+  targetOffset: number,
+): void {
+  target.fill(0, targetOffset, targetOffset + length);
+  for (let i = 0; i < content.baseRanges.length; i += 2) {
+    const from = Math.max(position, content.baseRanges[i]!);
+    const to = Math.min(position + length, content.baseRanges[i]! + content.baseRanges[i + 1]!);
+    for (let done = from; done < to; ) {
+      const read = fs.readSync(base, target, targetOffset + done - position, to - done, done);
+      if (read === 0) throw Object.assign(new Error('the base ended while being read'), { code: 'E_TRUNCATED' });
+      done += read;
+    }
+  }
+  for (const patch of content.patches) {
+    const from = Math.max(position, patch.byteOffset);
+    const to = Math.min(position + length, patch.byteOffset + patch.data.length);
+    if (from < to) target.set(patch.data.subarray(from - patch.byteOffset, to - patch.byteOffset), targetOffset + from - position);
+  }
+}
+
 export interface EncodedBlock {
   /** Block Header, Compressed Data, Block Padding and Check, in pieces of at most 1 MiB (never joined: no copy of a whole Block). */
   pieces: Uint8Array[];
@@ -60,6 +92,7 @@ export function encodeWorker(
   setup: { basePath: string; module: LzmaWasmModule; pieceSize: number },
   fs: EncodeFs,
   bind: typeof bindLzma,
+  fill: typeof fillContent,
 ): void {
   const lzma = bind(setup.module);
   const base = fs.openSync(setup.basePath, 'r');
@@ -84,21 +117,7 @@ export function encodeWorker(
       for (let position = request.byteOffset; position < end; position += pieceSize) {
         const length = Math.min(pieceSize, end - position);
         let memory = lzma.memory();
-        memory.fill(0, inPtr, inPtr + length);
-        for (let i = 0; i < request.baseRanges.length; i += 2) {
-          const from = Math.max(position, request.baseRanges[i]!);
-          const to = Math.min(position + length, request.baseRanges[i]! + request.baseRanges[i + 1]!);
-          for (let done = from; done < to; ) {
-            const read = fs.readSync(base, memory, inPtr + done - position, to - done, done);
-            if (read === 0) throw Object.assign(new Error('the base ended while being read'), { code: 'E_TRUNCATED' });
-            done += read;
-          }
-        }
-        for (const patch of request.patches) {
-          const from = Math.max(position, patch.byteOffset);
-          const to = Math.min(position + length, patch.byteOffset + patch.data.length);
-          if (from < to) memory.set(patch.data.subarray(from - patch.byteOffset, to - patch.byteOffset), inPtr + from - position);
-        }
+        fill(fs, base, request, position, length, memory, inPtr);
         for (let offset = 0; offset < length; ) {
           const step = encoder.code(inPtr + offset, length - offset, outPtr, pieceSize, false);
           offset += step.consumed;
@@ -129,7 +148,8 @@ const WORKER_SOURCE = `
 const { workerData, parentPort } = require('node:worker_threads');
 const fs = require('node:fs');
 const bindLzma = (${bindLzma.toString()});
-(${encodeWorker.toString()})(parentPort, workerData, fs, bindLzma);`;
+const fillContent = (${fillContent.toString()});
+(${encodeWorker.toString()})(parentPort, workerData, fs, bindLzma, fillContent);`;
 
 /** Worker threads encoding Blocks; requests go to the least busy one. */
 export class XzEncoderPool {

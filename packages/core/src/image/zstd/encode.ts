@@ -1,6 +1,6 @@
 import { bindZstd, zstdModule, type ZstdWasmModule } from '@piimg/wasm';
 import { EncoderPool } from '../encoder-pool.js';
-import type { BlockContent } from '../xz/encode.js';
+import { fillContent, type BlockContent } from '../xz/encode.js';
 import { zstdBackend, type ZstdBackend, type ZstdZlib } from './backend.js';
 
 /**
@@ -47,26 +47,12 @@ export function zstdEncodeWorker(
   fs: EncodeFs,
   bind: typeof bindZstd,
   zlib: ZstdZlib,
+  fillFrom: typeof fillContent,
 ): void {
   const base = fs.openSync(setup.basePath, 'r');
-  // Copies base ranges and patches of the request's [position, position + length) into target at targetOffset.
-  const fill = (request: FrameRequest, position: number, length: number, target: Uint8Array, targetOffset: number) => {
-    target.fill(0, targetOffset, targetOffset + length);
-    for (let i = 0; i < request.baseRanges.length; i += 2) {
-      const from = Math.max(position, request.baseRanges[i]!);
-      const to = Math.min(position + length, request.baseRanges[i]! + request.baseRanges[i + 1]!);
-      for (let done = from; done < to; ) {
-        const read = fs.readSync(base, target, targetOffset + done - position, to - done, done);
-        if (read === 0) throw Object.assign(new Error('the base ended while being read'), { code: 'E_TRUNCATED' });
-        done += read;
-      }
-    }
-    for (const patch of request.patches) {
-      const from = Math.max(position, patch.byteOffset);
-      const to = Math.min(position + length, patch.byteOffset + patch.data.length);
-      if (from < to) target.set(patch.data.subarray(from - patch.byteOffset, to - patch.byteOffset), targetOffset + from - position);
-    }
-  };
+  // The request's [position, position + length) into target at targetOffset.
+  const fill = (request: FrameRequest, position: number, length: number, target: Uint8Array, targetOffset: number) =>
+    fillFrom(fs, base, request, position, length, target, targetOffset);
   // One output buffer for a whole frame: one byte under ZSTD_compressBound (Ref: zstd
   // lib/zstd.h), which holds any frame (zstd adds at most 3 bytes per 128 KiB block) but keeps
   // libzstd off its one-pass path. libzstd's bytes depend on the size of the output buffer it
@@ -144,7 +130,8 @@ const { workerData, parentPort } = require('node:worker_threads');
 const fs = require('node:fs');
 const zlib = require('node:zlib');
 const bindZstd = (${bindZstd.toString()});
-(${zstdEncodeWorker.toString()})(parentPort, workerData, fs, bindZstd, zlib);`;
+const fillContent = (${fillContent.toString()});
+(${zstdEncodeWorker.toString()})(parentPort, workerData, fs, bindZstd, zlib, fillContent);`;
 
 /** Worker threads compressing frames; requests go to the least busy one. */
 export class ZstdEncoderPool {
