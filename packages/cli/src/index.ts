@@ -68,8 +68,10 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
     io.stderr.write(`piimg: unknown command '${name}'\n\n${help()}`);
     return EXIT.usage;
   }
+  // Started before run.js loads @piimg/core: inject's copy of its base (commands/inject-start.ts).
+  const load = entry.start ? await entry.start(rest, io) : entry.load;
   const { runCommand } = await import('./run.js');
-  return runCommand(entry, rest, io);
+  return runCommand(entry, rest, io, load);
 }
 
 export type { DeviceJobData, DeviceJobResult, QueueWorkerOptions } from './queue/jobs.js';

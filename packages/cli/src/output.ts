@@ -1,14 +1,8 @@
 import { pipeline } from 'node:stream/promises';
-import { checkOutputPath, formatFromPath, isPiimgError, parseOutputFormat, type Image, type OutputFormat, type PreparedSave, type SaveOptions, type SaveResult } from '@piimg/core';
+import { checkOutputPath, formatFromPath, isPiimgError, parseOutputFormat, type Image, type OutputFormat, type PreparedSave, type SaveOptions, type SaveResult, type StartedSave } from '@piimg/core';
 import { type CliIo, UsageError } from './io.js';
 
-/** The options every command writing an image takes. */
-export const outputOptions = {
-  format: { type: 'string' },
-  level: { type: 'string' },
-  threads: { type: 'string' },
-  'keep-free-space': { type: 'boolean' },
-} as const;
+export { outputOptions } from './output-options.js';
 
 export const outputUsage = `  --format FORMAT       img, xz, gz or zst (default: from OUT's name: .img.xz xz, .img.gz gz,
                         .img.zst zst, anything else img; '-o -' writes img unless --format says otherwise)
@@ -93,15 +87,16 @@ function saveOptions(spec: OutputSpec, io: CliIo, options: WriteOptions): SaveOp
  * Starts the save to a file before the image is changed (Image.prepareSave),
  * so the copy of the base runs while the command works; undefined for
  * standard output. Pass the result to writeImage; `await using` removes its
- * temporary file when the command fails first.
+ * temporary file when the command fails first. `started` is the copy the
+ * command started before the image was opened (see inject-start.ts).
  */
-export function prepareImage(image: Image, spec: OutputSpec, io: CliIo, options: WriteOptions = {}): PreparedSave | undefined {
+export function prepareImage(image: Image, spec: OutputSpec, io: CliIo, options: WriteOptions = {}, started?: StartedSave): PreparedSave | undefined {
   if (spec.path === '-') return undefined;
   // A raw file's base copy runs behind the other steps: its progress would only
   // interleave with theirs. Compressed formats and devices do their work at finish.
   const { onProgress, ...quiet } = options;
   const early = spec.format === 'img' && !options.toDevice;
-  return image.prepareSave(spec.path, saveOptions(spec, io, early ? quiet : options));
+  return image.prepareSave(spec.path, { ...saveOptions(spec, io, early ? quiet : options), ...(started ? { started } : {}) });
 }
 
 /** Saves the image to a file (atomically) or streams it to standard output; `prepared` from prepareImage finishes its save. */

@@ -1,12 +1,13 @@
 import { isPiimgError } from '@piimg/core';
 import type { CliIo } from './base.js';
+import type { Command } from './command.js';
 import type { CommandEntry } from './commands/list.js';
 import { clearProgress, exitCodeFor, isClosedPipe, UsageError } from './io.js';
 
-/** Loads and runs a command; errors become a message and an exit status. */
-export async function runCommand(entry: CommandEntry, argv: string[], io: CliIo): Promise<number> {
+/** Loads (with `load`, default the entry's) and runs a command; errors become a message and an exit status. */
+export async function runCommand(entry: CommandEntry, argv: string[], io: CliIo, load: () => Promise<Command> = entry.load): Promise<number> {
   try {
-    const command = await entry.load();
+    const command = await load();
     return await command.run(argv, io);
   } catch (error) {
     clearProgress();

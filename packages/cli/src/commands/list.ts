@@ -1,3 +1,4 @@
+import type { CliIo } from '../base.js';
 import type { Command } from '../command.js';
 
 /**
@@ -11,6 +12,12 @@ export interface CommandEntry {
   summary: string;
   options: string[];
   load(): Promise<Command>;
+  /**
+   * Work a command starts from its arguments before its modules (and
+   * @piimg/core) load; returns the loader of the command that carries it on.
+   * inject starts the copy of its base (inject-start.ts).
+   */
+  start?(argv: string[], io: CliIo): Promise<() => Promise<Command>>;
 }
 
 export const commandList: CommandEntry[] = [
@@ -18,7 +25,11 @@ export const commandList: CommandEntry[] = [
     name: 'inject',
     summary: 'write a device image from a base image and a device configuration',
     options: ['-o, --output FILE', '-c, --config FILE', '--set VALUE', '--var VALUE', '--format FORMAT', '--level N', '--threads N', '--keep-free-space', '--no-verify', '--sync', '--to-device', '--source-root DIR', '--bmap FILE', '--delta', '--json', '-h, --help'],
-    load: async () => (await import('./inject.js')).inject,
+    load: async () => (await import('./inject.js')).injectCommand(),
+    start: async (argv, io) => {
+      const early = (await import('./inject-start.js')).startInjectSave(argv, io);
+      return async () => (await import('./inject.js')).injectCommand(early);
+    },
   },
   {
     name: 'batch',

@@ -1,4 +1,3 @@
-import { realpathSync } from 'node:fs';
 import { rename, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
@@ -18,6 +17,7 @@ import { createBmap, type Bmap } from './bmap.js';
 import { applyDeltaFile, writeDelta, type DeltaHeader } from './delta.js';
 import { fileIdentityKey, rawSha256, readFileFact, writeFileFact } from './identity.js';
 import { detectFilesystem, type FilesystemInfo } from './detect.js';
+import { sameFile, type PrepareSaveOptions } from './early.js';
 import { partialName } from './partial.js';
 import { diskUsedRanges, isRangeList, usedRanges } from './usage.js';
 import { dataMapFor } from './datamap.js';
@@ -311,7 +311,8 @@ export class Image implements AsyncDisposable {
    * E_SAME_FILE). Leaving it unfinished (`cancel()`, `await using`, a failed
    * step, `close()` of the image, the options' signal) removes the temporary
    * file. Compressed formats and `toDevice` start nothing early: `finish()`
-   * then does what save() does.
+   * then does what save() does. `started`: a copy begun by startSave before
+   * the image was opened, used when it fits (see PrepareSaveOptions).
    *
    * @example
    * const save = image.prepareSave('device.img');
@@ -322,16 +323,18 @@ export class Image implements AsyncDisposable {
    *   await save.cancel(); // removes the temporary file, unless finish() put it in place
    * }
    */
-  prepareSave(outPath: string, options: SaveOptions = {}): PreparedSave {
+  prepareSave(outPath: string, { started, ...options }: PrepareSaveOptions = {}): PreparedSave {
     this.assertOpen();
     const target = resolve(outPath);
     if (sameFile(target, this.rawPath) || sameFile(target, this.sourcePath)) {
+      void started?.cancel();
       throw new PiimgError('E_SAME_FILE', `refusing to overwrite the base image ${outPath}; open it with inPlace to edit it`, { path: outPath });
     }
     const format = options.format ?? (options.toDevice ? 'img' : formatFromPath(outPath));
     if (!OUTPUT_FORMATS.includes(format)) throw new PiimgError('EINVAL', `unknown output format ${String(format)}`, { format });
     // A raw file with free space as zeros is written like a compressed output: from the stream.
     if (format !== 'img' || options.freeSpace === 'zero' || options.toDevice || this.inPlace) {
+      void started?.cancel();
       if (options.toDevice && format !== 'img') throw new PiimgError('EINVAL', `a device takes the raw image, not ${format}`, { path: outPath });
       if (!options.toDevice) checkOutputPath(target);
       const later: PreparedSave = new PreparedSave(
@@ -344,7 +347,9 @@ export class Image implements AsyncDisposable {
       );
       return this.track(later);
     }
-    const job = new SaveJob(this.rawPath, this.overlay.size, target, this.cacheDir, options);
+    const job = started?.take(this.rawPath, this.overlay.size, target, options) ?? new SaveJob(this.rawPath, this.overlay.size, target, this.cacheDir, options);
+    // A copy started for something else (another base, a changed file) is stopped.
+    void started?.cancel();
     const prepared: PreparedSave = new PreparedSave(
       target,
       async () => {
@@ -569,14 +574,6 @@ export class Image implements AsyncDisposable {
   /** Same as `close()`, for `await using`. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
-  }
-}
-
-function sameFile(a: string, b: string): boolean {
-  try {
-    return realpathSync(a) === realpathSync(b);
-  } catch {
-    return resolve(a) === resolve(b);
   }
 }
 

@@ -9,6 +9,8 @@ export { scanDataMap, dataMapFor } from './datamap.js';
 export type { DataMap } from './datamap.js';
 export type { SaveOptions, SaveResult, BaseCopy } from './save.js';
 export { PreparedSave } from './save.js';
+export { startSave, StartedSave } from './early.js';
+export type { StartSaveOptions, PrepareSaveOptions } from './early.js';
 export { createBmap, blockRanges, BMAP_BLOCK_SIZE } from './bmap.js';
 export type { Bmap } from './bmap.js';
 export { usedRanges } from './usage.js';

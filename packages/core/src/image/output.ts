@@ -18,49 +18,9 @@ import { DEFAULT_XZ_LEVEL, encodeXz, xzBlockSize, type BlockContent } from './xz
 import { DEFAULT_ZSTD_LEVEL, encodeZstd, zstdFrameSize } from './zstd/encode.js';
 import { XZ_CHECK } from '@piimg/wasm';
 import { BlockCache, type BlockKey, type StoredBlock } from './blockcache.js';
+import { formatFromPath, type OutputFormat } from './format.js';
 
-/**
- * Output formats of a whole image: raw, or compressed while it is streamed.
- * `.img.xz` is one .xz Stream of independent Blocks encoded on worker
- * threads (see xz/encode.ts); `.img.gz` is a series of gzip members, each
- * compressed independently on Node's zlib thread pool, as `pigz` does: a
- * concatenation of members is a valid gzip file (RFC 1952 §2.2), which
- * `gzip -dc` and every flasher read. `.img.zst` is a series of independent
- * zstd frames compressed on worker threads (see zstd/encode.ts); concatenated
- * frames are one valid zstd stream (RFC 8878 §3.1).
- */
-export type OutputFormat = 'img' | 'xz' | 'gzip' | 'zstd';
-
-/** Every output format: raw, multi-Block xz, gzip members, zstd frames. */
-export const OUTPUT_FORMATS: readonly OutputFormat[] = ['img', 'xz', 'gzip', 'zstd'];
-
-/** The format a file name asks for: .xz, .gz, .zst, anything else raw. */
-export function formatFromPath(path: string): OutputFormat {
-  const name = path.toLowerCase();
-  if (name.endsWith('.xz')) return 'xz';
-  if (name.endsWith('.gz')) return 'gzip';
-  if (name.endsWith('.zst') || name.endsWith('.zstd')) return 'zstd';
-  return 'img';
-}
-
-/** Parses a format name as users write it: img/raw, xz, gz/gzip, zst/zstd. */
-export function parseOutputFormat(name: string): OutputFormat {
-  switch (name.toLowerCase()) {
-    case 'img':
-    case 'raw':
-      return 'img';
-    case 'xz':
-      return 'xz';
-    case 'gz':
-    case 'gzip':
-      return 'gzip';
-    case 'zst':
-    case 'zstd':
-      return 'zstd';
-    default:
-      throw new PiimgError('E_UNSUPPORTED_FORMAT', `unknown output format '${name}' (formats: img, xz, gz, zst)`, { format: name });
-  }
-}
+export { formatFromPath, parseOutputFormat, OUTPUT_FORMATS, type OutputFormat } from './format.js';
 
 /**
  * What becomes of filesystem free space in an output. 'zero': the ranges no

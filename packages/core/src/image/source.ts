@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
 import { closeSync, createReadStream, existsSync, ftruncateSync, mkdirSync, openSync, readSync, renameSync, statSync, unlinkSync } from 'node:fs';
-import { homedir, platform } from 'node:os';
 import { join } from 'node:path';
 import { createGunzip } from 'node:zlib';
 import { PiimgError } from '../errors.js';
@@ -8,10 +7,10 @@ import { writeFully } from '../device/file.js';
 import { throwIfAborted } from './abort.js';
 import { partialName, removeStalePartials } from './partial.js';
 import { fileIdentityKey, readFileFact, writeFileFact } from './identity.js';
+import { defaultCacheDir, sniffCompression, type Compression } from './format.js';
 import { cacheEntryMapPath, DATA_MAP_BLOCK, DataMapBuilder, writeDataMap, type DataMap } from './datamap.js';
 
-/** Containers piimg decompresses, recognised by signature. */
-export type Compression = 'xz' | 'gzip' | 'zip' | 'zstd';
+export { defaultCacheDir, sniffCompression, type Compression } from './format.js';
 
 /** A progress report: the phase and bytes done (no total while decompressing). */
 export interface Progress {
@@ -34,30 +33,6 @@ export interface SourceOptions {
 
 /** Default limit of a decompressed image: 64 GiB. */
 export const DEFAULT_MAX_IMAGE_SIZE = 64 * 1024 ** 3;
-
-/** Recognises a compressed container by its signature, never by the file name. */
-export function sniffCompression(head: Uint8Array): Compression | undefined {
-  const starts = (...bytes: number[]): boolean => bytes.every((byte, i) => head[i] === byte);
-  if (starts(0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00)) return 'xz';
-  if (starts(0x1f, 0x8b)) return 'gzip';
-  if (starts(0x50, 0x4b, 0x03, 0x04)) return 'zip';
-  // zstd frame magic 0xFD2FB528, little-endian (RFC 8878 §3.1.1).
-  if (starts(0x28, 0xb5, 0x2f, 0xfd)) return 'zstd';
-  return undefined;
-}
-
-/** Where decompressed bases are cached: PIIMG_CACHE_DIR, else the platform's user cache directory. */
-export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.PIIMG_CACHE_DIR) return env.PIIMG_CACHE_DIR;
-  switch (platform()) {
-    case 'win32':
-      return join(env.LOCALAPPDATA ?? join(homedir(), 'AppData', 'Local'), 'piimg', 'Cache');
-    case 'darwin':
-      return join(homedir(), 'Library', 'Caches', 'piimg');
-    default:
-      return join(env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'piimg');
-  }
-}
 
 function readHead(path: string, length: number): Uint8Array {
   const fd = openSync(path, 'r');
