@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openImage, startSave, type StartedSave } from '@piimg/core';
 import { findCpSync } from '../packages/core/src/image/cp.js';
 import { rawFixture, repoRoot, testCacheDir } from './support/fixtures.js';
+import { alive } from './support/tools.js';
 
 // startSave(): the copy of a raw base started before the image is opened, and
 // Image.prepareSave(out, { started }) taking it over, or refusing it and
@@ -34,14 +35,6 @@ const partialInode = (at: string) => {
 };
 const waitFor = async (test: () => boolean) => {
   for (let i = 0; i < 500 && !test(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
-};
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 };
 
 let base = '';

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isPiimgError, openImage, type Image } from '@piimg/core';
 import { findCpSync } from '../packages/core/src/image/cp.js';
 import { rawFixture, repoRoot, testCacheDir } from './support/fixtures.js';
+import { alive } from './support/tools.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'piimg-kcopy-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -22,14 +23,6 @@ if (!gnuCp) {
 if (!built) console.warn('\n*** SKIPPED: the inject signal test runs the built piimg command; `npm test` builds it first ***\n');
 
 const entries = (at: string) => readdirSync(at).sort();
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 /** A stand-in for cp: answers --version as GNU coreutils does, then runs `body` (sh) with the destination in $dest. */
 function fakeCp(name: string, body: string, version = 'cp (GNU coreutils) 9.1'): string {

@@ -41,3 +41,13 @@ export function run(cmd: string, args: string[], options: { input?: string | Uin
 }
 
 export { execFileSync };
+
+/** Whether process `pid` is still running (signal 0 reaches it). */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -127,8 +127,9 @@ async function runInject(argv: string[], io: CliIo, early: StartedSave | undefin
   onProgress?.clear();
   lap('open');
   const writeOptions = { sync: values.sync ?? false, toDevice, ...(onProgress ? { onProgress } : {}) };
-  // The copy of the base into OUT's temporary file starts now and runs while the
-  // configuration loads and the recipes and the checks compute; a failure on the way removes it.
+  // The copy of the base into OUT's temporary file starts now (or was started from the
+  // arguments before the modules loaded, and is taken over: inject-start.ts) and runs while
+  // the configuration loads and the recipes and the checks compute; a failure on the way removes it.
   await using prepared = delta ? undefined : prepareImage(image, output, io, writeOptions, startedSave);
   const loaded = await loading;
   lap('config');
