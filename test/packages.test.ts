@@ -85,7 +85,7 @@ describe.skipIf(!built)('the packed packages', () => {
       expect(files, p.name).toEqual(expect.arrayContaining(['README.md', 'LICENSE', 'package.json', 'lib/index.js', 'lib/index.d.ts']));
     }
     const files = (name: string) => packed.find((p) => p.name === name)!.files.map((f) => f.path);
-    expect(files('@piimg/core')).toEqual(expect.arrayContaining(['lib/config.js', 'lib/config.d.ts', 'schema/device-config.schema.json']));
+    expect(files('@piimg/core')).toEqual(expect.arrayContaining(['lib/config.js', 'lib/config.d.ts', 'lib/early.js', 'lib/early.d.ts', 'schema/device-config.schema.json']));
     expect(files('@piimg/wasm')).toEqual(expect.arrayContaining(['dist/ext2fs.wasm', 'dist/ext2fs.cjs', 'dist/e2fsck.wasm', 'dist/mke2fs.wasm', 'LICENSES/GPL-2', 'LICENSES/LGPL-2', 'LICENSES/e2fsprogs-NOTICE']));
     expect(files('piimg')).toEqual(expect.arrayContaining(['bin/piimg.js', 'THIRD-PARTY-NOTICES.md']));
     // The command's bundle carries other packages (packages/cli/tsup.config.ts): each one's license must ship with it.
@@ -124,6 +124,8 @@ describe.skipIf(!built)('the packed packages', () => {
     expect(ok(run(process.execPath, ['ext4.cjs', fixturePath('pi-bookworm')], { cwd: app }))).toBe(hostname);
     const config = run(process.execPath, ['-e', "process.stdout.write(typeof require('@piimg/core/config').parseConfig)"], { cwd: app });
     expect(ok(config)).toBe('function');
+    const early = run(process.execPath, ['-e', "process.stdout.write(typeof require('@piimg/core/early').startSave)"], { cwd: app });
+    expect(ok(early)).toBe('function');
   });
 
   it('run the installed piimg command', () => {
