@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { piimg } from './support/cli.js';
-import { rawFixture, repoRoot, testCacheDir } from './support/fixtures.js';
+import { openImage } from '@piimg/core';
+import { fixturePath, rawFixture, repoRoot, testCacheDir } from './support/fixtures.js';
 
 const env = { PIIMG_CACHE_DIR: testCacheDir };
 const dir = mkdtempSync(join(tmpdir(), 'piimg-output-'));
@@ -30,6 +31,27 @@ describe('the output path', () => {
   });
 
   const cpTo = (out: string, ...extra: string[]) => piimg(['cp', base, hostFile, 'boot:/hello.txt', '-o', out, ...extra], env);
+
+  it('refuses an output whose directory is missing or a file before any work, and writes nothing', async () => {
+    const config = join(dir, 'early.yaml');
+    writeFileSync(config, 'hostname: early\n');
+    // A compressed base with a cache of its own: nothing is decompressed for an output that cannot be written.
+    const cache = join(dir, 'early-cache');
+    const missing = await piimg(['inject', fixturePath('pi-trixie'), '-o', join(dir, 'no-such-dir', 'out.img'), '--config', config], { PIIMG_CACHE_DIR: cache });
+    expect(missing.code, missing.stderr).toBe(5);
+    expect(missing.stderr).toContain(`the directory ${join(dir, 'no-such-dir')} does not exist [ENOENT]`);
+    expect(existsSync(cache) ? readdirSync(cache) : []).toEqual([]);
+    const applied = await piimg(['apply', fixturePath('pi-trixie'), join(dir, 'any.delta'), '-o', join(dir, 'no-such-dir', 'out.img')], { PIIMG_CACHE_DIR: cache });
+    expect(applied.code, applied.stderr).toBe(5);
+    expect(existsSync(cache) ? readdirSync(cache) : []).toEqual([]);
+    // A file where the directory should be: a usage error (it used to be an internal error).
+    const notDirectory = await cpTo(join(hostFile, 'out.img'));
+    expect(notDirectory.code, notDirectory.stderr).toBe(1);
+    expect(notDirectory.stderr).toMatch(/ENOTDIR.*\[E_BAD_OUTPUT\]/);
+    await using image = await openImage(base, { cacheDir: testCacheDir });
+    await expect(image.save(join(hostFile, 'out.img'))).rejects.toMatchObject({ code: 'E_BAD_OUTPUT' });
+    expect(partials(dir)).toEqual([]);
+  });
 
   it('refuses a FIFO, a socket and a directory with exit 1 and leaves them as they were', async () => {
     const fifo = join(dir, 'fifo');

@@ -1,5 +1,7 @@
+import { accessSync, constants, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { checkOutputPath, formatFromPath, isPiimgError, parseOutputFormat, type Image, type OutputFormat, type PreparedSave, type SaveOptions, type SaveResult, type StartedSave } from '@piimg/core';
+import { checkOutputPath, formatFromPath, isPiimgError, parseOutputFormat, PiimgError, type Image, type OutputFormat, type PreparedSave, type SaveOptions, type SaveResult, type StartedSave } from '@piimg/core';
 import { type CliIo, UsageError } from './io.js';
 
 export { outputOptions } from './output-options.js';
@@ -54,9 +56,29 @@ export function checkStdout(spec: OutputSpec, io: CliIo): void {
 }
 
 /**
+ * The directory a path goes into must exist and take new files: found before the work,
+ * not when the output is written (after a compressed base was decompressed, the recipes
+ * applied and the filesystems checked). Missing: ENOENT (exit 5); a file in the way:
+ * E_BAD_OUTPUT (exit 1); not writable (permissions, a read-only filesystem): EACCES.
+ */
+export function checkOutputDirectory(path: string): void {
+  const directory = dirname(resolve(path));
+  const stats = statSync(directory, { throwIfNoEntry: false });
+  if (!stats) throw new PiimgError('ENOENT', `cannot write ${path}: the directory ${directory} does not exist`, { path, directory });
+  if (!stats.isDirectory()) throw new PiimgError('E_BAD_OUTPUT', `cannot write ${path}: ${directory} is not a directory`, { path, directory });
+  try {
+    accessSync(directory, constants.W_OK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? 'EACCES';
+    throw new PiimgError('EACCES', `cannot write ${path}: no new files can be made in ${directory} (${code})`, { path, directory });
+  }
+}
+
+/**
  * Checks -o before any work: with --to-device it must be the raw format; otherwise a
  * path (not '-') must be a regular file or new (checkOutputPath), so a device node,
- * FIFO, socket or directory is refused at once.
+ * FIFO, socket or directory is refused at once, in a directory that takes new files
+ * (checkOutputDirectory).
  */
 export function checkOutput(spec: OutputSpec, toDevice: boolean, io: CliIo): void {
   checkStdout(spec, io);
@@ -65,7 +87,9 @@ export function checkOutput(spec: OutputSpec, toDevice: boolean, io: CliIo): voi
     if (spec.format !== 'img') throw new UsageError(`--to-device writes the raw image; --format ${spec.format} does not apply`);
     return;
   }
-  if (spec.path !== '-') checkOutputPath(spec.path);
+  if (spec.path === '-') return;
+  checkOutputPath(spec.path);
+  checkOutputDirectory(spec.path);
 }
 
 type WriteOptions = { sync?: boolean; toDevice?: boolean; onProgress?: (p: { phase: 'hash' | 'decompress' | 'save'; bytesDone: number; bytesTotal?: number }) => void };

@@ -1,6 +1,7 @@
-import { openImage, PiimgError } from '@piimg/core';
+import { checkOutputPath, openImage, PiimgError } from '@piimg/core';
 import { type Command, parse, requirePositionals, wantsHelp } from '../command.js';
 import { EXIT, paint, progressReporter, UsageError, useColor, withSignal, writeJson, type CliIo } from '../io.js';
+import { checkOutputDirectory } from '../output.js';
 
 const usage = `Usage: piimg apply BASE DELTA -o OUT [--bmap FILE] [--no-verify] [--json]
 
@@ -29,6 +30,9 @@ export const apply: Command = {
     if (wantsHelp(values, io, usage)) return EXIT.ok;
     requirePositionals(positionals, 2, usage);
     if (!values.output) throw new UsageError(`-o OUT is required\n\n${usage}`);
+    // A wrong output is refused before the base is opened (and perhaps decompressed).
+    checkOutputPath(values.output);
+    checkOutputDirectory(values.output);
     const onProgress = progressReporter(io, !values.json);
     await using image = await openImage(positionals[0]!, withSignal(io, onProgress ? { onProgress } : {}));
     onProgress?.clear();

@@ -153,7 +153,15 @@ function kindOf(stats: Stats): string {
  * even /dev/null) and report success. Symlinks are judged by what they point at.
  */
 export function checkOutputPath(outPath: string): void {
-  const stats = statSync(outPath, { throwIfNoEntry: false });
+  let stats: Stats | undefined;
+  try {
+    stats = statSync(outPath, { throwIfNoEntry: false });
+  } catch (error) {
+    // A file where a directory of the path should be (ENOTDIR), a symlink loop, a name too
+    // long, a directory that may not be searched: no output can be made there.
+    const code = (error as NodeJS.ErrnoException).code ?? 'E_IO';
+    throw new PiimgError(code === 'EACCES' ? 'EACCES' : 'E_BAD_OUTPUT', `refusing to write the output to ${outPath}: ${(error as Error).message}`, { path: outPath, kind: code });
+  }
   if (stats === undefined || stats.isFile()) return;
   const hint = stats.isBlockDevice() ? ' (to write the image onto the device itself, ask for it: toDevice / --to-device)' : '';
   throw new PiimgError('E_BAD_OUTPUT', `refusing to write the output to ${outPath}: it is ${kindOf(stats)}${hint}`, { path: outPath, kind: kindOf(stats) });
