@@ -263,6 +263,8 @@ export const cp: Command = {
       }
       await copyIn(volume, src, destination, { recursive: values.recursive ?? false, ...(mode !== undefined ? { mode } : {}), ...owner }, copied);
       await volume.close();
+      // Nothing copied (every source skipped): a failure, so no output is written.
+      if (copied.length === 0) throw new PiimgError('E_NOT_FOUND', `nothing was copied from ${src}`, { path: src });
       if (values['in-place']) await image.save();
       else {
         const saved = await writeImage(image, output!, io, { toDevice: values['to-device'] ?? false });

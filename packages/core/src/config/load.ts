@@ -94,6 +94,12 @@ function resolveSources(value: PlainObject, dir: string): void {
 async function loadChain(path: string, chain: string[], sources: string[]): Promise<PlainObject> {
   if (chain.includes(path)) throw configError(`extends cycle: ${[...chain, path].join(' -> ')}`, { file: path });
   if (chain.length >= MAX_EXTENDS_DEPTH) throw configError(`extends is nested deeper than ${MAX_EXTENDS_DEPTH} files`, { file: path });
+  // The configuration given may come through a pipe (`--config <(...)`); a file it extends
+  // must be a regular file: a FIFO nobody writes would block its read for good.
+  if (chain.length > 0) {
+    const stats = await stat(path).catch(() => undefined);
+    if (stats && !stats.isFile()) throw configError(`${chain.at(-1)}: extends ${path}, which is not a regular file`, { file: path });
+  }
   const value = await readConfigFile(path);
   const dir = dirname(path);
   resolveSources(value, dir);
@@ -349,19 +355,23 @@ function confineSources(config: DeviceConfig, baseDir: string, sourceRoot: strin
 }
 
 /**
- * Fails with E_CONFIG unless every `files[].source` exists on the host (and,
- * with a source root, lies inside it).
+ * Fails with E_CONFIG unless every `files[].source` exists on the host as a
+ * regular file or a directory (and, with a source root, lies inside it).
  */
 export async function checkSources(config: DeviceConfig, baseDir: string, options: SourceRootOption = {}): Promise<void> {
   if (options.sourceRoot !== undefined) confineSources(config, baseDir, options.sourceRoot);
   const missing: string[] = [];
   for (const [index, entry] of (config.files ?? []).entries()) {
     if (entry.source === undefined) continue;
+    let stats: Awaited<ReturnType<typeof stat>>;
     try {
-      await stat(resolve(baseDir, entry.source));
+      stats = await stat(resolve(baseDir, entry.source));
     } catch {
       missing.push(`files[${index}].source: ${entry.source} does not exist`);
+      continue;
     }
+    // A FIFO or socket would block the read that copies it for good; a device is no file to copy.
+    if (!stats.isFile() && !stats.isDirectory()) missing.push(`files[${index}].source: ${entry.source} is not a regular file or directory`);
   }
   if (missing.length > 0) {
     throw configError(`invalid configuration:\n  ${missing.join('\n  ')}`, {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { closeSync, fstatSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { basename, dirname, join } from 'node:path';
 import { readFully } from '../device/file.js';
@@ -7,6 +7,7 @@ import type { BlockDevice } from '../device/types.js';
 import { allZero } from '../device/zero.js';
 import { PiimgError } from '../errors.js';
 import { partialName } from './partial.js';
+import { kindOf } from './save.js';
 
 /**
  * The piimg delta format, version 1: a device image as the changes to a
@@ -61,6 +62,13 @@ export interface DeltaChunk {
 
 function bad(message: string, path: string): PiimgError {
   return new PiimgError('E_BAD_DELTA', `${path}: ${message}`, { path });
+}
+
+/** Opens a delta file for reading; a FIFO, socket, device or directory is E_BAD_DELTA (a FIFO would block the open for good). */
+function openDelta(path: string): number {
+  const stats = statSync(path, { throwIfNoEntry: false });
+  if (stats && !stats.isFile()) throw bad(`not a delta file: it is ${kindOf(stats)}`, path);
+  return openSync(path, 'r');
 }
 
 function headerChecksum(header: Uint8Array, payloadDigest: Buffer): Buffer {
@@ -146,7 +154,7 @@ function readExactly(fd: number, length: number, position: number, path: string)
 
 /** Reads and checks a delta's header; the payload checksum is checked by applyDeltaFile. */
 export function readDeltaHeader(path: string): DeltaHeader {
-  const fd = openSync(path, 'r');
+  const fd = openDelta(path);
   try {
     return parseHeader(fd, path).header;
   } finally {
@@ -188,7 +196,7 @@ function parseHeader(fd: number, path: string): { header: DeltaHeader; raw: Buff
  * (the overlay is discarded), so a damaged delta never yields an image.
  */
 export function applyDeltaFile(path: string, device: BlockDevice, expectBase: (header: DeltaHeader) => void): DeltaHeader {
-  const fd = openSync(path, 'r');
+  const fd = openDelta(path);
   try {
     const { header, raw } = parseHeader(fd, path);
     expectBase(header);

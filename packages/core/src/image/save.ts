@@ -138,7 +138,8 @@ export interface SaveResult {
   blocks?: OutputStats;
 }
 
-function kindOf(stats: Stats): string {
+/** What a path names, for messages: 'a directory', 'a FIFO'... */
+export function kindOf(stats: Stats): string {
   if (stats.isDirectory()) return 'a directory';
   if (stats.isBlockDevice()) return 'a block device';
   if (stats.isCharacterDevice()) return 'a character device';

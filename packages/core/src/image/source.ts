@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
-import { closeSync, createReadStream, existsSync, ftruncateSync, mkdirSync, openSync, readSync, renameSync, statSync, unlinkSync } from 'node:fs';
+import { closeSync, createReadStream, existsSync, ftruncateSync, mkdirSync, openSync, readSync, renameSync, statSync, unlinkSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { createGunzip } from 'node:zlib';
 import { PiimgError } from '../errors.js';
 import { writeFully } from '../device/file.js';
 import { throwIfAborted } from './abort.js';
+import { kindOf } from './save.js';
 import { partialName, removeStalePartials } from './partial.js';
 import { fileIdentityKey, readFileFact, writeFileFact } from './identity.js';
 import { defaultCacheDir, sniffCompression, type Compression } from './format.js';
@@ -242,7 +243,17 @@ function cacheWriteError(error: unknown, cacheDir: string, path: string): PiimgE
  * reuse one raw base. The cache entry appears atomically (temporary file, then rename).
  */
 export async function resolveSource(path: string, options: SourceOptions = {}): Promise<ResolvedSource> {
-  if (!existsSync(path)) throw new PiimgError('E_NOT_FOUND', `no such image: ${path}`, { path });
+  let stats: Stats | undefined;
+  try {
+    stats = statSync(path, { throwIfNoEntry: false });
+  } catch (error) {
+    // A file where a directory of the path should be (ENOTDIR) or a symlink loop: no image there.
+    throw new PiimgError('E_NOT_FOUND', `no such image: ${path} (${(error as NodeJS.ErrnoException).code})`, { path }, { cause: error });
+  }
+  if (!stats) throw new PiimgError('E_NOT_FOUND', `no such image: ${path}`, { path });
+  // An image is read at any offset: a FIFO or socket would block the first read for good
+  // (a signal cannot stop a thread in open(2)), a directory or device fails in other ways.
+  if (!stats.isFile()) throw new PiimgError('E_BAD_IMAGE', `${path} is not an image file: it is ${kindOf(stats)}`, { path, kind: kindOf(stats) });
   const compression = sniffCompression(readHead(path, 8));
   if (!compression) return { rawPath: path, cached: false };
 
