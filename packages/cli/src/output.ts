@@ -56,12 +56,15 @@ export function checkStdout(spec: OutputSpec, io: CliIo): void {
 }
 
 /**
- * The directory a path goes into must exist and take new files: found before the work,
- * not when the output is written (after a compressed base was decompressed, the recipes
- * applied and the filesystems checked). Missing: ENOENT (exit 5); a file in the way:
- * E_BAD_OUTPUT (exit 1); not writable (permissions, a read-only filesystem): EACCES.
+ * An output file, checked before the work: the path must be a regular file or new
+ * (checkOutputPath: a device node, FIFO, socket or directory is E_BAD_OUTPUT), and
+ * its directory must exist and take new files, found now rather than when the output
+ * is written (after a compressed base was decompressed, the recipes applied and the
+ * filesystems checked). Missing: ENOENT (exit 5); a file in the way: E_BAD_OUTPUT
+ * (exit 1); not writable (permissions, a read-only filesystem): EACCES.
  */
-export function checkOutputDirectory(path: string): void {
+export function checkOutputFile(path: string): void {
+  checkOutputPath(path);
   const directory = dirname(resolve(path));
   const stats = statSync(directory, { throwIfNoEntry: false });
   if (!stats) throw new PiimgError('ENOENT', `cannot write ${path}: the directory ${directory} does not exist`, { path, directory });
@@ -76,9 +79,7 @@ export function checkOutputDirectory(path: string): void {
 
 /**
  * Checks -o before any work: with --to-device it must be the raw format; otherwise a
- * path (not '-') must be a regular file or new (checkOutputPath), so a device node,
- * FIFO, socket or directory is refused at once, in a directory that takes new files
- * (checkOutputDirectory).
+ * path (not '-') must be an output file that can be made (checkOutputFile).
  */
 export function checkOutput(spec: OutputSpec, toDevice: boolean, io: CliIo): void {
   checkStdout(spec, io);
@@ -87,9 +88,7 @@ export function checkOutput(spec: OutputSpec, toDevice: boolean, io: CliIo): voi
     if (spec.format !== 'img') throw new UsageError(`--to-device writes the raw image; --format ${spec.format} does not apply`);
     return;
   }
-  if (spec.path === '-') return;
-  checkOutputPath(spec.path);
-  checkOutputDirectory(spec.path);
+  if (spec.path !== '-') checkOutputFile(spec.path);
 }
 
 type WriteOptions = { sync?: boolean; toDevice?: boolean; onProgress?: (p: { phase: 'hash' | 'decompress' | 'save'; bytesDone: number; bytesTotal?: number }) => void };

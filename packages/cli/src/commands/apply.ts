@@ -1,7 +1,7 @@
-import { checkOutputPath, openImage, PiimgError } from '@piimg/core';
+import { openImage, PiimgError } from '@piimg/core';
 import { type Command, parse, requirePositionals, wantsHelp } from '../command.js';
 import { EXIT, paint, progressReporter, UsageError, useColor, withSignal, writeJson, type CliIo } from '../io.js';
-import { checkOutputDirectory } from '../output.js';
+import { checkOutputFile } from '../output.js';
 
 const usage = `Usage: piimg apply BASE DELTA -o OUT [--bmap FILE] [--no-verify] [--json]
 
@@ -31,8 +31,7 @@ export const apply: Command = {
     requirePositionals(positionals, 2, usage);
     if (!values.output) throw new UsageError(`-o OUT is required\n\n${usage}`);
     // A wrong output is refused before the base is opened (and perhaps decompressed).
-    checkOutputPath(values.output);
-    checkOutputDirectory(values.output);
+    checkOutputFile(values.output);
     const onProgress = progressReporter(io, !values.json);
     await using image = await openImage(positionals[0]!, withSignal(io, onProgress ? { onProgress } : {}));
     onProgress?.clear();

@@ -1,7 +1,17 @@
-import { closeSync, fstatSync, fsyncSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, openSync, readSync, writeSync, type Stats } from 'node:fs';
 import { PiimgError } from '../errors.js';
 import { checkRange } from './range.js';
 import type { BlockDevice, BlockReader } from './types.js';
+
+/** What a path names, for messages: 'a directory', 'a FIFO'... */
+export function kindOf(stats: Stats): string {
+  if (stats.isDirectory()) return 'a directory';
+  if (stats.isBlockDevice()) return 'a block device';
+  if (stats.isCharacterDevice()) return 'a character device';
+  if (stats.isFIFO()) return 'a FIFO';
+  if (stats.isSocket()) return 'a socket';
+  return 'not a regular file';
+}
 
 function openError(path: string, error: unknown): PiimgError {
   const code = (error as NodeJS.ErrnoException).code ?? 'EIO';

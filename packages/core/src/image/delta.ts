@@ -2,12 +2,11 @@ import { createHash } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { basename, dirname, join } from 'node:path';
-import { readFully } from '../device/file.js';
+import { kindOf, readFully } from '../device/file.js';
 import type { BlockDevice } from '../device/types.js';
 import { allZero } from '../device/zero.js';
 import { PiimgError } from '../errors.js';
 import { partialName } from './partial.js';
-import { kindOf } from './save.js';
 
 /**
  * The piimg delta format, version 1: a device image as the changes to a

@@ -1,6 +1,6 @@
-import { closeSync, openSync, readSync, realpathSync, statSync, type Stats } from 'node:fs';
+import { realpathSync, statSync, type Stats } from 'node:fs';
 import { resolve } from 'node:path';
-import { defaultCacheDir, formatFromPath, parseOutputFormat, sniffCompression } from './format.js';
+import { defaultCacheDir, formatFromPath, parseOutputFormat, sniffFile } from './format.js';
 import { SaveJob, type SaveOptions } from './save.js';
 
 /** Options of `startSave`. */
@@ -120,15 +120,8 @@ export function startSave(basePath: string, outPath: string, options: StartSaveO
     if (sameFile(base, target)) return undefined;
     const stats = statSync(base);
     if (!stats.isFile()) return undefined;
-    const head = new Uint8Array(8);
-    const fd = openSync(base, 'r');
-    try {
-      readSync(fd, head, 0, head.length, 0);
-    } finally {
-      closeSync(fd);
-    }
     // A compressed base is decompressed into the cache first: its copy is of another file.
-    if (sniffCompression(head)) return undefined;
+    if (sniffFile(base)) return undefined;
     const job = new SaveJob(base, stats.size, target, options.cacheDir ?? defaultCacheDir(), {
       ...(options.signal ? { signal: options.signal } : {}),
       ...(options.copier ? { copier: options.copier } : {}),

@@ -1,3 +1,4 @@
+import { closeSync, openSync, readSync } from 'node:fs';
 import { homedir, platform } from 'node:os';
 import { join } from 'node:path';
 import { PiimgError } from '../errors.js';
@@ -18,6 +19,18 @@ export function sniffCompression(head: Uint8Array): Compression | undefined {
   // zstd frame magic 0xFD2FB528, little-endian (RFC 8878 §3.1.1).
   if (starts(0x28, 0xb5, 0x2f, 0xfd)) return 'zstd';
   return undefined;
+}
+
+/** The container the file at `path` is, by the signature in its first bytes (sniffCompression). */
+export function sniffFile(path: string): Compression | undefined {
+  const fd = openSync(path, 'r');
+  try {
+    const head = new Uint8Array(8);
+    const count = readSync(fd, head, 0, head.length, 0);
+    return sniffCompression(head.subarray(0, count));
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Where decompressed bases are cached: PIIMG_CACHE_DIR, else the platform's user cache directory. */

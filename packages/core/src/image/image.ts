@@ -17,7 +17,7 @@ import { createBmap, type Bmap } from './bmap.js';
 import { applyDeltaFile, writeDelta, type DeltaHeader } from './delta.js';
 import { fileIdentityKey, rawSha256, readFileFact, writeFileFact } from './identity.js';
 import { detectFilesystem, type FilesystemInfo } from './detect.js';
-import { sameFile, type PrepareSaveOptions } from './early.js';
+import { sameFile, type PrepareSaveOptions, type StartedSave } from './early.js';
 import { partialName } from './partial.js';
 import { diskUsedRanges, isRangeList, usedRanges } from './usage.js';
 import { dataMapFor } from './datamap.js';
@@ -324,17 +324,24 @@ export class Image implements AsyncDisposable {
    * }
    */
   prepareSave(outPath: string, { started, ...options }: PrepareSaveOptions = {}): PreparedSave {
+    try {
+      return this.prepareOwnSave(outPath, options, started);
+    } finally {
+      // A started copy the save did not take (another base or output, a stream format, an error) stops.
+      void started?.cancel();
+    }
+  }
+
+  private prepareOwnSave(outPath: string, options: SaveOptions, started: StartedSave | undefined): PreparedSave {
     this.assertOpen();
     const target = resolve(outPath);
     if (sameFile(target, this.rawPath) || sameFile(target, this.sourcePath)) {
-      void started?.cancel();
       throw new PiimgError('E_SAME_FILE', `refusing to overwrite the base image ${outPath}; open it with inPlace to edit it`, { path: outPath });
     }
     const format = options.format ?? (options.toDevice ? 'img' : formatFromPath(outPath));
     if (!OUTPUT_FORMATS.includes(format)) throw new PiimgError('EINVAL', `unknown output format ${String(format)}`, { format });
     // A raw file with free space as zeros is written like a compressed output: from the stream.
     if (format !== 'img' || options.freeSpace === 'zero' || options.toDevice || this.inPlace) {
-      void started?.cancel();
       if (options.toDevice && format !== 'img') throw new PiimgError('EINVAL', `a device takes the raw image, not ${format}`, { path: outPath });
       if (!options.toDevice) checkOutputPath(target);
       const later: PreparedSave = new PreparedSave(
@@ -348,8 +355,6 @@ export class Image implements AsyncDisposable {
       return this.track(later);
     }
     const job = started?.take(this.rawPath, this.overlay.size, target, options) ?? new SaveJob(this.rawPath, this.overlay.size, target, this.cacheDir, options);
-    // A copy started for something else (another base, a changed file) is stopped.
-    void started?.cancel();
     const prepared: PreparedSave = new PreparedSave(
       target,
       async () => {

@@ -3,6 +3,7 @@ import { closeSync, constants, copyFileSync, openSync, readFileSync, realpathSyn
 import { chmod, open, rename, stat, truncate, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Overlay } from '../device/overlay.js';
+import { kindOf } from '../device/file.js';
 import { PiimgError } from '../errors.js';
 import { throwIfAborted } from './abort.js';
 import { copyRanges } from './copy.js';
@@ -136,16 +137,6 @@ export interface SaveResult {
   format?: OutputFormat;
   /** For compressed formats: Blocks in all, reused (from the cache), compressed now. */
   blocks?: OutputStats;
-}
-
-/** What a path names, for messages: 'a directory', 'a FIFO'... */
-export function kindOf(stats: Stats): string {
-  if (stats.isDirectory()) return 'a directory';
-  if (stats.isBlockDevice()) return 'a block device';
-  if (stats.isCharacterDevice()) return 'a character device';
-  if (stats.isFIFO()) return 'a FIFO';
-  if (stats.isSocket()) return 'a socket';
-  return 'not a regular file';
 }
 
 /**
@@ -284,13 +275,6 @@ export class SaveJob {
   private async copyBase(): Promise<{ reflinked: boolean; baseCopy: BaseCopy }> {
     const { basePath, temporary, options, signal } = this;
     const copier = options.copier ?? defaultCopier();
-    const early = (globalThis as any).__piimgEarly;
-    if (early && early.base === basePath) {
-      (globalThis as any).__piimgEarly = undefined;
-      (this as any).temporary = early.temp;
-      await early.done;
-      return { reflinked: false, baseCopy: 'cp' };
-    }
     try {
       try {
         copyFileSync(basePath, temporary, constants.COPYFILE_FICLONE_FORCE);

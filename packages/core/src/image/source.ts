@@ -1,14 +1,13 @@
 import { createHash } from 'node:crypto';
-import { closeSync, createReadStream, existsSync, ftruncateSync, mkdirSync, openSync, readSync, renameSync, statSync, unlinkSync, type Stats } from 'node:fs';
+import { closeSync, createReadStream, existsSync, ftruncateSync, mkdirSync, openSync, renameSync, statSync, unlinkSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { createGunzip } from 'node:zlib';
 import { PiimgError } from '../errors.js';
-import { writeFully } from '../device/file.js';
+import { kindOf, writeFully } from '../device/file.js';
 import { throwIfAborted } from './abort.js';
-import { kindOf } from './save.js';
 import { partialName, removeStalePartials } from './partial.js';
 import { fileIdentityKey, readFileFact, writeFileFact } from './identity.js';
-import { defaultCacheDir, sniffCompression, type Compression } from './format.js';
+import { defaultCacheDir, sniffFile, type Compression } from './format.js';
 import { cacheEntryMapPath, DATA_MAP_BLOCK, DataMapBuilder, writeDataMap, type DataMap } from './datamap.js';
 
 export { defaultCacheDir, sniffCompression, type Compression } from './format.js';
@@ -34,17 +33,6 @@ export interface SourceOptions {
 
 /** Default limit of a decompressed image: 64 GiB. */
 export const DEFAULT_MAX_IMAGE_SIZE = 64 * 1024 ** 3;
-
-function readHead(path: string, length: number): Uint8Array {
-  const fd = openSync(path, 'r');
-  try {
-    const head = new Uint8Array(length);
-    const count = readSync(fd, head, 0, length, 0);
-    return head.subarray(0, count);
-  } finally {
-    closeSync(fd);
-  }
-}
 
 async function hashFile(path: string, onProgress?: (progress: Progress) => void): Promise<string> {
   const hash = createHash('sha256');
@@ -254,7 +242,7 @@ export async function resolveSource(path: string, options: SourceOptions = {}): 
   // An image is read at any offset: a FIFO or socket would block the first read for good
   // (a signal cannot stop a thread in open(2)), a directory or device fails in other ways.
   if (!stats.isFile()) throw new PiimgError('E_BAD_IMAGE', `${path} is not an image file: it is ${kindOf(stats)}`, { path, kind: kindOf(stats) });
-  const compression = sniffCompression(readHead(path, 8));
+  const compression = sniffFile(path);
   if (!compression) return { rawPath: path, cached: false };
 
   const cacheDir = options.cacheDir ?? defaultCacheDir();
